@@ -1,0 +1,103 @@
+"""HTTP endpoints of /api/v1/auth: thin, they translate and delegate to AuthService."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Example
+from litestar.params import Body, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+
+from auth_service.auth.deps import provide_auth_service, provide_claims, provide_client
+from auth_service.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, TokenPair, VerifyResponse
+from auth_service.auth.services import AuthService, ClientInfo, IssuedTokens
+from auth_service.openapi import error_responses, require_json_body
+from auth_service.security.tokens import AccessClaims
+
+__all__ = ["AuthController"]
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _pair(issued: IssuedTokens) -> Response[TokenPair]:
+    body = TokenPair(
+        access_token=issued.access_token,
+        expires_in=issued.access_expires_in,
+        refresh_token=issued.refresh_token,
+        refresh_expires_in=issued.refresh_expires_in,
+    )
+    return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE)
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]
+    before_request = require_json_body
+    dependencies = {"auth": Provide(provide_auth_service), "client": Provide(provide_client, sync_to_thread=False)}
+
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        summary="Log in with username and password",
+        description="Returns an access token and a refresh token. Unknown user, wrong password and "
+        "disabled account all answer AUTH_INVALID_CREDENTIALS.",
+        responses=error_responses(400, 401, 413, 415, 429, 503),
+    )
+    async def login(
+        self,
+        auth: NamedDependency[AuthService],
+        client: NamedDependency[ClientInfo],
+        data: Annotated[
+            LoginRequest,
+            Body(examples=[Example(value={"username": "alice", "password": "correct horse battery staple"})]),
+        ],
+    ) -> Response[TokenPair]:
+        return _pair(await auth.login(data.username, data.password, client))
+
+    @post(
+        "/refresh",
+        status_code=HTTP_200_OK,
+        summary="Rotate a refresh token",
+        description="Spends the refresh token and returns a new pair. Presenting a spent token again revokes "
+        "its whole session, except within a short grace period, which returns the same successor.",
+        responses=error_responses(400, 401, 413, 415, 429, 503),
+    )
+    async def refresh(self, auth: NamedDependency[AuthService], data: JSONBody[RefreshRequest]) -> Response[TokenPair]:
+        return _pair(await auth.refresh(data.refresh_token))
+
+    @post(
+        "/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Log out",
+        description="Revokes the access token and its session (or the session of `refresh_token`); "
+        '`"everywhere": true` revokes every token of the user.',
+        dependencies={"claims": Provide(provide_claims)},
+        security=[{"BearerToken": []}],
+        responses=error_responses(400, 401, 413, 415, 429, 503),
+    )
+    async def logout(
+        self,
+        auth: NamedDependency[AuthService],
+        claims: NamedDependency[AccessClaims],
+        data: JSONBody[LogoutRequest | None] = None,
+    ) -> None:
+        data = data or LogoutRequest()
+        await auth.logout(claims, data.refresh_token, data.everywhere)
+
+    @get(
+        "/verify",
+        summary="Verify an access token",
+        description="Checks signature, expiry, issuer, audience and revocation of the Bearer token.",
+        dependencies={"claims": Provide(provide_claims)},
+        security=[{"BearerToken": []}],
+        responses=error_responses(401, 429, 503),
+    )
+    async def verify(self, claims: NamedDependency[AccessClaims]) -> VerifyResponse:
+        expires_at = dt.datetime.fromtimestamp(claims.exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return VerifyResponse(
+            valid=True, user_id=claims.sub, username=claims.username, roles=claims.roles, expires_at=expires_at
+        )
+

@@ -1,0 +1,278 @@
+"""Login, refresh, logout and verify: the business rules, free of HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.errors import InvalidCredentials, ServiceUnavailable, TokenExpired, TokenInvalid, TokenRevoked
+from auth_service.security.passwords import HasherBusyError, PasswordHasher
+from auth_service.security.revocation import RevocationStore
+from auth_service.security.tokens import (
+    AccessClaims,
+    TokenExpiredError,
+    TokenInvalidError,
+    TokenService,
+    hash_refresh_token,
+    new_refresh_token,
+)
+from db.models import LoginRecord, RefreshToken, User
+from db.repositories import LoginRecordRepository, RefreshTokenRepository, TokenBlacklistRepository, UserRepository
+
+__all__ = ["AuthService", "ClientInfo", "IssuedTokens", "TokenVerifier"]
+
+log = structlog.get_logger()
+
+_USER_AGENT_MAX = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    ip: str
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    access_expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+    user_id: str
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class TokenVerifier:
+    """Verifies access tokens: signature and claims in process, revocation in one Redis round trip."""
+
+    def __init__(self, tokens: TokenService, revocation: RevocationStore) -> None:
+        self._tokens = tokens
+        self._revocation = revocation
+
+    async def verify(self, token: str) -> AccessClaims:
+        """The claims of a live access token.
+
+        Raises:
+            TokenExpired, TokenInvalid, TokenRevoked.
+        """
+        try:
+            claims = self._tokens.verify_access(token)
+        except TokenExpiredError:
+            raise TokenExpired from None
+        except TokenInvalidError:
+            raise TokenInvalid from None
+        if await self._revocation.is_revoked(claims):
+            raise TokenRevoked
+        return claims
+
+
+class AuthService:
+    """The token lifecycle for one request.
+
+    Args:
+        session: the request's database session; this service commits it.
+        hasher: password hashing pool.
+        tokens: JWT and refresh-token primitives.
+        revocation: Redis/PostgreSQL revocation state.
+        refresh_ttl: refresh token lifetime in seconds.
+        reuse_grace: seconds during which a spent refresh token gets its successor back.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        hasher: PasswordHasher,
+        tokens: TokenService,
+        revocation: RevocationStore,
+        refresh_ttl: int,
+        reuse_grace: int,
+    ) -> None:
+        self._session = session
+        self._users = UserRepository(session=session)
+        self._records = LoginRecordRepository(session=session)
+        self._refresh = RefreshTokenRepository(session=session)
+        self._blacklist = TokenBlacklistRepository(session=session)
+        self._hasher = hasher
+        self._tokens = tokens
+        self._revocation = revocation
+        self._refresh_ttl = refresh_ttl
+        self._grace = dt.timedelta(seconds=reuse_grace)
+
+    async def login(self, username: str, password: str, client: ClientInfo) -> IssuedTokens:
+        """Check a password and open a session.
+
+        Unknown user, wrong password and disabled account fail alike, in the same time;
+        the real reason is kept in login_records.
+
+        Raises:
+            InvalidCredentials: any credential failure.
+            ServiceUnavailable: the hashing pool is saturated.
+        """
+        # Rate limits (per IP, per username) are checked before this point, before any hashing or DB work.
+        user = await self._users.get_by_username(username)
+        try:
+            result = await self._hasher.verify(user.password_hash if user else None, password)
+        except HasherBusyError:
+            raise ServiceUnavailable(headers={"Retry-After": "1"}) from None
+        failure = (
+            "unknown_user" if user is None else "bad_password" if not result.ok else "inactive" if not user.is_active else None
+        )
+        if failure is not None or user is None:
+            await self._record(user, username, client, failure=failure)
+            await self._session.commit()
+            log.info("login.failed", reason=failure, ip=client.ip)
+            raise InvalidCredentials
+        if result.new_hash:
+            user.password_hash = result.new_hash
+            log.info("login.password_rehashed", user_id=str(user.id))
+        family_id = uuid.uuid4()
+        refresh_token, refresh_row = self._new_refresh_row(user.id, family_id)
+        await self._refresh.add(refresh_row, auto_refresh=False)
+        await self._record(user, username, client, failure=None)
+        await self._session.commit()
+        await self._revocation.remember_user(str(user.id), user.is_active, user.tokens_valid_after)
+        # The login notification is enqueued here (jobs issue), after the commit.
+        log.info("login.succeeded", user_id=str(user.id), ip=client.ip)
+        return self._issue(user, family_id, refresh_token, self._refresh_ttl)
+
+    async def refresh(self, presented: str) -> IssuedTokens:
+        """Rotate a refresh token: spend it and mint its successor.
+
+        A token spent earlier is theft unless it is repeated within the grace period,
+        in which case the same successor comes back (two tabs refreshing at once).
+
+        Raises:
+            TokenInvalid: unknown token.
+            TokenExpired: the token's lifetime ended.
+            TokenRevoked: the token or its family was revoked, or it was reused.
+        """
+        now = _now()
+        token_hash = hash_refresh_token(presented)
+        successor = self._tokens.successor_of(presented)
+        successor_id = uuid.uuid4()
+        spent = await self._refresh.spend(token_hash, successor_id, now)
+        if spent is None:
+            return await self._refresh_not_live(presented, token_hash, successor, now)
+        user = await self._users.get_one_or_none(User.id == spent.user_id)
+        if user is None or not user.is_active:
+            await self._refresh.revoke_family(spent.family_id, now)
+            await self._session.commit()
+            raise TokenRevoked
+        row = RefreshToken(
+            id=successor_id,
+            token_hash=hash_refresh_token(successor),
+            family_id=spent.family_id,
+            user_id=user.id,
+            issued_at=now,
+            expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
+        )
+        await self._refresh.add(row, auto_refresh=False)
+        await self._session.commit()
+        return self._issue(user, spent.family_id, successor, self._refresh_ttl)
+
+    async def _refresh_not_live(self, presented: str, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
+        existing = await self._refresh.get_by_hash(token_hash)
+        if existing is None:
+            raise TokenInvalid
+        if existing.revoked_at is not None:
+            raise TokenRevoked
+        if existing.spent_at is None:
+            raise TokenExpired
+        if now - existing.spent_at <= self._grace and existing.replaced_by_id is not None:
+            follower = await self._refresh.get_one_or_none(RefreshToken.id == existing.replaced_by_id)
+            user = await self._users.get_one_or_none(User.id == existing.user_id)
+            if (
+                follower is not None
+                and follower.token_hash == hash_refresh_token(successor)
+                and follower.revoked_at is None
+                and user is not None
+                and user.is_active
+            ):
+                remaining = int((follower.expires_at - now).total_seconds())
+                return self._issue(user, existing.family_id, successor, remaining)
+        # Reuse of a spent token: someone holds a copy. Kill the whole session.
+        await self._refresh.revoke_family(existing.family_id, now)
+        try:
+            await self._revocation.revoke(str(existing.user_id), families=[existing.family_id])
+        except RedisError:
+            log.warning("refresh.reuse_redis_unavailable")
+        await self._session.commit()
+        log.warning("refresh.reuse_detected", user_id=str(existing.user_id), family_id=str(existing.family_id))
+        raise TokenRevoked
+
+    async def logout(self, claims: AccessClaims, refresh_token: str | None, everywhere: bool) -> None:
+        """Revoke the access token and its session, or every session of the user.
+
+        PostgreSQL and Redis change together: when Redis cannot be written, nothing is
+        committed and the caller gets ServiceUnavailable, so a retry is safe.
+        """
+        now = _now()
+        user_id = uuid.UUID(claims.sub)
+        families: set[uuid.UUID] = {uuid.UUID(claims.sid)}
+        if refresh_token:
+            row = await self._refresh.get_by_hash(hash_refresh_token(refresh_token))
+            if row is not None and row.user_id == user_id:
+                families.add(row.family_id)
+        await self._blacklist.blacklist(claims.jti, user_id, dt.datetime.fromtimestamp(claims.exp, dt.UTC))
+        user_state: tuple[bool, dt.datetime | None] | None = None
+        if everywhere:
+            user = await self._users.get_one_or_none(User.id == user_id)
+            if user is not None:
+                user.tokens_valid_after = now
+                user_state = (user.is_active, now)
+            since = now - dt.timedelta(seconds=self._tokens.access_ttl)
+            families.update(await self._refresh.families_issued_since(user_id, since))
+            await self._refresh.revoke_user(user_id, now)
+        else:
+            for family in families:
+                await self._refresh.revoke_family(family, now)
+        try:
+            await self._revocation.revoke(
+                claims.sub, jti=claims.jti, token_exp=claims.exp, families=families, user_state=user_state
+            )
+        except RedisError:
+            await self._session.rollback()
+            raise ServiceUnavailable from None
+        await self._session.commit()
+        log.info("logout.succeeded", user_id=claims.sub, everywhere=everywhere, sessions=len(families))
+
+    def _issue(self, user: User, family_id: uuid.UUID, refresh_token: str, refresh_expires_in: int) -> IssuedTokens:
+        access, _ = self._tokens.issue_access(
+            user_id=str(user.id), username=user.username, roles=list(user.roles or []), session_id=str(family_id)
+        )
+        # Token issue metrics go here (observability issue).
+        return IssuedTokens(access, self._tokens.access_ttl, refresh_token, refresh_expires_in, str(user.id))
+
+    def _new_refresh_row(self, user_id: uuid.UUID, family_id: uuid.UUID) -> tuple[str, RefreshToken]:
+        now = _now()
+        token = new_refresh_token()
+        row = RefreshToken(
+            token_hash=hash_refresh_token(token),
+            family_id=family_id,
+            user_id=user_id,
+            issued_at=now,
+            expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
+        )
+        return token, row
+
+    async def _record(self, user: User | None, username: str, client: ClientInfo, *, failure: str | None) -> None:
+        await self._records.add(
+            LoginRecord(
+                user_id=user.id if user else None,
+                username=username[:255],
+                ip_address=client.ip[:45],
+                user_agent=(client.user_agent or "")[:_USER_AGENT_MAX] or None,
+                success=failure is None,
+                failure_reason=failure,
+            ),
+            auto_refresh=False,
+        )

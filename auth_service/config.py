@@ -1,0 +1,230 @@
+"""Settings: one msgspec Struct, loaded once from the environment and `.env`.
+
+Every field is an environment variable of the same name in upper case. Values in
+the process environment win over `.env`. A bad or missing value stops start-up with
+one line that names the variable and says what is expected (`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from dotenv import dotenv_values
+
+__all__ = ["RateLimit", "Settings", "SettingsError", "get_settings", "load_settings", "normalize_database_url"]
+
+# Secrets that appear in examples and tutorials; a deployment that copied one is refused.
+WELL_KNOWN_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "your-secret-key",
+        "your-256-bit-secret",
+        "super-secret-key",
+        "please-change-this-secret-key-in-production",
+    }
+)
+MIN_SECRET_BYTES = 32
+SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)?\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    """A parsed limit in the seed's notation: `5/minute`, `10/hour`, `3/2second`."""
+
+    limit: int
+    period_seconds: int
+
+    @classmethod
+    def parse(cls, value: str) -> RateLimit:
+        match = _RATE_RE.match(value)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError("expected N/period, e.g. 5/minute, 100/minute, 10/hour, 3/2second")
+        multiple = int(match.group(2) or 1)
+        return cls(int(match.group(1)), multiple * _PERIODS[match.group(3).lower()])
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Every setting of the API and the worker, with its default."""
+
+    app_env: Literal["development", "production", "test"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    docs_enabled: bool = True
+
+    database_url: str = ""
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
+    redis_url: str = ""
+    redis_key_prefix: str = "auth"
+    celery_broker_url: str = ""
+
+    jwt_secret_key: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_private_key_file: str = ""
+    jwt_public_key_file: str = ""
+    jwt_key_id: str = ""
+    jwt_expiration_minutes: int = 60
+    jwt_issuer: str = "auth-service"
+    jwt_audience: str = "auth-service-clients"
+    refresh_token_expiration_days: int = 7
+    refresh_reuse_grace_seconds: int = 10
+
+    rate_limit_login: str = "5/minute"
+    rate_limit_api: str = "100/minute"
+    rate_limit_refresh: str = "10/hour"
+    rate_limit_login_failures: str = "10/15minute"
+    rate_limit_public: str = "300/minute"
+
+    cors_origins: str = ""
+    trusted_proxies: str = ""
+    max_body_size: int = 65536
+
+    password_hash_workers: int = 0
+    password_hash_queue: int = 64
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+    @property
+    def access_ttl_seconds(self) -> int:
+        return self.jwt_expiration_minutes * 60
+
+    @property
+    def refresh_ttl_seconds(self) -> int:
+        return self.refresh_token_expiration_days * 86400
+
+    @property
+    def hash_workers(self) -> int:
+        return self.password_hash_workers or os.cpu_count() or 1
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in _split(self.trusted_proxies)]
+
+    @property
+    def async_database_url(self) -> str:
+        return normalize_database_url(self.database_url)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgresql://`, `postgres://` and `postgresql+asyncpg://`; return the asyncpg form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("expected a postgresql:// or postgresql+asyncpg:// URL")
+
+
+def _check(settings: Settings) -> None:
+    """Cross-field checks; each failure names its variable."""
+    problems: list[tuple[str, str]] = []
+    try:
+        settings.async_database_url
+    except ValueError as exc:
+        problems.append(("DATABASE_URL", str(exc) if settings.database_url else "is required (a postgresql:// URL)"))
+    if not settings.redis_url:
+        problems.append(("REDIS_URL", "is required (a redis:// or unix:// URL)"))
+    elif not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(("REDIS_URL", "expected a redis://, rediss:// or unix:// URL"))
+    if settings.jwt_algorithm in SYMMETRIC_ALGORITHMS:
+        secret = settings.jwt_secret_key
+        if not secret:
+            problems.append(("JWT_SECRET_KEY", "is required; generate one with `just init` or `openssl rand -hex 32`"))
+        elif secret.strip().lower() in WELL_KNOWN_SECRETS:
+            problems.append(("JWT_SECRET_KEY", "is a well-known example value; generate a random one"))
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(("JWT_SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes"))
+    elif settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS:
+        if not settings.jwt_private_key_file:
+            problems.append(("JWT_PRIVATE_KEY_FILE", f"is required for {settings.jwt_algorithm} (a PEM file)"))
+    else:
+        allowed = ", ".join(SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
+        problems.append(("JWT_ALGORITHM", f"expected one of {allowed}"))
+    for name in ("rate_limit_login", "rate_limit_api", "rate_limit_refresh", "rate_limit_login_failures", "rate_limit_public"):
+        try:
+            RateLimit.parse(getattr(settings, name))
+        except ValueError as exc:
+            problems.append((name.upper(), str(exc)))
+    try:
+        settings.trusted_proxy_networks
+    except ValueError:
+        problems.append(("TRUSTED_PROXIES", "expected comma-separated IP addresses or CIDRs"))
+    positive = (
+        "jwt_expiration_minutes",
+        "refresh_token_expiration_days",
+        "max_body_size",
+        "password_hash_queue",
+        "database_pool_size",
+    )
+    problems += [(name.upper(), "must be a positive integer") for name in positive if getattr(settings, name) < 1]
+    if settings.refresh_reuse_grace_seconds < 0:
+        problems.append(("REFRESH_REUSE_GRACE_SECONDS", "must be 0 or more"))
+    if settings.password_hash_workers < 0:
+        problems.append(("PASSWORD_HASH_WORKERS", "must be 0 (one per CPU) or more"))
+    # OWASP's argon2id minimum: m=19 MiB, t=2, p=1.
+    if settings.argon2_memory_kib < 19456 or settings.argon2_time_cost < 2 or settings.argon2_parallelism < 1:
+        problems.append(("ARGON2_MEMORY_KIB", "argon2id below OWASP's minimum (m=19456 KiB, t=2, p=1) is refused"))
+    if problems:
+        name, message = problems[0]
+        raise SettingsError(f"{name}: {message}")
+
+
+def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Build Settings from `.env` overlaid with the environment.
+
+    Args:
+        env: the environment to read (default `os.environ`).
+        env_file: a dotenv file read first; a missing file is fine.
+
+    Raises:
+        SettingsError: a value is missing or malformed.
+    """
+    source: dict[str, Any] = {}
+    if env_file and Path(env_file).is_file():
+        source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source.update(os.environ if env is None else env)
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    raw = {key.lower(): value for key, value in source.items() if key.lower() in fields and key.isupper()}
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    _check(settings)
+    return settings
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.jwt_expiration_minutes`"
+    message = str(exc)
+    match = re.search(r"at `\$\.(\w+)`", message)
+    if not match:
+        return message
+    return f"{match.group(1).upper()}: {message.split(' - at ')[0]}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()

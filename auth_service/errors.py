@@ -1,0 +1,189 @@
+"""The error hierarchy and the one place that turns any error into the envelope.
+
+Every error, ours or the framework's (validation, 404, 405, 413, 500), leaves as
+`{"error": {"code", "message", "timestamp", "request_id", ["details"]}}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from auth_service.request_id import request_id_of
+
+__all__ = [
+    "AuthServiceError",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorEnvelope",
+    "Forbidden",
+    "InvalidCredentials",
+    "ServiceUnavailable",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenRevoked",
+    "exception_handlers",
+]
+
+log = structlog.get_logger()
+
+
+class ErrorDetail(msgspec.Struct):
+    """One field that failed validation."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    timestamp: str
+    request_id: str
+    details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+class AuthServiceError(Exception):
+    """Base of our errors: a stable code, a safe message and an HTTP status."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    status_code: ClassVar[int] = 500
+    message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message or self.message)
+        self.detail = message or self.message
+        self.headers = headers or {}
+
+
+class InvalidCredentials(AuthServiceError):
+    code, status_code, message = "AUTH_INVALID_CREDENTIALS", 401, "Invalid username or password"
+
+
+class TokenInvalid(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_INVALID", 401, "Token is invalid"
+
+
+class TokenExpired(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_EXPIRED", 401, "Token has expired"
+
+
+class TokenRevoked(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_REVOKED", 401, "Token has been revoked"
+
+
+class Forbidden(AuthServiceError):
+    code, status_code, message = "FORBIDDEN", 403, "Forbidden"
+
+
+class ServiceUnavailable(AuthServiceError):
+    code, status_code, message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable, retry shortly"
+
+
+# Framework statuses we answer with our own codes and fixed, non-revealing messages.
+_HTTP_CODES: dict[int, tuple[str, str]] = {
+    400: ("VALIDATION_ERROR", "Request validation failed"),
+    401: ("AUTH_TOKEN_INVALID", "Token is invalid"),
+    403: ("FORBIDDEN", "Forbidden"),
+    404: ("NOT_FOUND", "Resource not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"),
+    429: ("RATE_LIMIT_EXCEEDED", "Too many requests"),
+    500: ("INTERNAL_SERVER_ERROR", "Internal server error"),
+    503: ("SERVICE_UNAVAILABLE", "Service temporarily unavailable, retry shortly"),
+}
+
+_AUTH_STATUSES = {401}
+
+
+def _envelope(
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorEnvelope]:
+    body = ErrorBody(
+        code=code,
+        message=message,
+        timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        request_id=request_id_of(request.scope),
+        details=details if details is not None else msgspec.UNSET,
+    )
+    all_headers = dict(headers or {})
+    if status in _AUTH_STATUSES:
+        all_headers.setdefault("WWW-Authenticate", "Bearer")
+    return Response(ErrorEnvelope(error=body), status_code=status, headers=all_headers)
+
+
+def _handle_ours(request: Request[Any, Any, Any], exc: AuthServiceError) -> Response[ErrorEnvelope]:
+    return _envelope(request, exc.status_code, exc.code, exc.detail, headers=exc.headers)
+
+
+def _field_message(field: str, message: str) -> ErrorDetail:
+    field = field.removeprefix("$.")
+    if field == "data":  # Litestar's name for the whole body
+        field = "body"
+    if message == "'data'":
+        message = "a JSON body is required"
+    elif "matching regex" in message:
+        # Don't echo our patterns back; say what they forbid.
+        message = "contains characters that are not allowed"
+    return ErrorDetail(field=field, message=message[:200])
+
+
+def _validation_details(exc: ValidationException) -> list[ErrorDetail]:
+    details: list[ErrorDetail] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            field = str(item.get("key") or item.get("source") or "body")
+            details.append(_field_message(field, str(item.get("message", "invalid"))))
+    return details or [ErrorDetail(field="body", message=_safe_detail(exc))]
+
+
+def _safe_detail(exc: HTTPException) -> str:
+    detail = str(exc.detail or "")
+    # Litestar's own 400 texts name the problem ("Malformed request"); keep them short and plain.
+    return detail[:200] if detail else "invalid request"
+
+
+def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorEnvelope]:
+    status = exc.status_code
+    code, message = _HTTP_CODES.get(status, ("INTERNAL_SERVER_ERROR" if status >= 500 else "VALIDATION_ERROR", ""))
+    if status >= 500:
+        log.error("request.failed", status=status, exc_info=exc)
+        return _envelope(request, status, code, message or "Internal server error")
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")}
+    if status == 400:
+        details = _validation_details(exc) if isinstance(exc, ValidationException) else [
+            ErrorDetail(field="body", message=_safe_detail(exc))
+        ]
+        return _envelope(request, 400, code, message, details=details, headers=headers)
+    return _envelope(request, status, code, message or _safe_detail(exc), headers=headers)
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    log.error("request.unhandled_exception", exc_info=exc)
+    return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    AuthServiceError: _handle_ours,
+    HTTPException: _handle_http,
+    Exception: _handle_unexpected,
+}

@@ -1,0 +1,51 @@
+"""X-Request-ID: taken from a well-formed incoming header or generated; echoed everywhere."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "add_request_id_header", "request_id_of"]
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_STATE_KEY = "request_id"
+
+
+def request_id_of(scope: Scope | dict[str, Any]) -> str:
+    """The request's id, computed once per request and kept in the scope state."""
+    state = scope.setdefault("state", {})
+    request_id = state.get(_STATE_KEY)
+    if request_id is None:
+        incoming = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
+        text = incoming.decode("latin-1")
+        request_id = text if _VALID.fullmatch(text) else uuid.uuid4().hex
+        state[_STATE_KEY] = request_id
+    return str(request_id)
+
+
+class RequestIdMiddleware:
+    """Binds the request id to every log line of the request (structlog contextvars)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(request_id=request_id_of(scope))
+        await self.app(scope, receive, send)
+
+
+async def add_request_id_header(message: Message, scope: Scope) -> None:
+    """`before_send` hook: runs for every response, errors and 404s included."""
+    if message["type"] == "http.response.start":
+        message["headers"] = [
+            *message.get("headers", ()),
+            (b"x-request-id", request_id_of(scope).encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]

@@ -1,0 +1,62 @@
+"""Long-lived objects of one API process, built at start-up and closed at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.auth.services import TokenVerifier
+from auth_service.config import Settings
+from auth_service.security.passwords import PasswordHasher
+from auth_service.security.revocation import RevocationStore
+from auth_service.security.tokens import TokenService
+
+__all__ = ["Resources", "build_resources"]
+
+
+@dataclass(slots=True)
+class Resources:
+    settings: Settings
+    redis: Redis
+    hasher: PasswordHasher
+    tokens: TokenService
+    revocation: RevocationStore
+    verifier: TokenVerifier
+
+    async def close(self) -> None:
+        self.hasher.close()
+        await self.redis.aclose()
+
+
+def build_resources(settings: Settings, session_factory: Callable[[], AsyncSession]) -> Resources:
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+        max_connections=256,
+    )
+    hasher = PasswordHasher(
+        memory_kib=settings.argon2_memory_kib,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+        workers=settings.hash_workers,
+        max_pending=settings.password_hash_queue,
+    )
+    tokens = TokenService(
+        algorithm=settings.jwt_algorithm,
+        secret=settings.jwt_secret_key,
+        private_key_file=settings.jwt_private_key_file,
+        public_key_file=settings.jwt_public_key_file,
+        key_id=settings.jwt_key_id,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=settings.access_ttl_seconds,
+    )
+    revocation = RevocationStore(
+        redis, session_factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
+    )
+    return Resources(settings, redis, hasher, tokens, revocation, TokenVerifier(tokens, revocation))

@@ -1,0 +1,121 @@
+"""User management: creation with the password policy, deactivation, password change."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.security.passwords import PasswordHasher
+from auth_service.security.revocation import RevocationStore
+from auth_service.users.schemas import UserCreate, UserRead
+from db.models import User
+from db.repositories import RefreshTokenRepository, UserRepository
+
+__all__ = ["PasswordPolicyError", "UserExistsError", "UserService", "check_password_policy"]
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_BYTES = 1024
+
+
+class PasswordPolicyError(ValueError):
+    """The password does not meet the policy; the message says why."""
+
+
+class UserExistsError(ValueError):
+    """A user with that username or e-mail already exists."""
+
+
+def check_password_policy(password: str, username: str) -> None:
+    """At least 12 characters, at most 1024 bytes, not the username.
+
+    Raises:
+        PasswordPolicyError: with the rule that failed.
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise PasswordPolicyError(f"password must be at least {MIN_PASSWORD_CHARS} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise PasswordPolicyError(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    if password.strip().lower() == username.strip().lower():
+        raise PasswordPolicyError("password must not be the username")
+    if "\x00" in password:
+        raise PasswordPolicyError("password must not contain NUL characters")
+
+
+def _read(user: User) -> UserRead:
+    return UserRead(str(user.id), user.username, user.email, list(user.roles or []), user.is_active)
+
+
+class UserService:
+    """Creates and changes users; commits its own session."""
+
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher, revocation: RevocationStore) -> None:
+        self._session = session
+        self._revocation = revocation
+        self._users = UserRepository(session=session)
+        self._refresh = RefreshTokenRepository(session=session)
+        self._hasher = hasher
+
+    async def create(self, data: UserCreate) -> UserRead:
+        """Create a user.
+
+        Raises:
+            msgspec.ValidationError: username, e-mail or roles malformed.
+            PasswordPolicyError: the password breaks the policy.
+            UserExistsError: the username or e-mail is taken.
+        """
+        data = msgspec.convert(msgspec.to_builtins(data), UserCreate)  # re-validates constraints
+        check_password_policy(data.password, data.username)
+        if await self._users.exists_username_or_email(data.username, data.email):
+            raise UserExistsError("a user with that username or e-mail already exists")
+        user = User(
+            username=data.username,
+            email=data.email,
+            password_hash=await self._hasher.hash(data.password),
+            roles=sorted(set(data.roles)),
+            is_active=True,
+        )
+        await self._users.add(user)
+        await self._session.commit()
+        return _read(user)
+
+    async def get_by_username(self, username: str) -> UserRead | None:
+        user = await self._users.get_by_username(username)
+        return _read(user) if user else None
+
+    async def count_admins(self) -> int:
+        return await self._users.count_admins()
+
+    async def set_active(self, username: str, active: bool) -> UserRead:
+        """Enable or disable a user; disabling kills every token at once."""
+        user = await self._require(username)
+        user.is_active = active
+        if not active:
+            await self._revoke_all(user)
+        await self._session.commit()
+        return _read(user)
+
+    async def set_password(self, username: str, password: str) -> UserRead:
+        """Change a password (policy applies); every existing token dies."""
+        user = await self._require(username)
+        check_password_policy(password, user.username)
+        user.password_hash = await self._hasher.hash(password)
+        await self._revoke_all(user)
+        await self._session.commit()
+        return _read(user)
+
+    async def _require(self, username: str) -> User:
+        user = await self._users.get_by_username(username)
+        if user is None:
+            raise LookupError(f"no user named {username!r}")
+        return user
+
+    async def _revoke_all(self, user: User) -> None:
+        """Kill every token of the user, in PostgreSQL and in Redis (Redis raises when down)."""
+        now = dt.datetime.now(dt.UTC)
+        user.tokens_valid_after = now
+        since = now - dt.timedelta(seconds=self._revocation.access_ttl)
+        families = await self._refresh.families_issued_since(user.id, since)
+        await self._refresh.revoke_user(user.id, now)
+        await self._revocation.revoke(str(user.id), families=families, user_state=(user.is_active, now))

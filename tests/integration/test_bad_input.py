@@ -1,0 +1,153 @@
+"""Bad input gets its envelope and status, never a 500, and changes nothing stored."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
+from tests.factories import bearer
+from tests.integration.conftest import login
+from tests.integration.test_auth_flow import assert_error
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def counts(session: AsyncSession) -> tuple[int, ...]:
+    return tuple(
+        [
+            (await session.execute(select(func.count()).select_from(model))).scalar_one()
+            for model in (User, LoginRecord, RefreshToken, TokenBlacklist)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/auth/login", b"{not json", "body"),
+        ("/api/v1/auth/login", b"[]", "body"),
+        ("/api/v1/auth/login", b"null", "body"),
+        ("/api/v1/auth/login", b"", "body"),
+        ("/api/v1/auth/login", b'{"password": "x"}', "body"),
+        ("/api/v1/auth/login", b'{"username": 5, "password": "x"}', "username"),
+        ("/api/v1/auth/login", b'{"username": "a\\u0000b", "password": "x"}', "username"),
+        ("/api/v1/auth/login", b'{"username": "alice", "password": "p\\u0000w"}', "password"),
+        ("/api/v1/auth/login", json.dumps({"username": "a" * 256, "password": "x"}).encode(), "username"),
+        ("/api/v1/auth/login", json.dumps({"username": "alice", "password": "x" * 1025}).encode(), "password"),
+        ("/api/v1/auth/login", b'{"username": "", "password": "x"}', "username"),
+        ("/api/v1/auth/refresh", b'{"refresh_token": 12}', "refresh_token"),
+        ("/api/v1/auth/refresh", b'{"refresh_token": "has spaces and \\u0000"}', "refresh_token"),
+        ("/api/v1/auth/refresh", b"{}", "body"),
+    ],
+)
+async def test_malformed_bodies_are_validation_errors(
+    client: AsyncTestClient[Any], db_session: AsyncSession, path: str, body: bytes, field: str
+) -> None:
+    before = await counts(db_session)
+    response = await client.post(path, content=body, headers=JSON)
+    assert_error(response, 400, "VALIDATION_ERROR")
+    details = response.json()["error"]["details"]
+    assert details and {"field", "message"} <= set(details[0])
+    assert details[0]["field"] == field
+    assert "\\x00" not in response.text
+    assert await counts(db_session) == before
+
+
+async def test_body_over_the_limit_is_413(client: AsyncTestClient[Any], db_session: AsyncSession) -> None:
+    before = await counts(db_session)
+    body = json.dumps({"username": "alice", "password": "x" * 70_000}).encode()
+    assert_error(await client.post("/api/v1/auth/login", content=body, headers=JSON), 413, "PAYLOAD_TOO_LARGE")
+    assert await counts(db_session) == before
+
+
+async def test_non_json_content_type_is_415(client: AsyncTestClient[Any]) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", content=b"username=alice&password=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+async def test_unknown_route_and_wrong_method(client: AsyncTestClient[Any]) -> None:
+    assert_error(await client.get("/api/v1/nope"), 404, "NOT_FOUND")
+    assert_error(await client.get("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(await client.request("TRACE", "/api/v1/auth/verify"), 405, "METHOD_NOT_ALLOWED")
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()  # noqa: E731
+    return f"{enc(header)}.{enc(claims)}."
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6cHc=",
+        "Bearer not-a-jwt",
+        "Bearer a.b.c",
+        "Bearer " + "x" * 10_000,
+        "Bearer two tokens",
+        "Bearer " + _unsigned({"alg": "none", "typ": "at+jwt"}, {"sub": "x", "exp": 9999999999}),
+    ],
+)
+async def test_missing_or_garbage_authorization_is_token_invalid(
+    client: AsyncTestClient[Any], authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await client.get("/api/v1/auth/verify", headers=headers)
+    assert_error(response, 401, "AUTH_TOKEN_INVALID")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_bearer_scheme_is_case_insensitive(client: AsyncTestClient[Any], alice: Any) -> None:
+    tokens = await login(client)
+    for scheme in ("bearer", "BEARER", "BeArEr"):
+        response = await client.get("/api/v1/auth/verify", headers={"Authorization": f"{scheme} {tokens['access_token']}"})
+        assert response.status_code == 200
+
+
+async def test_token_in_query_string_is_not_read(client: AsyncTestClient[Any], alice: Any) -> None:
+    tokens = await login(client)
+    response = await client.get(f"/api/v1/auth/verify?access_token={tokens['access_token']}")
+    assert_error(response, 401, "AUTH_TOKEN_INVALID")
+
+
+async def test_logout_needs_a_valid_access_token(client: AsyncTestClient[Any], db_session: AsyncSession) -> None:
+    before = await counts(db_session)
+    assert_error(await client.post("/api/v1/auth/logout"), 401, "AUTH_TOKEN_INVALID")
+    assert_error(
+        await client.post("/api/v1/auth/logout", json={"everywhere": "yes"}, headers=bearer("x.y.z")),
+        401,
+        "AUTH_TOKEN_INVALID",
+    )
+    assert await counts(db_session) == before
+
+
+async def test_request_id_is_echoed_or_generated(client: AsyncTestClient[Any]) -> None:
+    response = await client.get("/api/v1/nope", headers={"X-Request-ID": "trace-me.1_2-3"})
+    assert response.headers["x-request-id"] == "trace-me.1_2-3"
+    assert response.json()["error"]["request_id"] == "trace-me.1_2-3"
+    response = await client.get("/api/v1/nope", headers={"X-Request-ID": "evil\tvalue"})
+    assert response.headers["x-request-id"] != "evil\tvalue" and len(response.headers["x-request-id"]) == 32
+
+
+async def test_unhandled_exception_is_a_plain_500(client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from auth_service.auth.services import AuthService
+
+    async def explode(*_: Any, **__: Any) -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(AuthService, "refresh", explode)
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": "abc"})
+    assert_error(response, 500, "INTERNAL_SERVER_ERROR")
+    assert "secret internals" not in response.text and "Traceback" not in response.text

@@ -1,0 +1,73 @@
+"""Health, OpenAPI document and offline Swagger UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from auth_service.app import create_app
+from tests.conftest import free_port, make_settings
+
+
+async def test_health_ok_with_both_dependencies(client: AsyncTestClient[Any]) -> None:
+    response = await client.get("/api/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "redis": "ok"}
+    assert body["version"]
+
+
+async def test_health_503_when_redis_is_down(database_url: str) -> None:
+    settings = make_settings(database_url, f"redis://127.0.0.1:{free_port()}/0")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.get("/api/v1/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.json()["checks"] == {"database": "ok", "redis": "unavailable"}
+
+
+async def test_health_503_when_database_is_down(redis_url: str) -> None:
+    settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/x", redis_url)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.get("/api/v1/health")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "unavailable", "redis": "ok"}
+
+
+async def test_openapi_declares_the_error_envelope_for_every_error(client: AsyncTestClient[Any]) -> None:
+    doc = (await client.get("/docs/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/verify",
+        "/api/v1/health",
+    }
+    envelope = doc["components"]["schemas"]["ErrorEnvelope"]
+    assert envelope["properties"]["error"]
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            errors = {code: spec for code, spec in operation["responses"].items() if int(code) >= 400}
+            assert "500" in errors, (path, method)
+            for code, spec in errors.items():
+                if path == "/api/v1/health" and code == "503":
+                    continue
+                ref = spec["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorEnvelope"), (path, method, code)
+    assert "ValidationException" not in str(doc)
+    login = doc["paths"]["/api/v1/auth/login"]["post"]
+    assert {"400", "401", "413", "415", "429"} <= set(login["responses"])
+    schema = doc["components"]["schemas"]["LoginRequest"]["properties"]["username"]
+    assert schema["maxLength"] == 255
+
+
+async def test_swagger_ui_is_served_without_internet(client: AsyncTestClient[Any]) -> None:
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "http://" not in page.text and "https://" not in page.text
+    bundle = await client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    assert b'"5.' in bundle.content[:200_000]  # Swagger UI 5 renders OpenAPI 3.1
+    assert (await client.get("/docs-assets/swagger-ui.css")).status_code == 200

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from auth_service.config import RateLimit, SettingsError, load_settings
+
+GOOD = {
+    "DATABASE_URL": "postgresql://u@localhost/db",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "JWT_SECRET_KEY": "x" * 32,
+}
+
+
+def test_defaults_follow_the_seed() -> None:
+    settings = load_settings(env=GOOD, env_file=None)
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.jwt_expiration_minutes == 60
+    assert settings.rate_limit_login == "5/minute"
+    assert settings.rate_limit_api == "100/minute"
+    assert settings.refresh_ttl_seconds == 7 * 86400
+    assert settings.max_body_size == 65536
+    assert settings.refresh_reuse_grace_seconds == 10
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://u@h/db"]
+)
+def test_database_url_accepts_both_schemes(url: str) -> None:
+    settings = load_settings(env={**GOOD, "DATABASE_URL": url}, env_file=None)
+    assert settings.async_database_url == "postgresql+asyncpg://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"JWT_SECRET_KEY": ""}, "JWT_SECRET_KEY"),
+        ({"JWT_SECRET_KEY": "short"}, "JWT_SECRET_KEY"),
+        ({"JWT_SECRET_KEY": "your-256-bit-secret"}, "JWT_SECRET_KEY"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"JWT_EXPIRATION_MINUTES": "soon"}, "JWT_EXPIRATION_MINUTES"),
+        ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
+        ({"RATE_LIMIT_LOGIN": "lots"}, "RATE_LIMIT_LOGIN"),
+        ({"TRUSTED_PROXIES": "not-an-ip"}, "TRUSTED_PROXIES"),
+        ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_value_names_the_variable(change: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={**GOOD, **change}, env_file=None)
+    assert str(info.value).startswith(variable + ":")
+    assert "\n" not in str(info.value)
+
+
+def test_environment_overrides_env_file(tmp_path: pytest.TempPathFactory) -> None:
+    env_file = tmp_path / ".env"  # type: ignore[operator]
+    env_file.write_text("JWT_EXPIRATION_MINUTES=5\nJWT_ISSUER=from-file\n")
+    settings = load_settings(env={**GOOD, "JWT_ISSUER": "from-env"}, env_file=env_file)
+    assert settings.jwt_expiration_minutes == 5
+    assert settings.jwt_issuer == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "period"),
+    [("5/minute", 5, 60), ("100/minute", 100, 60), ("10/hour", 10, 3600), ("10/15minutes", 10, 900), ("3/2second", 3, 2)],
+)
+def test_rate_limit_notation(text: str, limit: int, period: int) -> None:
+    assert RateLimit.parse(text) == RateLimit(limit, period)
