@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -201,10 +202,8 @@ def _supervise(commands: list[list[str]]) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         while all(child.poll() is None for child in children):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 children[0].wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                pass
     except KeyboardInterrupt:
         pass
     stop()
@@ -236,8 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--email", required=True)
     create.add_argument("--role", action="append", default=[], dest="roles", help="repeatable, e.g. --role admin")
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    for name, text in (("deactivate-user", "disable a user and revoke all tokens"), ("activate-user", "re-enable a user")):
-        sub.add_parser(name, help=text).add_argument("username")
+    sub.add_parser("deactivate-user", help="disable a user and revoke all tokens").add_argument("username")
+    sub.add_parser("activate-user", help="re-enable a user").add_argument("username")
     setpw = sub.add_parser("set-password", help="change a password (revokes all tokens)")
     setpw.add_argument("username")
     setpw.add_argument("--password-stdin", action="store_true")

@@ -141,7 +141,7 @@ def _check(settings: Settings) -> None:
     """Cross-field checks; each failure names its variable."""
     problems: list[tuple[str, str]] = []
     try:
-        settings.async_database_url
+        _ = settings.async_database_url
     except ValueError as exc:
         problems.append(("DATABASE_URL", str(exc) if settings.database_url else "is required (a postgresql:// URL)"))
     if not settings.redis_url:
@@ -162,13 +162,20 @@ def _check(settings: Settings) -> None:
     else:
         allowed = ", ".join(SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
         problems.append(("JWT_ALGORITHM", f"expected one of {allowed}"))
-    for name in ("rate_limit_login", "rate_limit_api", "rate_limit_refresh", "rate_limit_login_failures", "rate_limit_public"):
+    rate_limits = (
+        "rate_limit_login",
+        "rate_limit_api",
+        "rate_limit_refresh",
+        "rate_limit_login_failures",
+        "rate_limit_public",
+    )
+    for name in rate_limits:
         try:
             RateLimit.parse(getattr(settings, name))
         except ValueError as exc:
             problems.append((name.upper(), str(exc)))
     try:
-        settings.trusted_proxy_networks
+        _ = settings.trusted_proxy_networks
     except ValueError:
         problems.append(("TRUSTED_PROXIES", "expected comma-separated IP addresses or CIDRs"))
     positive = (

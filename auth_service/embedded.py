@@ -8,6 +8,7 @@ pid, and the last one to leave stops it (pgserver does this itself for PostgreSQ
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EMBEDDED_DATABASE", "DATA_DIR", "ensure_postgres", "ensure_redis"]
+__all__ = ["DATA_DIR", "EMBEDDED_DATABASE", "ensure_postgres", "ensure_redis"]
 
 DATA_DIR = Path(os.environ.get("AUTH_SERVICE_DATA_DIR", ".data")).resolve()
 EMBEDDED_DATABASE = "auth_service"
@@ -40,7 +41,7 @@ def ensure_postgres() -> str:
 
     pgdata = DATA_DIR / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     _keep.append(server)
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';")
     if "(1 row)" not in exists:
@@ -84,15 +85,24 @@ def ensure_redis() -> str:
         subprocess.run(
             [
                 executable,
-                "--port", "0",
-                "--unixsocket", str(socket),
-                "--unixsocketperm", "700",
-                "--dir", str(redis_dir),
-                "--appendonly", "yes",
-                "--maxmemory-policy", "noeviction",
-                "--daemonize", "yes",
-                "--pidfile", str(redis_dir / "redis.pid"),
-                "--logfile", str(redis_dir / "redis.log"),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(redis_dir / "redis.pid"),
+                "--logfile",
+                str(redis_dir / "redis.log"),
             ],
             check=True,
         )
@@ -125,7 +135,6 @@ def _leave_redis(socket: Path, users: Path) -> None:
         entry.unlink(missing_ok=True)
     import redis
 
-    try:
+    # shutdown closes the connection under us; that is success
+    with contextlib.suppress(redis.RedisError):
         redis.Redis(unix_socket_path=str(socket), socket_timeout=5).shutdown(save=True)
-    except redis.RedisError:
-        pass  # shutdown closes the connection under us; that is success

@@ -170,9 +170,11 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
         return _envelope(request, status, code, message or "Internal server error")
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")}
     if status == 400:
-        details = _validation_details(exc) if isinstance(exc, ValidationException) else [
-            ErrorDetail(field="body", message=_safe_detail(exc))
-        ]
+        details = (
+            _validation_details(exc)
+            if isinstance(exc, ValidationException)
+            else [ErrorDetail(field="body", message=_safe_detail(exc))]
+        )
         return _envelope(request, 400, code, message, details=details, headers=headers)
     return _envelope(request, status, code, message or _safe_detail(exc), headers=headers)
 

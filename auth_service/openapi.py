@@ -43,8 +43,6 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-
-
 def require_json_body(request: Request[Any, Any, Any]) -> None:
     """before_request: a request that carries a body must say it is JSON."""
     if request.method not in ("POST", "PUT", "PATCH"):
@@ -54,7 +52,9 @@ def require_json_body(request: Request[Any, Any, Any]) -> None:
     if not has_body:
         return
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
         raise HTTPException(status_code=415)
 
 
@@ -63,7 +63,7 @@ def openapi_config() -> OpenAPIConfig:
         title="Auth Service",
         version=version("auth-service"),
         description="Username/password login with JWT access tokens and rotating refresh tokens. "
-        "Every error uses one envelope: `{\"error\": {\"code\", \"message\", \"timestamp\", \"request_id\"}}`.",
+        'Every error uses one envelope: `{"error": {"code", "message", "timestamp", "request_id"}}`.',
         path="/docs",
         render_plugins=[
             SwaggerRenderPlugin(

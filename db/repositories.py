@@ -65,7 +65,9 @@ class TokenBlacklistRepository(SQLAlchemyAsyncRepository[TokenBlacklist]):
 
     async def delete_expired(self, now: dt.datetime, batch_size: int) -> int:
         doomed = select(TokenBlacklist.id).where(TokenBlacklist.expires_at <= now).limit(batch_size)
-        result = await self.session.execute(delete(TokenBlacklist).where(TokenBlacklist.id.in_(doomed.scalar_subquery())))
+        result = await self.session.execute(
+            delete(TokenBlacklist).where(TokenBlacklist.id.in_(doomed.scalar_subquery()))
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -139,4 +141,3 @@ class RefreshTokenRepository(SQLAlchemyAsyncRepository[RefreshToken]):
         )
         result = await self.session.execute(delete(RefreshToken).where(RefreshToken.id.in_(doomed.scalar_subquery())))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
-

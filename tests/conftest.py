@@ -50,7 +50,7 @@ def _find_postgres() -> tuple[str, str]:
     try:
         asyncio.run(probe())
         return local, "local server 127.0.0.1:5432"
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, asyncpg.PostgresError):
         from auth_service.embedded import ensure_postgres
 
         return _with_database(_plain(ensure_postgres()), "postgres"), "embedded pgserver"

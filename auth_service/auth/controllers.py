@@ -35,11 +35,11 @@ def _pair(issued: IssuedTokens) -> Response[TokenPair]:
 class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
-    before_request = require_json_body
     dependencies = {"auth": Provide(provide_auth_service), "client": Provide(provide_client, sync_to_thread=False)}
 
     @post(
         "/login",
+        before_request=require_json_body,
         status_code=HTTP_200_OK,
         summary="Log in with username and password",
         description="Returns an access token and a refresh token. Unknown user, wrong password and "
@@ -59,6 +59,7 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        before_request=require_json_body,
         status_code=HTTP_200_OK,
         summary="Rotate a refresh token",
         description="Spends the refresh token and returns a new pair. Presenting a spent token again revokes "
@@ -70,6 +71,7 @@ class AuthController(Controller):
 
     @post(
         "/logout",
+        before_request=require_json_body,
         status_code=HTTP_204_NO_CONTENT,
         summary="Log out",
         description="Revokes the access token and its session (or the session of `refresh_token`); "
@@ -100,4 +102,3 @@ class AuthController(Controller):
         return VerifyResponse(
             valid=True, user_id=claims.sub, username=claims.username, roles=claims.roles, expires_at=expires_at
         )
-

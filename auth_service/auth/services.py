@@ -50,6 +50,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _failure_reason(user: User | None, password_ok: bool) -> str | None:
+    if user is None:
+        return "unknown_user"
+    if not password_ok:
+        return "bad_password"
+    if not user.is_active:
+        return "inactive"
+    return None
+
+
 class TokenVerifier:
     """Verifies access tokens: signature and claims in process, revocation in one Redis round trip."""
 
@@ -123,9 +133,8 @@ class AuthService:
             result = await self._hasher.verify(user.password_hash if user else None, password)
         except HasherBusyError:
             raise ServiceUnavailable(headers={"Retry-After": "1"}) from None
-        failure = (
-            "unknown_user" if user is None else "bad_password" if not result.ok else "inactive" if not user.is_active else None
-        )
+        # Checked after the hash, so every failure costs the same time.
+        failure = _failure_reason(user, result.ok)
         if failure is not None or user is None:
             await self._record(user, username, client, failure=failure)
             await self._session.commit()
@@ -179,7 +188,9 @@ class AuthService:
         await self._session.commit()
         return self._issue(user, spent.family_id, successor, self._refresh_ttl)
 
-    async def _refresh_not_live(self, presented: str, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
+    async def _refresh_not_live(
+        self, presented: str, token_hash: str, successor: str, now: dt.datetime
+    ) -> IssuedTokens:
         existing = await self._refresh.get_by_hash(token_hash)
         if existing is None:
             raise TokenInvalid

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import bcrypt
 from argon2 import PasswordHasher as Argon2Hasher
@@ -33,7 +34,7 @@ class HasherBusyError(RuntimeError):
 class VerifyResult:
     """The outcome of a check: whether it matched, and a new hash to store if one is due."""
 
-    __slots__ = ("ok", "new_hash")
+    __slots__ = ("new_hash", "ok")
 
     def __init__(self, ok: bool, new_hash: str | None = None) -> None:
         self.ok = ok
@@ -52,9 +53,7 @@ class PasswordHasher:
     """
 
     def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, workers: int, max_pending: int) -> None:
-        self._argon2 = Argon2Hasher(
-            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
-        )
+        self._argon2 = Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="password-hash")
         self._slots = asyncio.Semaphore(max(max_pending, workers))
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(16))

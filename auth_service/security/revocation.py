@@ -70,7 +70,11 @@ class RevocationStore:
 
     async def is_revoked(self, claims: AccessClaims) -> bool:
         """True when the token was logged out, its session revoked, or its user disabled or reset."""
-        keys = (self._user_key(claims.sub), self._jti_key(claims.sub, claims.jti), self._family_key(claims.sub, claims.sid))
+        keys = (
+            self._user_key(claims.sub),
+            self._jti_key(claims.sub, claims.jti),
+            self._family_key(claims.sub, claims.sid),
+        )
         try:
             state, jti_mark, family_mark = await self._redis.mget(keys)
         except RedisError:

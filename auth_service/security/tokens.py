@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, JoseError
-from joserfc.jwk import ECKey, OKPKey, OctKey, RSAKey
+from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
 __all__ = [
@@ -58,7 +58,6 @@ class AccessClaims(msgspec.Struct, frozen=True):
     sid: str
     iss: str
     aud: str | list[str]
-
 
 
 class TokenService:
@@ -106,7 +105,9 @@ class TokenService:
             sid={"essential": True},
         )
 
-    def issue_access(self, *, user_id: str, username: str, roles: list[str], session_id: str) -> tuple[str, AccessClaims]:
+    def issue_access(
+        self, *, user_id: str, username: str, roles: list[str], session_id: str
+    ) -> tuple[str, AccessClaims]:
         now = int(time.time())
         claims = AccessClaims(
             sub=user_id,

@@ -67,7 +67,10 @@ class HealthController(Controller):
         "/health",
         summary="Service health",
         description="200 when PostgreSQL and Redis answer; 503 with the same shape when one does not.",
-        responses={503: ResponseSpec(data_container=HealthResponse, description="A dependency is down"), **error_responses(429)},
+        responses={
+            503: ResponseSpec(data_container=HealthResponse, description="A dependency is down"),
+            **error_responses(429),
+        },
     )
     async def health(self, state: State, db_engine: NamedDependency[AsyncEngine]) -> Response[HealthResponse]:
         database, redis = await asyncio.gather(_check_database(db_engine), _check_redis(state.resources))

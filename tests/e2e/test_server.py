@@ -78,7 +78,13 @@ async def test_round_trip_over_http(server: str, settings: Settings) -> None:
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "auth_service", *args], cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=120
+        [PYTHON, "-m", "auth_service", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -94,11 +100,17 @@ def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: 
     assert "kept .env" in second.stdout and "nothing to do" in second.stdout and "created" not in second.stdout
     assert (tmp_path / ".env").read_text() == secret_line
 
-    made = _cli(["create-user", "frank", "--email", "frank@example.com", "--role", "ops", "--password-stdin"],
-                tmp_path, env, stdin="frank's long password\n")
+    made = _cli(
+        ["create-user", "frank", "--email", "frank@example.com", "--role", "ops", "--password-stdin"],
+        tmp_path,
+        env,
+        stdin="frank's long password\n",
+    )
     assert made.returncode == 0, made.stderr
     assert "created user 'frank'" in made.stdout and "password" not in made.stdout.replace("--password", "")
-    weak = _cli(["create-user", "gina", "--email", "gina@example.com", "--password-stdin"], tmp_path, env, stdin="short\n")
+    weak = _cli(
+        ["create-user", "gina", "--email", "gina@example.com", "--password-stdin"], tmp_path, env, stdin="short\n"
+    )
     assert weak.returncode != 0 and "at least 12 characters" in weak.stderr
     dup = _cli(["create-user", "FRANK", "--email", "f2@example.com"], tmp_path, env)
     assert dup.returncode != 0 and "already exists" in dup.stderr

@@ -22,7 +22,9 @@ async def alice(settings: Settings) -> Any:
     return await create_user(settings, username="alice", roles=["user"])
 
 
-async def login(client: AsyncTestClient[Any], username: str = "alice", password: str = DEFAULT_PASSWORD) -> dict[str, Any]:
+async def login(
+    client: AsyncTestClient[Any], username: str = "alice", password: str = DEFAULT_PASSWORD
+) -> dict[str, Any]:
     response = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -74,8 +74,14 @@ async def test_credential_failures_look_identical_and_keep_the_reason(
         error = response.json()["error"]
         bodies.append((error["message"], response.headers.get("www-authenticate")))
     assert len(set(bodies)) == 1
-    rows = (await db_session.execute(select(LoginRecord.username, LoginRecord.failure_reason, LoginRecord.success))).all()
-    assert sorted(rows) == [("bob", "bad_password", False), ("carol", "inactive", False), ("nobody", "unknown_user", False)]
+    rows = (
+        await db_session.execute(select(LoginRecord.username, LoginRecord.failure_reason, LoginRecord.success))
+    ).all()
+    assert sorted(rows) == [
+        ("bob", "bad_password", False),
+        ("carol", "inactive", False),
+        ("nobody", "unknown_user", False),
+    ]
 
 
 async def test_legacy_bcrypt_login_upgrades_the_hash(
@@ -127,8 +133,8 @@ async def test_concurrent_refreshes_never_mint_two_live_successors(
 async def test_reuse_after_grace_revokes_the_whole_family(
     settings: Settings, database_url: str, redis_url: str, alice: User
 ) -> None:
-    from tests.conftest import make_settings
     from auth_service.app import create_app
+    from tests.conftest import make_settings
 
     no_grace = make_settings(database_url, redis_url, refresh_reuse_grace_seconds=0)
     async with AsyncTestClient(app=create_app(no_grace)) as client:

@@ -69,7 +69,9 @@ async def test_body_over_the_limit_is_413(client: AsyncTestClient[Any], db_sessi
 
 async def test_non_json_content_type_is_415(client: AsyncTestClient[Any]) -> None:
     response = await client.post(
-        "/api/v1/auth/login", content=b"username=alice&password=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        "/api/v1/auth/login",
+        content=b"username=alice&password=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
@@ -112,7 +114,9 @@ async def test_missing_or_garbage_authorization_is_token_invalid(
 async def test_bearer_scheme_is_case_insensitive(client: AsyncTestClient[Any], alice: Any) -> None:
     tokens = await login(client)
     for scheme in ("bearer", "BEARER", "BeArEr"):
-        response = await client.get("/api/v1/auth/verify", headers={"Authorization": f"{scheme} {tokens['access_token']}"})
+        response = await client.get(
+            "/api/v1/auth/verify", headers={"Authorization": f"{scheme} {tokens['access_token']}"}
+        )
         assert response.status_code == 200
 
 
@@ -141,7 +145,9 @@ async def test_request_id_is_echoed_or_generated(client: AsyncTestClient[Any]) -
     assert response.headers["x-request-id"] != "evil\tvalue" and len(response.headers["x-request-id"]) == 32
 
 
-async def test_unhandled_exception_is_a_plain_500(client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unhandled_exception_is_a_plain_500(
+    client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from auth_service.auth.services import AuthService
 
     async def explode(*_: Any, **__: Any) -> None:

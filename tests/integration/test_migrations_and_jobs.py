@@ -68,8 +68,12 @@ async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired
             TokenBlacklist(token_jti="live", user_id=user.id, expires_at=now + hour),
             *[
                 RefreshToken(
-                    token_hash=uuid.uuid4().hex, family_id=uuid.uuid4(), user_id=user.id,
-                    issued_at=now - 10 * hour, expires_at=expires, revoked_at=revoked,
+                    token_hash=uuid.uuid4().hex,
+                    family_id=uuid.uuid4(),
+                    user_id=user.id,
+                    issued_at=now - 10 * hour,
+                    expires_at=expires,
+                    revoked_at=revoked,
                 )
                 for expires, revoked in [
                     (now - hour, None),  # expired

@@ -22,9 +22,7 @@ def test_defaults_follow_the_seed() -> None:
     assert settings.refresh_reuse_grace_seconds == 10
 
 
-@pytest.mark.parametrize(
-    "url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://u@h/db"]
-)
+@pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://u@h/db"])
 def test_database_url_accepts_both_schemes(url: str) -> None:
     settings = load_settings(env={**GOOD, "DATABASE_URL": url}, env_file=None)
     assert settings.async_database_url == "postgresql+asyncpg://u@h/db"
@@ -64,7 +62,13 @@ def test_environment_overrides_env_file(tmp_path: pytest.TempPathFactory) -> Non
 
 @pytest.mark.parametrize(
     ("text", "limit", "period"),
-    [("5/minute", 5, 60), ("100/minute", 100, 60), ("10/hour", 10, 3600), ("10/15minutes", 10, 900), ("3/2second", 3, 2)],
+    [
+        ("5/minute", 5, 60),
+        ("100/minute", 100, 60),
+        ("10/hour", 10, 3600),
+        ("10/15minutes", 10, 900),
+        ("3/2second", 3, 2),
+    ],
 )
 def test_rate_limit_notation(text: str, limit: int, period: int) -> None:
     assert RateLimit.parse(text) == RateLimit(limit, period)

@@ -57,7 +57,12 @@ async def test_saturated_pool_refuses_instead_of_queueing() -> None:
 
 @pytest.mark.parametrize(
     ("password", "reason"),
-    [("short", "at least 12"), ("a" * 1025, "at most 1024 bytes"), ("é" * 600, "at most 1024 bytes"), ("Alice-Example", "username")],
+    [
+        ("short", "at least 12"),
+        ("a" * 1025, "at most 1024 bytes"),
+        ("é" * 600, "at most 1024 bytes"),
+        ("Alice-Example", "username"),
+    ],
 )
 def test_password_policy(password: str, reason: str) -> None:
     with pytest.raises(PasswordPolicyError, match=reason):

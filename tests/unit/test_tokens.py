@@ -44,9 +44,20 @@ def b64(data: dict[str, Any] | bytes) -> str:
 
 
 def issue(svc: TokenService) -> tuple[str, dict[str, Any]]:
-    token, claims = svc.issue_access(user_id=str(uuid.uuid4()), username="alice", roles=["user"], session_id=str(uuid.uuid4()))
-    return token, {"sub": claims.sub, "username": claims.username, "roles": claims.roles, "iat": claims.iat,
-                   "exp": claims.exp, "jti": claims.jti, "sid": claims.sid, "iss": claims.iss, "aud": claims.aud}
+    token, claims = svc.issue_access(
+        user_id=str(uuid.uuid4()), username="alice", roles=["user"], session_id=str(uuid.uuid4())
+    )
+    return token, {
+        "sub": claims.sub,
+        "username": claims.username,
+        "roles": claims.roles,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "jti": claims.jti,
+        "sid": claims.sid,
+        "iss": claims.iss,
+        "aud": claims.aud,
+    }
 
 
 def sign(svc: TokenService, header: dict[str, Any], claims: dict[str, Any], secret: str = SECRET) -> str:
@@ -152,7 +163,8 @@ def test_header_must_be_ours(header: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "garbage", ["", "abc", "a.b", "a.b.c", "a.b.c.d", "....", "x" * 5000, "eyJhbGciOiJIUzI1NiJ9.e30.", "\u00e9.\u00e9.\u00e9"]
+    "garbage",
+    ["", "abc", "a.b", "a.b.c", "a.b.c.d", "....", "x" * 5000, "eyJhbGciOiJIUzI1NiJ9.e30.", "\u00e9.\u00e9.\u00e9"],
 )
 def test_garbage_is_invalid(garbage: str) -> None:
     with pytest.raises(TokenInvalidError):
@@ -180,7 +192,9 @@ def test_asymmetric_keys_work(tmp_path: Any) -> None:
     token, _ = issue(svc)
     assert svc.verify_access(token).username == "alice"
     # An HS256 token made with the public key as the secret (algorithm confusion) is refused.
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     _, claims = issue(svc)
     signing_input = f"{b64({'alg': 'HS256', 'kid': svc.key_id, 'typ': 'at+jwt'})}.{b64(claims)}"
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()

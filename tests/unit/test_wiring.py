@@ -20,7 +20,14 @@ def test_every_job_name_is_registered_with_the_worker() -> None:
 
 @pytest.mark.parametrize(
     ("incoming", "kept"),
-    [(b"abc-123_X.y", True), (b"a" * 128, True), (b"a" * 129, False), (b"bad id", False), (b"<x>", False), (b"", False)],
+    [
+        (b"abc-123_X.y", True),
+        (b"a" * 128, True),
+        (b"a" * 129, False),
+        (b"bad id", False),
+        (b"<x>", False),
+        (b"", False),
+    ],
 )
 def test_request_id_is_taken_only_when_well_formed(incoming: bytes, kept: bool) -> None:
     scope = {"headers": [(b"x-request-id", incoming)]}

@@ -1,0 +1,66 @@
+# Auth service operations. `just --list` shows every recipe.
+# Every recipe installs the locked dependencies first (uv sync), so a fresh clone needs nothing else.
+
+set dotenv-load := false
+
+python := ".venv/bin/python"
+
+# List the recipes
+default:
+    @just --list
+
+# Install the locked dependencies into .venv (fast when already done)
+sync:
+    @uv sync --frozen --quiet
+
+# Write .env with fresh secrets (if absent), migrate, create the first admin; safe to re-run
+init *ARGS: sync
+    {{python}} -m auth_service init {{ARGS}}
+
+# Run the API and the worker together (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set); Ctrl-C stops both
+up: init
+    {{python}} -m auth_service up
+
+# Run only the HTTP API (honours HOST, default 127.0.0.1, and PORT, default 8000)
+api: init
+    {{python}} -m auth_service api
+
+# Run only the background worker (arq)
+worker: init
+    {{python}} -m auth_service worker
+
+# Upgrade the database schema to the latest migration (or: just migrate --revision <rev>)
+migrate *ARGS: sync
+    {{python}} -m auth_service migrate {{ARGS}}
+
+# Downgrade the database schema one step (or: just downgrade --revision base)
+downgrade *ARGS: sync
+    {{python}} -m auth_service downgrade {{ARGS}}
+
+# Add a user: just create-user alice --email alice@example.com [--role admin] [--password-stdin]
+create-user +ARGS: sync
+    {{python}} -m auth_service create-user {{ARGS}}
+
+# Disable a user and revoke all of its tokens
+deactivate-user USERNAME: sync
+    {{python}} -m auth_service deactivate-user {{USERNAME}}
+
+# Change a user's password (from stdin with --password-stdin, else generated); revokes its tokens
+set-password +ARGS: sync
+    {{python}} -m auth_service set-password {{ARGS}}
+
+# Lint, format check, type check and layer contracts
+lint: sync
+    .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
+    .venv/bin/mypy
+    .venv/bin/lint-imports
+
+# Format the code
+fmt: sync
+    .venv/bin/ruff format .
+    .venv/bin/ruff check --fix .
+
+# Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e)
+test *ARGS: lint
+    {{python}} -m pytest {{ARGS}}
