@@ -234,22 +234,16 @@ class AuthService:
             if row is not None and row.user_id == user_id:
                 families.add(row.family_id)
         await self._blacklist.blacklist(claims.jti, user_id, dt.datetime.fromtimestamp(claims.exp, dt.UTC))
-        user_state: tuple[bool, dt.datetime | None] | None = None
-        if everywhere:
-            user = await self._users.get_one_or_none(User.id == user_id)
-            if user is not None:
-                user.tokens_valid_after = now
-                user_state = (user.is_active, now)
-            since = now - dt.timedelta(seconds=self._tokens.access_ttl)
-            families.update(await self._refresh.families_issued_since(user_id, since))
-            await self._refresh.revoke_user(user_id, now)
-        else:
-            for family in families:
-                await self._refresh.revoke_family(family, now)
+        user = await self._users.get_one_or_none(User.id == user_id) if everywhere else None
         try:
-            await self._revocation.revoke(
-                claims.sub, jti=claims.jti, token_exp=claims.exp, families=families, user_state=user_state
-            )
+            if user is not None:
+                await self._revocation.revoke_all_sessions(
+                    self._session, user, jti=claims.jti, token_exp=claims.exp, also=families
+                )
+            else:
+                for family in families:
+                    await self._refresh.revoke_family(family, now)
+                await self._revocation.revoke(claims.sub, jti=claims.jti, token_exp=claims.exp, families=families)
         except RedisError:
             await self._session.rollback()
             raise ServiceUnavailable from None

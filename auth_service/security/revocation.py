@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.security.tokens import AccessClaims
+from db.models import User
 from db.repositories import RefreshTokenRepository, TokenBlacklistRepository, UserRepository
 
 __all__ = ["RevocationStore"]
@@ -161,6 +162,34 @@ class RevocationStore:
             if user_state is not None:
                 pipe.set(self._user_key(user_id), _state(*user_state), ex=USER_STATE_TTL)
             await pipe.execute()
+
+    async def revoke_all_sessions(
+        self,
+        session: AsyncSession,
+        user: User,
+        *,
+        jti: str | None = None,
+        token_exp: int | None = None,
+        also: Iterable[UUID] = (),
+    ) -> int:
+        """Kill every token of `user`: tokens-valid-after, every refresh family, Redis markers.
+
+        Logout everywhere, deactivation and password change all come here. The caller
+        commits `session`; a RedisError propagates so the caller can roll back.
+
+        Returns:
+            how many sessions were marked revoked.
+        """
+        now = dt.datetime.now(dt.UTC)
+        user.tokens_valid_after = now
+        refresh = RefreshTokenRepository(session=session)
+        since = now - dt.timedelta(seconds=self._access_ttl)
+        families = {*await refresh.families_issued_since(user.id, since), *also}
+        await refresh.revoke_user(user.id, now)
+        await self.revoke(
+            str(user.id), jti=jti, token_exp=token_exp, families=families, user_state=(user.is_active, now)
+        )
+        return len(families)
 
 
 def _state(active: bool, valid_after: dt.datetime | None) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +9,7 @@ from auth_service.security.passwords import PasswordHasher
 from auth_service.security.revocation import RevocationStore
 from auth_service.users.schemas import UserCreate, UserRead
 from db.models import User
-from db.repositories import RefreshTokenRepository, UserRepository
+from db.repositories import UserRepository
 
 __all__ = ["PasswordPolicyError", "UserExistsError", "UserService", "check_password_policy"]
 
@@ -54,7 +52,6 @@ class UserService:
         self._session = session
         self._revocation = revocation
         self._users = UserRepository(session=session)
-        self._refresh = RefreshTokenRepository(session=session)
         self._hasher = hasher
 
     async def create(self, data: UserCreate) -> UserRead:
@@ -88,11 +85,16 @@ class UserService:
         return await self._users.count_admins()
 
     async def set_active(self, username: str, active: bool) -> UserRead:
-        """Enable or disable a user; disabling kills every token at once."""
+        """Enable or disable a user; disabling kills every token at once.
+
+        Redis is told either way, so a re-enabled user's new tokens are not refused.
+        """
         user = await self._require(username)
         user.is_active = active
-        if not active:
-            await self._revoke_all(user)
+        if active:
+            await self._revocation.revoke(str(user.id), user_state=(True, user.tokens_valid_after))
+        else:
+            await self._revocation.revoke_all_sessions(self._session, user)
         await self._session.commit()
         return _read(user)
 
@@ -101,7 +103,7 @@ class UserService:
         user = await self._require(username)
         check_password_policy(password, user.username)
         user.password_hash = await self._hasher.hash(password)
-        await self._revoke_all(user)
+        await self._revocation.revoke_all_sessions(self._session, user)
         await self._session.commit()
         return _read(user)
 
@@ -110,12 +112,3 @@ class UserService:
         if user is None:
             raise LookupError(f"no user named {username!r}")
         return user
-
-    async def _revoke_all(self, user: User) -> None:
-        """Kill every token of the user, in PostgreSQL and in Redis (Redis raises when down)."""
-        now = dt.datetime.now(dt.UTC)
-        user.tokens_valid_after = now
-        since = now - dt.timedelta(seconds=self._revocation.access_ttl)
-        families = await self._refresh.families_issued_since(user.id, since)
-        await self._refresh.revoke_user(user.id, now)
-        await self._revocation.revoke(str(user.id), families=families, user_state=(user.is_active, now))

@@ -262,3 +262,47 @@ async def test_deactivation_and_password_change_revoke_tokens(
     assert_error(response, 401, "AUTH_INVALID_CREDENTIALS")
     await resources.close()
     await engine.dispose()
+
+
+async def test_reactivated_user_gets_working_tokens(
+    client: AsyncTestClient[Any], alice: User, settings: Settings
+) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from auth_service.resources import build_resources
+    from auth_service.users.services import UserService
+
+    await login(client)
+    engine = create_async_engine(settings.async_database_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    resources = build_resources(settings, factory)
+    for active in (False, True):
+        async with factory() as session:
+            await UserService(session, resources.hasher, resources.revocation).set_active("alice", active)
+    await resources.close()
+    await engine.dispose()
+    tokens = await login(client)
+    assert (await verify(client, tokens["access_token"])).status_code == 200
+
+
+async def test_with_redis_down_verify_asks_postgres_and_logout_changes_nothing(
+    settings: Settings, database_url: str, alice: User, db_session: AsyncSession
+) -> None:
+    from auth_service.app import create_app
+    from tests.conftest import free_port, make_settings
+
+    async with AsyncTestClient(app=create_app(settings)) as healthy:
+        revoked = await login(healthy)
+        live = await login(healthy)
+        assert (await healthy.post("/api/v1/auth/logout", headers=bearer(revoked["access_token"]))).status_code == 204
+    blacklisted_before = (await db_session.execute(select(func.count()).select_from(TokenBlacklist))).scalar_one()
+
+    broken = make_settings(database_url, f"redis://127.0.0.1:{free_port()}/0")
+    async with AsyncTestClient(app=create_app(broken)) as client:
+        assert (await verify(client, live["access_token"])).status_code == 200
+        assert_error(await verify(client, revoked["access_token"]), 401, "AUTH_TOKEN_REVOKED")
+        response = await client.post("/api/v1/auth/logout", headers=bearer(live["access_token"]))
+        assert_error(response, 503, "SERVICE_UNAVAILABLE")
+        assert (await verify(client, live["access_token"])).status_code == 200
+    blacklisted_after = (await db_session.execute(select(func.count()).select_from(TokenBlacklist))).scalar_one()
+    assert blacklisted_after == blacklisted_before
