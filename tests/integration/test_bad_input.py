@@ -157,3 +157,65 @@ async def test_unhandled_exception_is_a_plain_500(
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": "abc"})
     assert_error(response, 500, "INTERNAL_SERVER_ERROR")
     assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+def _forge(settings: Any, **claims: Any) -> str:
+    """A token signed with the service's real key, with chosen claims."""
+    import time
+    import uuid
+
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    from auth_service.security.tokens import TokenService
+
+    kid = TokenService(
+        algorithm="HS256",
+        secret=settings.jwt_secret_key,
+        private_key_file="",
+        public_key_file="",
+        key_id="",
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=60,
+    ).key_id
+    now = int(time.time())
+    body = {
+        "sub": str(uuid.uuid4()),
+        "username": "x",
+        "roles": [],
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+        "sid": str(uuid.uuid4()),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
+    body.update(claims)
+    key = OctKey.import_key(settings.jwt_secret_key.encode())
+    return jwt.encode({"alg": "HS256", "kid": kid, "typ": "at+jwt"}, body, key, algorithms=["HS256"])
+
+
+async def test_expired_and_foreign_tokens_over_http(client: AsyncTestClient[Any], settings: Any) -> None:
+    import time
+
+    expired = _forge(settings, iat=int(time.time()) - 7200, exp=int(time.time()) - 5)
+    assert_error(await client.get("/api/v1/auth/verify", headers=bearer(expired)), 401, "AUTH_TOKEN_EXPIRED")
+    other_audience = _forge(settings, aud="another-service")
+    assert_error(await client.get("/api/v1/auth/verify", headers=bearer(other_audience)), 401, "AUTH_TOKEN_INVALID")
+    other_issuer = _forge(settings, iss="someone-else")
+    assert_error(await client.get("/api/v1/auth/verify", headers=bearer(other_issuer)), 401, "AUTH_TOKEN_INVALID")
+    # Well-signed but for a user that does not exist: not valid.
+    assert_error(await client.get("/api/v1/auth/verify", headers=bearer(_forge(settings))), 401, "AUTH_TOKEN_REVOKED")
+
+
+async def test_cors_only_for_configured_origins(database_url: str, redis_url: str) -> None:
+    from auth_service.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url, redis_url, cors_origins="https://app.example.com")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        good = await client.get("/api/v1/health", headers={"Origin": "https://app.example.com"})
+        assert good.headers.get("access-control-allow-origin") == "https://app.example.com"
+        evil = await client.get("/api/v1/health", headers={"Origin": "https://evil.example.com"})
+        assert "evil" not in evil.headers.get("access-control-allow-origin", "")
