@@ -64,3 +64,7 @@ fmt: sync
 # Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e)
 test *ARGS: lint
     {{python}} -m pytest {{ARGS}}
+
+# Benchmarks (wrk against a real uvicorn): prints a table, writes bench/results/latest.{json,md}
+bench *ARGS: sync
+    {{python}} -m bench.run {{ARGS}}

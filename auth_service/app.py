@@ -16,10 +16,11 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 
 from auth_service.auth.controllers import AuthController
+from auth_service.auth.deps import apply_public_limit
 from auth_service.config import Settings, get_settings
 from auth_service.errors import exception_handlers
 from auth_service.openapi import docs_assets_router, openapi_config
-from auth_service.request_id import RequestIdMiddleware, add_request_id_header
+from auth_service.request_context import RequestContextMiddleware, add_response_headers
 from auth_service.resources import build_resources
 from auth_service.system.controllers import HealthController
 from observability.logging import configure_logging
@@ -66,8 +67,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=route_handlers,  # type: ignore[arg-type]
         plugins=[SQLAlchemyPlugin(config=db_config)],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware],
-        before_send=[add_request_id_header],
+        middleware=[RequestContextMiddleware],
+        before_request=apply_public_limit,
+        before_send=[add_response_headers],
         exception_handlers=exception_handlers,
         openapi_config=openapi_config() if settings.docs_enabled else None,
         cors_config=CORSConfig(allow_origins=settings.cors_origin_list) if settings.cors_origin_list else None,

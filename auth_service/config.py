@@ -17,7 +17,15 @@ from typing import Any, Literal
 import msgspec
 from dotenv import dotenv_values
 
-__all__ = ["RateLimit", "Settings", "SettingsError", "get_settings", "load_settings", "normalize_database_url"]
+__all__ = [
+    "RateLimit",
+    "RateLimits",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "normalize_database_url",
+]
 
 # Secrets that appear in examples and tutorials; a deployment that copied one is refused.
 WELL_KNOWN_SECRETS = frozenset(
@@ -58,6 +66,27 @@ class RateLimit(msgspec.Struct, frozen=True):
         return cls(int(match.group(1)), multiple * _PERIODS[match.group(3).lower()])
 
 
+class RateLimits(msgspec.Struct, frozen=True):
+    """The parsed limit of each endpoint group."""
+
+    login: RateLimit
+    login_failures: RateLimit
+    refresh: RateLimit
+    api: RateLimit
+    verify: RateLimit
+    public: RateLimit
+
+
+_RATE_LIMIT_FIELDS = (
+    "rate_limit_login",
+    "rate_limit_api",
+    "rate_limit_verify",
+    "rate_limit_refresh",
+    "rate_limit_login_failures",
+    "rate_limit_public",
+)
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Every setting of the API and the worker, with its default."""
 
@@ -89,6 +118,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rate_limit_refresh: str = "10/hour"
     rate_limit_login_failures: str = "10/15minute"
     rate_limit_public: str = "300/minute"
+    rate_limit_verify: str = ""  # empty: same as RATE_LIMIT_API
+    rate_limit_enabled: bool = True
+    rate_limit_fail_open: bool = True
 
     cors_origins: str = ""
     trusted_proxies: str = ""
@@ -119,6 +151,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in _split(self.trusted_proxies)]
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            login=RateLimit.parse(self.rate_limit_login),
+            login_failures=RateLimit.parse(self.rate_limit_login_failures),
+            refresh=RateLimit.parse(self.rate_limit_refresh),
+            api=RateLimit.parse(self.rate_limit_api),
+            verify=RateLimit.parse(self.rate_limit_verify or self.rate_limit_api),
+            public=RateLimit.parse(self.rate_limit_public),
+        )
 
     @property
     def async_database_url(self) -> str:
@@ -162,14 +205,9 @@ def _check(settings: Settings) -> None:
     else:
         allowed = ", ".join(SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
         problems.append(("JWT_ALGORITHM", f"expected one of {allowed}"))
-    rate_limits = (
-        "rate_limit_login",
-        "rate_limit_api",
-        "rate_limit_refresh",
-        "rate_limit_login_failures",
-        "rate_limit_public",
-    )
-    for name in rate_limits:
+    for name in _RATE_LIMIT_FIELDS:
+        if not getattr(settings, name):
+            continue  # RATE_LIMIT_VERIFY may be empty
         try:
             RateLimit.parse(getattr(settings, name))
         except ValueError as exc:

@@ -15,7 +15,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from auth_service.request_id import request_id_of
+from auth_service.request_context import request_id_of
 
 __all__ = [
     "AuthServiceError",
@@ -24,6 +24,7 @@ __all__ = [
     "ErrorEnvelope",
     "Forbidden",
     "InvalidCredentials",
+    "RateLimited",
     "ServiceUnavailable",
     "TokenExpired",
     "TokenInvalid",
@@ -86,6 +87,10 @@ class TokenRevoked(AuthServiceError):
 
 class Forbidden(AuthServiceError):
     code, status_code, message = "FORBIDDEN", 403, "Forbidden"
+
+
+class RateLimited(AuthServiceError):
+    code, status_code, message = "RATE_LIMIT_EXCEEDED", 429, "Too many requests, retry later"
 
 
 class ServiceUnavailable(AuthServiceError):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.auth.limits import EndpointLimits
 from auth_service.auth.services import TokenVerifier
 from auth_service.config import Settings
 from auth_service.security.passwords import PasswordHasher
+from auth_service.security.ratelimit import RateLimiter
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import TokenService
 
@@ -24,7 +27,11 @@ class Resources:
     hasher: PasswordHasher
     tokens: TokenService
     revocation: RevocationStore
+    limits: EndpointLimits
     verifier: TokenVerifier
+
+    # Parsed once: the client-IP rule runs on every limited request.
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     async def close(self) -> None:
         self.hasher.close()
@@ -59,4 +66,7 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     revocation = RevocationStore(
         redis, session_factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
     )
-    return Resources(settings, redis, hasher, tokens, revocation, TokenVerifier(tokens, revocation))
+    limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled)
+    limits = EndpointLimits(limiter, settings.rate_limits, fail_open=settings.rate_limit_fail_open)
+    verifier = TokenVerifier(tokens, revocation, limits)
+    return Resources(settings, redis, hasher, tokens, revocation, limits, verifier, settings.trusted_proxy_networks)

@@ -110,6 +110,9 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "JWT_SECRET_KEY": TEST_SECRET,
         "PASSWORD_HASH_WORKERS": "2",
         "LOG_FORMAT": "json",
+        # Generous by default so flows can log in freely; tests of the limits set their own.
+        "RATE_LIMIT_LOGIN": "1000/minute",
+        "RATE_LIMIT_PUBLIC": "10000/minute",
         **{key.upper(): str(value) for key, value in overrides.items()},
     }
     return load_settings(env=env, env_file=None)

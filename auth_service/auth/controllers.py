@@ -40,6 +40,7 @@ class AuthController(Controller):
     @post(
         "/login",
         before_request=require_json_body,
+        opt={"rate_limit": "login"},
         status_code=HTTP_200_OK,
         summary="Log in with username and password",
         description="Returns an access token and a refresh token. Unknown user, wrong password and "
@@ -60,18 +61,22 @@ class AuthController(Controller):
     @post(
         "/refresh",
         before_request=require_json_body,
+        opt={"rate_limit": "refresh"},
         status_code=HTTP_200_OK,
         summary="Rotate a refresh token",
         description="Spends the refresh token and returns a new pair. Presenting a spent token again revokes "
         "its whole session, except within a short grace period, which returns the same successor.",
         responses=error_responses(400, 401, 413, 415, 429, 503),
     )
-    async def refresh(self, auth: NamedDependency[AuthService], data: JSONBody[RefreshRequest]) -> Response[TokenPair]:
-        return _pair(await auth.refresh(data.refresh_token))
+    async def refresh(
+        self, auth: NamedDependency[AuthService], client: NamedDependency[ClientInfo], data: JSONBody[RefreshRequest]
+    ) -> Response[TokenPair]:
+        return _pair(await auth.refresh(data.refresh_token, client))
 
     @post(
         "/logout",
         before_request=require_json_body,
+        opt={"rate_limit": "logout"},
         status_code=HTTP_204_NO_CONTENT,
         summary="Log out",
         description="Revokes the access token and its session (or the session of `refresh_token`); "
@@ -91,6 +96,7 @@ class AuthController(Controller):
 
     @get(
         "/verify",
+        opt={"rate_limit": "verify"},
         summary="Verify an access token",
         description="Checks signature, expiry, issuer, audience and revocation of the Bearer token.",
         dependencies={"claims": Provide(provide_claims)},

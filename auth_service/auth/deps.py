@@ -15,7 +15,14 @@ from auth_service.resources import Resources
 from auth_service.security.client_ip import client_ip
 from auth_service.security.tokens import AccessClaims
 
-__all__ = ["bearer_token", "provide_auth_service", "provide_claims", "provide_client"]
+__all__ = [
+    "apply_public_limit",
+    "bearer_token",
+    "client_ip_of",
+    "provide_auth_service",
+    "provide_claims",
+    "provide_client",
+]
 
 
 def resources_of(state: State) -> Resources:
@@ -30,15 +37,19 @@ async def provide_auth_service(state: State, db_session: NamedDependency[AsyncSe
         hasher=r.hasher,
         tokens=r.tokens,
         revocation=r.revocation,
+        limits=r.limits,
         refresh_ttl=r.settings.refresh_ttl_seconds,
         reuse_grace=r.settings.refresh_reuse_grace_seconds,
     )
 
 
-def provide_client(request: Request[Any, Any, Any], state: State) -> ClientInfo:
+def client_ip_of(request: Request[Any, Any, Any], resources: Resources) -> str:
     peer = request.client.host if request.client else None
-    trusted = resources_of(state).settings.trusted_proxy_networks
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
+    return client_ip(peer, request.headers.get("x-forwarded-for"), resources.trusted_proxies)
+
+
+def provide_client(request: Request[Any, Any, Any], state: State) -> ClientInfo:
+    ip = client_ip_of(request, resources_of(state))
     return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
 
 
@@ -53,4 +64,21 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 
 
 async def provide_claims(request: Request[Any, Any, Any], state: State) -> AccessClaims:
-    return await resources_of(state).verifier.verify(bearer_token(request))
+    """The verified claims of the Bearer token; applies the endpoint's per-user limit."""
+    resources = resources_of(state)
+    endpoint = str(request.route_handler.opt.get("rate_limit", "api"))
+    ip = client_ip_of(request, resources)
+    try:
+        token = bearer_token(request)
+    except TokenInvalid:
+        await resources.limits.public(ip, endpoint)
+        raise
+    return await resources.verifier.verify(token, ip=ip, endpoint=endpoint)
+
+
+async def apply_public_limit(request: Request[Any, Any, Any]) -> None:
+    """App-level before_request: the per-IP limit for handlers that do not limit themselves."""
+    if request.route_handler.opt.get("rate_limit"):
+        return
+    resources = resources_of(request.app.state)
+    await resources.limits.public(client_ip_of(request, resources), request.url.path)

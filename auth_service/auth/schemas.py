@@ -16,7 +16,7 @@ Username = Annotated[
 ]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=_NO_CONTROL, description="Password")]
 OpaqueToken = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="Opaque refresh token")
+    str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$", description="Opaque refresh token")
 ]
 
 

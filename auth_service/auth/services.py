@@ -10,7 +10,14 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.errors import InvalidCredentials, ServiceUnavailable, TokenExpired, TokenInvalid, TokenRevoked
+from auth_service.auth.limits import EndpointLimits
+from auth_service.errors import (
+    InvalidCredentials,
+    ServiceUnavailable,
+    TokenExpired,
+    TokenInvalid,
+    TokenRevoked,
+)
 from auth_service.security.passwords import HasherBusyError, PasswordHasher
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import (
@@ -18,6 +25,7 @@ from auth_service.security.tokens import (
     TokenExpiredError,
     TokenInvalidError,
     TokenService,
+    family_of,
     hash_refresh_token,
     new_refresh_token,
 )
@@ -61,25 +69,47 @@ def _failure_reason(user: User | None, password_ok: bool) -> str | None:
 
 
 class TokenVerifier:
-    """Verifies access tokens: signature and claims in process, revocation in one Redis round trip."""
+    """Verifies access tokens: signature and claims in process, then the per-user limit and
+    the revocation state together in one Redis round trip.
+    """
 
-    def __init__(self, tokens: TokenService, revocation: RevocationStore) -> None:
+    def __init__(self, tokens: TokenService, revocation: RevocationStore, limits: EndpointLimits) -> None:
         self._tokens = tokens
         self._revocation = revocation
+        self._limits = limits
 
-    async def verify(self, token: str) -> AccessClaims:
+    async def verify(self, token: str, *, ip: str, endpoint: str) -> AccessClaims:
         """The claims of a live access token.
 
+        Args:
+            token: the Bearer token.
+            ip: the client, for the per-IP limit on bad tokens.
+            endpoint: "verify" or another authenticated endpoint (its per-user limit).
+
         Raises:
-            TokenExpired, TokenInvalid, TokenRevoked.
+            TokenExpired, TokenInvalid, TokenRevoked, RateLimited.
         """
         try:
             claims = self._tokens.verify_access(token)
-        except TokenExpiredError:
-            raise TokenExpired from None
-        except TokenInvalidError:
-            raise TokenInvalid from None
-        if await self._revocation.is_revoked(claims):
+        except (TokenExpiredError, TokenInvalidError) as exc:
+            # Bad tokens cost no I/O to reject, but they still count against the client's IP.
+            await self._limits.public(ip, endpoint)
+            raise (TokenExpired if isinstance(exc, TokenExpiredError) else TokenInvalid)() from None
+        keys = self._revocation.keys(claims)
+        marks: list[bytes | None] | None
+        if self._limits.enabled:
+            limiter = self._limits.limiter
+            check = self._limits.authenticated(claims.sub, verify=endpoint == "verify")
+            try:
+                replies = await limiter.run(lambda pipe: limiter.queue(pipe, check), lambda pipe: pipe.mget(keys))
+                self._limits.enforce(limiter.read(replies[0], check))
+                marks = replies[1]
+            except RedisError:
+                self._limits.redis_failed(endpoint)
+                marks = None
+            if await self._revocation.decide(claims, marks):
+                raise TokenRevoked
+        elif await self._revocation.is_revoked(claims):
             raise TokenRevoked
         return claims
 
@@ -92,6 +122,7 @@ class AuthService:
         hasher: password hashing pool.
         tokens: JWT and refresh-token primitives.
         revocation: Redis/PostgreSQL revocation state.
+        limits: the rate-limit policy.
         refresh_ttl: refresh token lifetime in seconds.
         reuse_grace: seconds during which a spent refresh token gets its successor back.
     """
@@ -103,10 +134,12 @@ class AuthService:
         hasher: PasswordHasher,
         tokens: TokenService,
         revocation: RevocationStore,
+        limits: EndpointLimits,
         refresh_ttl: int,
         reuse_grace: int,
     ) -> None:
         self._session = session
+        self._limits = limits
         self._users = UserRepository(session=session)
         self._records = LoginRecordRepository(session=session)
         self._refresh = RefreshTokenRepository(session=session)
@@ -125,9 +158,10 @@ class AuthService:
 
         Raises:
             InvalidCredentials: any credential failure.
-            ServiceUnavailable: the hashing pool is saturated.
+            RateLimited: over the per-IP or per-username limit (checked before any work).
+            ServiceUnavailable: Redis is down, or the hashing pool is saturated.
         """
-        # Rate limits (per IP, per username) are checked before this point, before any hashing or DB work.
+        await self._limits.before_login(client.ip, username)
         user = await self._users.get_by_username(username)
         try:
             result = await self._hasher.verify(user.password_hash if user else None, password)
@@ -138,6 +172,7 @@ class AuthService:
         if failure is not None or user is None:
             await self._record(user, username, client, failure=failure)
             await self._session.commit()
+            await self._limits.after_login(client.ip, username, succeeded=False)
             log.info("login.failed", reason=failure, ip=client.ip)
             raise InvalidCredentials
         if result.new_hash:
@@ -149,11 +184,12 @@ class AuthService:
         await self._record(user, username, client, failure=None)
         await self._session.commit()
         await self._revocation.remember_user(str(user.id), user.is_active, user.tokens_valid_after)
+        await self._limits.after_login(client.ip, username, succeeded=True)
         # The login notification is enqueued here (jobs issue), after the commit.
         log.info("login.succeeded", user_id=str(user.id), ip=client.ip)
         return self._issue(user, family_id, refresh_token, self._refresh_ttl)
 
-    async def refresh(self, presented: str) -> IssuedTokens:
+    async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token: spend it and mint its successor.
 
         A token spent earlier is theft unless it is repeated within the grace period,
@@ -163,7 +199,13 @@ class AuthService:
             TokenInvalid: unknown token.
             TokenExpired: the token's lifetime ended.
             TokenRevoked: the token or its family was revoked, or it was reused.
+            RateLimited: over the per-session or per-IP limit (checked before any DB work).
+            ServiceUnavailable: Redis is down.
         """
+        family = family_of(presented)
+        if family is None:
+            raise TokenInvalid
+        await self._limits.before_refresh(client.ip, family)
         now = _now()
         token_hash = hash_refresh_token(presented)
         successor = self._tokens.successor_of(presented)
@@ -259,7 +301,7 @@ class AuthService:
 
     def _new_refresh_row(self, user_id: uuid.UUID, family_id: uuid.UUID) -> tuple[str, RefreshToken]:
         now = _now()
-        token = new_refresh_token()
+        token = new_refresh_token(family_id)
         row = RefreshToken(
             token_hash=hash_refresh_token(token),
             family_id=family_id,

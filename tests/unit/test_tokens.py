@@ -16,6 +16,7 @@ from auth_service.security.tokens import (
     TokenExpiredError,
     TokenInvalidError,
     TokenService,
+    family_of,
     hash_refresh_token,
     new_refresh_token,
 )
@@ -173,8 +174,11 @@ def test_garbage_is_invalid(garbage: str) -> None:
 
 def test_refresh_tokens_are_random_and_successor_is_stable() -> None:
     svc = service()
-    first, second = new_refresh_token(), new_refresh_token()
-    assert first != second and len(first) >= 43
+    family = uuid.uuid4()
+    first, second = new_refresh_token(family), new_refresh_token(family)
+    assert first != second and len(first) >= 32 + 1 + 43
+    assert family_of(first) == family_of(svc.successor_of(first)) == family.hex
+    assert family_of("not-ours") is None and family_of("g" * 32 + ".x") is None
     assert svc.successor_of(first) == svc.successor_of(first)
     assert svc.successor_of(first) != svc.successor_of(second)
     assert service(secret="q" * 48).successor_of(first) != svc.successor_of(first)

@@ -7,7 +7,7 @@ import pytest
 import structlog
 
 from auth_service.jobs import JobName
-from auth_service.request_id import request_id_of
+from auth_service.request_context import request_id_of
 from observability.logging import configure_logging, mask_email
 
 

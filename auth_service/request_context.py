@@ -1,4 +1,5 @@
-"""X-Request-ID: taken from a well-formed incoming header or generated; echoed everywhere."""
+"""Per-request context: the X-Request-ID (taken when well-formed, else generated, echoed
+everywhere), and the rate-limit decision whose headers go on the response."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "add_request_id_header", "request_id_of"]
+from auth_service.security.ratelimit import DecisionBox, current_decision, limit_headers
+
+__all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware", "add_response_headers", "request_id_of"]
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -29,8 +32,9 @@ def request_id_of(scope: Scope | dict[str, Any]) -> str:
     return str(request_id)
 
 
-class RequestIdMiddleware:
-    """Binds the request id to every log line of the request (structlog contextvars)."""
+class RequestContextMiddleware:
+    """Binds the request id to every log line (structlog contextvars) and opens the
+    request's rate-limit decision box."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,14 +43,20 @@ class RequestIdMiddleware:
         if scope["type"] == ScopeType.HTTP:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id_of(scope))
+            current_decision.set(DecisionBox())
         await self.app(scope, receive, send)
 
 
-async def add_request_id_header(message: Message, scope: Scope) -> None:
+async def add_response_headers(message: Message, scope: Scope) -> None:
     """`before_send` hook: runs for every response, errors and 404s included."""
     if message["type"] == "http.response.start":
-        message["headers"] = [
+        headers = [
             *message.get("headers", ()),
             (b"x-request-id", request_id_of(scope).encode()),
             (b"x-content-type-options", b"nosniff"),
         ]
+        box = current_decision.get()
+        if box is not None and box.decision is not None:
+            present = {name.lower() for name, _ in headers}
+            headers += [(name, value) for name, value in limit_headers(box.decision) if name not in present]
+        message["headers"] = headers

@@ -1,0 +1,190 @@
+"""Distributed rate limits: GCRA in one Lua script, shared by every API instance.
+
+GCRA (the generic cell rate algorithm) keeps one timestamp per subject, the
+"theoretical arrival time". A limit of L per P seconds lets L requests through at
+once, then one more every P/L seconds: a sliding allowance with no 2x burst at a
+window boundary. Each check is one EVALSHA; several checks of one request go in
+one pipeline, so they cost one round trip. The clock is Redis's own (`TIME`), so
+instances with skewed clocks still agree.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
+
+from auth_service.config import RateLimit
+
+__all__ = ["Check", "Decision", "DecisionBox", "RateLimiter", "current_decision", "limit_headers"]
+
+log = structlog.get_logger()
+
+# KEYS[1]: the subject's key, holding the TAT in integer microseconds (printed with %d: Lua's
+# tostring would round it). ARGV: period (ms), limit, cost (1 = consume, 0 = peek).
+# Returns {allowed (0/1), remaining, reset_ms, retry_after_ms}.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local period = tonumber(ARGV[1]) * 1000
+local limit = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local interval = period / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat < now then tat = now end
+local new_tat = tat + interval * math.max(cost, 1)
+local allow_at = new_tat - period
+if allow_at > now then
+  local wait = math.ceil((allow_at - now) / 1000)
+  return {0, 0, wait, wait}
+end
+if cost > 0 then
+  tat = math.floor(new_tat)
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+end
+local spare = now + period - tat
+local remaining = math.floor(spare / interval)
+local reset = 0
+if remaining < limit then reset = math.ceil((interval - (spare - remaining * interval)) / 1000) end
+return {1, remaining, reset, 0}
+"""
+_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One limit to apply: the subject's key, the rule, and whether to spend a slot."""
+
+    key: str
+    rule: RateLimit
+    consume: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float  # seconds until one more slot is free
+    retry_after: float  # seconds until an allowed request, when refused
+
+
+class DecisionBox:
+    """Holds the tightest decision of one request, for its response headers.
+
+    A mutable box in a contextvar, set by the request middleware: Litestar may resolve
+    dependencies in child tasks, which see the same box and fill it for the parent.
+    """
+
+    __slots__ = ("decision",)
+
+    def __init__(self) -> None:
+        self.decision: Decision | None = None
+
+
+current_decision: contextvars.ContextVar[DecisionBox | None] = contextvars.ContextVar("rate_limit", default=None)
+
+
+def limit_headers(decision: Decision) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-ratelimit-limit", str(decision.limit).encode()),
+        (b"x-ratelimit-remaining", str(decision.remaining).encode()),
+        (b"x-ratelimit-reset", str(math.ceil(decision.reset)).encode()),
+    ]
+    if not decision.allowed:
+        headers.append((b"retry-after", str(max(1, math.ceil(decision.retry_after))).encode()))
+    return headers
+
+
+class RateLimiter:
+    """Applies limits through the shared Redis.
+
+    Args:
+        redis: the shared client.
+        prefix: key prefix (REDIS_KEY_PREFIX).
+        enabled: RATE_LIMIT_ENABLED; when off every check allows.
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str, enabled: bool = True) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.enabled = enabled
+        self._last_failure_log = 0.0
+
+    def key(self, scope: str, subject: str, tag: str | None = None) -> str:
+        """`<prefix>:rl:{<tag>}:<scope>`: the hash tag keeps a subject's keys in one Cluster slot."""
+        return f"{self._prefix}:rl:{{{tag or subject}}}:{scope}:{subject}"
+
+    def queue(self, pipe: Pipeline, check: Check) -> None:
+        """Queue one check on a pipeline (its reply goes to `read`)."""
+        pipe.evalsha(
+            _SHA, 1, check.key, str(check.rule.period_seconds * 1000), str(check.rule.limit), str(int(check.consume))
+        )
+
+    def read(self, raw: Any, check: Check, *, remember: bool = True) -> Decision:
+        """Turn a script reply into a Decision (and remember the tightest for the headers)."""
+        if isinstance(raw, Exception):
+            raise raw
+        allowed, remaining, reset_ms, retry_ms = (int(v) for v in raw)
+        decision = Decision(bool(allowed), check.rule.limit, remaining, reset_ms / 1000, retry_ms / 1000)
+        if remember:
+            self._remember(decision)
+        return decision
+
+    async def check(self, checks: Sequence[Check]) -> list[Decision]:
+        """Run checks in one round trip. Raises RedisError when Redis is unreachable."""
+        if not self.enabled or not checks:
+            return [Decision(True, c.rule.limit, c.rule.limit, 0, 0) for c in checks]
+        if len(checks) == 1:  # a pipeline object costs more than the one command it would carry
+            return [self.read(await self._eval(checks[0]), checks[0])]
+        replies = await self.run(*[partial(self.queue, check=c) for c in checks])
+        return [self.read(reply, c) for reply, c in zip(replies, checks, strict=True)]
+
+    async def _eval(self, check: Check) -> Any:
+        args = (str(check.rule.period_seconds * 1000), str(check.rule.limit), str(int(check.consume)))
+        try:
+            return await self._redis.evalsha(_SHA, 1, check.key, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await self._redis.eval(GCRA_LUA, 1, check.key, *args)  # type: ignore[misc]
+
+    async def run(self, *commands: Callable[[Pipeline], object]) -> list[Any]:
+        """One pipeline, one round trip: each command queues itself; loads the script if Redis lost it."""
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    command(pipe)
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                await self._redis.script_load(GCRA_LUA)
+                continue
+            for reply in replies:
+                if isinstance(reply, RedisError) and not isinstance(reply, NoScriptError):
+                    raise reply
+            return list(replies)
+        raise RedisError("rate limit script could not be loaded")  # pragma: no cover
+
+    def note_redis_failure(self, endpoint: str) -> None:
+        """Fail-open path: log at most once a minute (the metric counts every one)."""
+        now = time.monotonic()
+        if now - self._last_failure_log >= 60:
+            self._last_failure_log = now
+            log.warning("ratelimit.redis_unavailable", endpoint=endpoint, policy="fail_open")
+
+    @staticmethod
+    def _remember(decision: Decision) -> None:
+        box = current_decision.get()
+        if box is None:
+            return
+        current = box.decision
+        if current is None or not decision.allowed or (current.allowed and decision.remaining < current.remaining):
+            box.decision = decision

@@ -1,0 +1,70 @@
+"""Helpers to run the real API under uvicorn (and friends) as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from auth_service.config import Settings
+from tests.conftest import PYTHON, TEST_SECRET, free_port
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Our environment minus any service settings, plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "JWT_", "ADMIN_", "RATE_LIMIT"))
+    }
+    env.update(PYTHONUNBUFFERED="1", LOG_FORMAT="json", PASSWORD_HASH_WORKERS="2", **extra)
+    return env
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60, status: int = 200) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == status:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not become healthy")
+
+
+@contextmanager
+def api_server(settings: Settings, workdir: Path, **env: str) -> Iterator[str]:
+    """A uvicorn API process on a free port, on the test database and Redis; yields its base URL."""
+    port = free_port()
+    full_env = child_env(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        JWT_SECRET_KEY=TEST_SECRET,
+        RATE_LIMIT_PUBLIC="10000/minute",
+        **env,
+    )
+    log = (workdir / f"api-{port}.log").open("w")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "auth_service", "api", "--port", str(port)], cwd=workdir, env=full_env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
