@@ -1,10 +1,13 @@
-"""create_app(): assembles settings, plugins, controllers, DI and the error envelope."""
+"""create_app(): assembles settings, plugins, controllers, DI, telemetry and the error envelope."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
@@ -14,6 +17,8 @@ from advanced_alchemy.extensions.litestar import (
 )
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from opentelemetry.metrics import NoOpMeter
 
 from auth_service.auth.controllers import AuthController
 from auth_service.auth.deps import apply_public_limit
@@ -22,8 +27,11 @@ from auth_service.errors import exception_handlers
 from auth_service.openapi import docs_assets_router, openapi_config
 from auth_service.request_context import RequestContextMiddleware, add_response_headers
 from auth_service.resources import build_resources
-from auth_service.system.controllers import HealthController
+from auth_service.system.controllers import HealthController, metrics_endpoint
+from auth_service.system.gauges import poll_gauges
 from observability.logging import configure_logging
+from observability.setup import init_telemetry
+from observability.tracing import instrument_engine, instrument_redis
 
 __all__ = ["create_app"]
 
@@ -46,26 +54,41 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the ASGI app. Settings are read from the environment unless given."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    telemetry = init_telemetry(
+        service_name="auth-service-api", version=version("auth-service"), environment=settings.app_env
+    )
+    instrument_redis()
     db_config = sqlalchemy_config(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = build_resources(settings, db_config.create_session_maker())
         app.state.resources = resources
+        instrument_engine(db_config.get_engine())  # SQL spans, and the pool-usage gauge
+        poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity))
         # Everything allocated so far lives for the whole process: keep it out of GC scans (p99).
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
             await resources.close()
 
-    route_handlers: list[object] = [AuthController, HealthController]
+    tracing = OpenTelemetryConfig(
+        tracer_provider=telemetry.tracer_provider,
+        meter=NoOpMeter("litestar"),  # HTTP metrics are ours, by route template (RequestContextMiddleware)
+        exclude=["/metrics", "/docs-assets"],
+        exclude_spans=["receive", "send"],
+    )
+    route_handlers: list[object] = [AuthController, HealthController, metrics_endpoint]
     if settings.docs_enabled:
         route_handlers.append(docs_assets_router())
     return Litestar(
         route_handlers=route_handlers,  # type: ignore[arg-type]
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        plugins=[SQLAlchemyPlugin(config=db_config), OpenTelemetryPlugin(tracing)],
         lifespan=[lifespan],
         middleware=[RequestContextMiddleware],
         before_request=apply_public_limit,

@@ -94,6 +94,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
     docs_enabled: bool = True
+    metrics_token: str = ""
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9101
 
     database_url: str = ""
     database_pool_size: int = 10
@@ -224,6 +227,8 @@ def _check(settings: Settings) -> None:
         "database_pool_size",
     )
     problems += [(name.upper(), "must be a positive integer") for name in positive if getattr(settings, name) < 1]
+    if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
+        problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
     if settings.refresh_reuse_grace_seconds < 0:
         problems.append(("REFRESH_REUSE_GRACE_SECONDS", "must be 0 or more"))
     if settings.password_hash_workers < 0:

@@ -11,11 +11,14 @@ from typing import Any, ClassVar
 
 import msgspec
 import structlog
+from asyncpg.exceptions import PostgresConnectionError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from auth_service.request_context import request_id_of
+from observability import metrics
 
 __all__ = [
     "AuthServiceError",
@@ -184,7 +187,23 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return _envelope(request, status, code, message or _safe_detail(exc), headers=headers)
 
 
+def is_database_unreachable(exc: BaseException) -> bool:
+    """PostgreSQL could not be reached or dropped the connection (as opposed to a bug)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(cause, OSError | TimeoutError | PostgresConnectionError | InterfaceError | ConnectionError) or (
+        isinstance(exc, OperationalError)
+    )
+
+
 def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    if is_database_unreachable(exc):
+        metrics.db_connection_errors.add(1, {"source": "request"})
+        log.error("request.database_unreachable", error=type(exc).__name__)
+        return _envelope(
+            request, 503, ServiceUnavailable.code, ServiceUnavailable.message, headers={"Retry-After": "5"}
+        )
     log.error("request.unhandled_exception", exc_info=exc)
     return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
 

@@ -1,23 +1,28 @@
 """Per-request context: the X-Request-ID (taken when well-formed, else generated, echoed
-everywhere), and the rate-limit decision whose headers go on the response."""
+everywhere), the rate-limit decision whose headers go on the response, and the HTTP
+request metrics."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import trace
 
 from auth_service.security.ratelimit import DecisionBox, current_decision, limit_headers
+from observability.metrics import http_request_duration
 
 __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware", "add_response_headers", "request_id_of"]
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _STATE_KEY = "request_id"
+_MEASURED = "request_measured"
 
 
 def request_id_of(scope: Scope | dict[str, Any]) -> str:
@@ -32,19 +37,43 @@ def request_id_of(scope: Scope | dict[str, Any]) -> str:
     return str(request_id)
 
 
+def _record(scope: Scope, status: int, seconds: float, route: str) -> None:
+    http_request_duration.record(
+        seconds,
+        {"http.route": route, "http.request.method": str(scope.get("method", "")), "http.response.status_code": status},
+    )
+
+
 class RequestContextMiddleware:
-    """Binds the request id to every log line (structlog contextvars) and opens the
-    request's rate-limit decision box."""
+    """Binds the request id to every log line (structlog contextvars) and the trace, opens
+    the request's rate-limit decision box, and measures the request by route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(request_id=request_id_of(scope))
-            current_decision.set(DecisionBox())
-        await self.app(scope, receive, send)
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        trace.get_current_span().set_attribute("request_id", request_id)
+        current_decision.set(DecisionBox())
+        scope["state"][_MEASURED] = True
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            _record(scope, status, time.perf_counter() - started, scope.get("path_template") or scope["path"])
 
 
 async def add_response_headers(message: Message, scope: Scope) -> None:
@@ -60,3 +89,6 @@ async def add_response_headers(message: Message, scope: Scope) -> None:
             present = {name.lower() for name, _ in headers}
             headers += [(name, value) for name, value in limit_headers(box.decision) if name not in present]
         message["headers"] = headers
+        if not scope.get("state", {}).get(_MEASURED):
+            # Refused by the router (404, 405) before any route middleware ran: count it, untimed.
+            _record(scope, message["status"], 0.0, "unmatched")

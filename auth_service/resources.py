@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.auth.limits import EndpointLimits
 from auth_service.auth.services import TokenVerifier
 from auth_service.config import Settings
+from auth_service.security.activity import ActivityTracker
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.ratelimit import RateLimiter
 from auth_service.security.revocation import RevocationStore
@@ -29,6 +30,7 @@ class Resources:
     revocation: RevocationStore
     limits: EndpointLimits
     verifier: TokenVerifier
+    activity: ActivityTracker
 
     # Parsed once: the client-IP rule runs on every limited request.
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
@@ -67,6 +69,9 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
         redis, session_factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
     )
     limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled)
-    limits = EndpointLimits(limiter, settings.rate_limits, fail_open=settings.rate_limit_fail_open)
-    verifier = TokenVerifier(tokens, revocation, limits)
-    return Resources(settings, redis, hasher, tokens, revocation, limits, verifier, settings.trusted_proxy_networks)
+    activity = ActivityTracker(settings.redis_key_prefix)
+    limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
+    verifier = TokenVerifier(tokens, revocation, limits, activity)
+    return Resources(
+        settings, redis, hasher, tokens, revocation, limits, verifier, activity, settings.trusted_proxy_networks
+    )

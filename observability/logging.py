@@ -11,9 +11,10 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["configure_logging", "mask_email", "mask_pii"]
+__all__ = ["add_trace_ids", "configure_logging", "mask_email", "mask_pii"]
 
 # Keys whose values never reach a log line.
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|hash", re.IGNORECASE)
@@ -54,6 +55,15 @@ def mask_pii(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the current span's trace_id and span_id, when there is one."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
+
 def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
     """Route structlog and stdlib logging through one pipeline.
 
@@ -64,6 +74,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

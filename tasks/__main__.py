@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
+import structlog
 from arq.worker import run_worker
+from prometheus_client import start_http_server
 
 from auth_service.config import get_settings
 from observability.logging import configure_logging
+from observability.setup import init_telemetry
+from observability.tracing import instrument_redis
 from tasks.worker import WorkerSettings, redis_settings
+
+log = structlog.get_logger()
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    init_telemetry(service_name="auth-service-worker", version=version("auth-service"), environment=settings.app_env)
+    instrument_redis()
+    # The worker's own /metrics (jobs run, durations, process CPU and memory) for scrapers.
+    start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    log.info(
+        "worker.metrics_listening", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+    )
     run_worker(WorkerSettings, redis_settings=redis_settings())  # type: ignore[arg-type]
 
 

@@ -10,16 +10,19 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.config import get_settings
 from auth_service.jobs import JobName
+from observability.tracing import instrument_engine
+from tasks.instrument import instrumented
 from tasks.jobs.maintenance import cleanup_expired_tokens
 
 __all__ = ["FUNCTIONS", "WorkerSettings", "redis_settings"]
 
-FUNCTIONS = {JobName.CLEANUP_EXPIRED_TOKENS: cleanup_expired_tokens}
+FUNCTIONS = {JobName.CLEANUP_EXPIRED_TOKENS: instrumented(cleanup_expired_tokens)}
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     engine = create_async_engine(settings.async_database_url, pool_size=4, pool_pre_ping=True)
+    instrument_engine(engine)
     ctx["engine"] = engine
     ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
 
@@ -35,7 +38,7 @@ def redis_settings() -> RedisSettings:
 
 class WorkerSettings:
     functions = list(FUNCTIONS.values())
-    cron_jobs = [cron(cleanup_expired_tokens, minute=7, unique=True, run_at_startup=False)]
+    cron_jobs = [cron(FUNCTIONS[JobName.CLEANUP_EXPIRED_TOKENS], minute=7, unique=True, run_at_startup=False)]  # type: ignore[arg-type]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 4

@@ -79,6 +79,6 @@ async def provide_claims(request: Request[Any, Any, Any], state: State) -> Acces
 async def apply_public_limit(request: Request[Any, Any, Any]) -> None:
     """App-level before_request: the per-IP limit for handlers that do not limit themselves."""
     if request.route_handler.opt.get("rate_limit"):
-        return
+        return  # limits itself ("login", "verify", …) or is exempt ("none": the metrics scrape)
     resources = resources_of(request.app.state)
     await resources.limits.public(client_ip_of(request, resources), request.url.path)

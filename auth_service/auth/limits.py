@@ -22,7 +22,9 @@ from redis.exceptions import RedisError
 
 from auth_service.config import RateLimits
 from auth_service.errors import RateLimited, ServiceUnavailable
+from auth_service.security.activity import ActivityTracker
 from auth_service.security.ratelimit import Check, Decision, RateLimiter
+from observability import metrics
 
 __all__ = ["EndpointLimits"]
 
@@ -31,8 +33,15 @@ log = structlog.get_logger()
 KNOWN_IP_TTL = 30 * 86400
 
 
-def _refused(decision: Decision) -> RateLimited:
+def _refused(decision: Decision, endpoint: str) -> RateLimited:
+    metrics.ratelimit_rejections.add(1, {"endpoint": endpoint})
     return RateLimited(headers={"Retry-After": str(max(1, int(decision.retry_after + 0.999)))})
+
+
+def _fail_closed(endpoint: str) -> ServiceUnavailable:
+    metrics.ratelimit_redis_failures.add(1, {"endpoint": endpoint})
+    log.warning("ratelimit.redis_unavailable", endpoint=endpoint, policy="fail_closed")
+    return ServiceUnavailable()
 
 
 def _user_tag(username: str) -> str:
@@ -46,11 +55,13 @@ class EndpointLimits:
     Args:
         limiter: the GCRA limiter on the shared Redis.
         rules: the parsed limits.
+        activity: marks users active after a login (same round trip as the known-IP mark).
         fail_open: what non-login endpoints do when Redis is down.
     """
 
-    def __init__(self, limiter: RateLimiter, rules: RateLimits, *, fail_open: bool) -> None:
+    def __init__(self, limiter: RateLimiter, rules: RateLimits, activity: ActivityTracker, *, fail_open: bool) -> None:
         self.limiter = limiter
+        self.activity = activity
         self.rules = rules
         self.fail_open = fail_open
 
@@ -80,25 +91,24 @@ class EndpointLimits:
             ip_decision = limiter.read(replies[0], by_ip)
             failure_decision = limiter.read(replies[1], failures, remember=False)
         except RedisError:
-            log.warning("ratelimit.redis_unavailable", endpoint="login", policy="fail_closed")
-            raise ServiceUnavailable from None
+            raise _fail_closed("login") from None
         if not ip_decision.allowed:
-            raise _refused(ip_decision)
+            raise _refused(ip_decision, "login")
         if not failure_decision.allowed and not replies[2]:
             log.info("ratelimit.username_budget_exhausted", ip=ip)
-            raise _refused(failure_decision)
+            raise _refused(failure_decision, "login")
 
-    async def after_login(self, ip: str, username: str, *, succeeded: bool) -> None:
-        """Spend a failure slot, or remember the IP as known for this user (best effort)."""
-        if not self.enabled:
-            return
+    async def after_login(self, ip: str, username: str, *, user_id: str | None) -> None:
+        """Redis bookkeeping of a login (best effort): on failure spend a slot of the username's
+        budget; on success remember the IP as known for this user and mark the user active."""
         tag = _user_tag(username)
         try:
-            if succeeded:
+            if user_id is not None:
                 await self.limiter.run(
-                    lambda pipe: pipe.set(self.limiter.key("known-ip", ip, tag=tag), 1, ex=KNOWN_IP_TTL)
+                    lambda pipe: pipe.set(self.limiter.key("known-ip", ip, tag=tag), 1, ex=KNOWN_IP_TTL),
+                    lambda pipe: self.activity.queue(pipe, user_id),
                 )
-            else:
+            elif self.enabled:
                 await self.limiter.check([Check(self.limiter.key("login-failures", tag), self.rules.login_failures)])
         except RedisError:
             log.warning("ratelimit.redis_unavailable", endpoint="login")
@@ -114,11 +124,10 @@ class EndpointLimits:
         try:
             decisions = await self.limiter.check(checks)
         except RedisError:
-            log.warning("ratelimit.redis_unavailable", endpoint="refresh", policy="fail_closed")
-            raise ServiceUnavailable from None
+            raise _fail_closed("refresh") from None
         for decision in decisions:
             if not decision.allowed:
-                raise _refused(decision)
+                raise _refused(decision, "refresh")
 
     async def public(self, ip: str, endpoint: str) -> None:
         """The per-IP limit of unauthenticated endpoints."""
@@ -131,19 +140,20 @@ class EndpointLimits:
             self.redis_failed(endpoint)
             return
         if not decision.allowed:
-            raise _refused(decision)
+            raise _refused(decision, endpoint)
 
     def authenticated(self, user_id: str, *, verify: bool) -> Check:
         """The per-user check of an authenticated endpoint (run by the caller's pipeline)."""
         rule = self.rules.verify if verify else self.rules.api
         return Check(self.limiter.key("verify" if verify else "api", user_id, tag=user_id), rule)
 
-    def enforce(self, decision: Decision) -> None:
+    def enforce(self, decision: Decision, endpoint: str) -> None:
         if not decision.allowed:
-            raise _refused(decision)
+            raise _refused(decision, endpoint)
 
     def redis_failed(self, endpoint: str) -> None:
         """Non-login endpoints when Redis is down: on by RATE_LIMIT_FAIL_OPEN, else 503."""
+        metrics.ratelimit_redis_failures.add(1, {"endpoint": endpoint})
         if not self.fail_open:
             raise ServiceUnavailable
         self.limiter.note_redis_failure(endpoint)

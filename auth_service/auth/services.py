@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry import trace
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +22,7 @@ from auth_service.errors import (
     TokenInvalid,
     TokenRevoked,
 )
+from auth_service.security.activity import ActivityTracker
 from auth_service.security.passwords import HasherBusyError, PasswordHasher
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import (
@@ -31,10 +36,12 @@ from auth_service.security.tokens import (
 )
 from db.models import LoginRecord, RefreshToken, User
 from db.repositories import LoginRecordRepository, RefreshTokenRepository, TokenBlacklistRepository, UserRepository
+from observability import metrics
 
 __all__ = ["AuthService", "ClientInfo", "IssuedTokens", "TokenVerifier"]
 
 log = structlog.get_logger()
+tracer = trace.get_tracer("auth_service")
 
 _USER_AGENT_MAX = 512
 
@@ -69,14 +76,17 @@ def _failure_reason(user: User | None, password_ok: bool) -> str | None:
 
 
 class TokenVerifier:
-    """Verifies access tokens: signature and claims in process, then the per-user limit and
-    the revocation state together in one Redis round trip.
+    """Verifies access tokens: signature and claims in process, then the per-user limit,
+    the revocation state and the activity mark together in one Redis round trip.
     """
 
-    def __init__(self, tokens: TokenService, revocation: RevocationStore, limits: EndpointLimits) -> None:
+    def __init__(
+        self, tokens: TokenService, revocation: RevocationStore, limits: EndpointLimits, activity: ActivityTracker
+    ) -> None:
         self._tokens = tokens
         self._revocation = revocation
         self._limits = limits
+        self._activity = activity
 
     async def verify(self, token: str, *, ip: str, endpoint: str) -> AccessClaims:
         """The claims of a live access token.
@@ -89,27 +99,36 @@ class TokenVerifier:
         Raises:
             TokenExpired, TokenInvalid, TokenRevoked, RateLimited.
         """
+        started = time.perf_counter()
         try:
             claims = self._tokens.verify_access(token)
         except (TokenExpiredError, TokenInvalidError) as exc:
             # Bad tokens cost no I/O to reject, but they still count against the client's IP.
             await self._limits.public(ip, endpoint)
             raise (TokenExpired if isinstance(exc, TokenExpiredError) else TokenInvalid)() from None
+        limiter = self._limits.limiter
+        check = self._limits.authenticated(claims.sub, verify=endpoint == "verify") if self._limits.enabled else None
         keys = self._revocation.keys(claims)
+        commands: list[Callable[[Pipeline], object]] = [
+            lambda pipe: pipe.mget(keys),
+            lambda pipe: self._activity.queue(pipe, claims.sub),
+        ]
+        if check is not None:
+            commands.insert(0, lambda pipe: limiter.queue(pipe, check))
         marks: list[bytes | None] | None
-        if self._limits.enabled:
-            limiter = self._limits.limiter
-            check = self._limits.authenticated(claims.sub, verify=endpoint == "verify")
-            try:
-                replies = await limiter.run(lambda pipe: limiter.queue(pipe, check), lambda pipe: pipe.mget(keys))
-                self._limits.enforce(limiter.read(replies[0], check))
-                marks = replies[1]
-            except RedisError:
+        try:
+            replies = await limiter.run(*commands)
+        except RedisError:
+            if check is not None:
                 self._limits.redis_failed(endpoint)
-                marks = None
-            if await self._revocation.decide(claims, marks):
-                raise TokenRevoked
-        elif await self._revocation.is_revoked(claims):
+            marks = None
+        else:
+            if check is not None:
+                self._limits.enforce(limiter.read(replies.pop(0), check), endpoint)
+            marks = replies[0]
+        revoked = await self._revocation.decide(claims, marks)
+        metrics.token_validation_duration.record(time.perf_counter() - started)
+        if revoked:
             raise TokenRevoked
         return claims
 
@@ -164,15 +183,18 @@ class AuthService:
         await self._limits.before_login(client.ip, username)
         user = await self._users.get_by_username(username)
         try:
-            result = await self._hasher.verify(user.password_hash if user else None, password)
+            with tracer.start_as_current_span("auth.password.verify"):
+                result = await self._hasher.verify(user.password_hash if user else None, password)
         except HasherBusyError:
+            metrics.login_attempts.add(1, {"outcome": "failure", "reason": "busy"})
             raise ServiceUnavailable(headers={"Retry-After": "1"}) from None
         # Checked after the hash, so every failure costs the same time.
         failure = _failure_reason(user, result.ok)
         if failure is not None or user is None:
             await self._record(user, username, client, failure=failure)
             await self._session.commit()
-            await self._limits.after_login(client.ip, username, succeeded=False)
+            await self._limits.after_login(client.ip, username, user_id=None)
+            metrics.login_attempts.add(1, {"outcome": "failure", "reason": failure or "unknown_user"})
             log.info("login.failed", reason=failure, ip=client.ip)
             raise InvalidCredentials
         if result.new_hash:
@@ -184,8 +206,9 @@ class AuthService:
         await self._record(user, username, client, failure=None)
         await self._session.commit()
         await self._revocation.remember_user(str(user.id), user.is_active, user.tokens_valid_after)
-        await self._limits.after_login(client.ip, username, succeeded=True)
+        await self._limits.after_login(client.ip, username, user_id=str(user.id))
         # The login notification is enqueued here (jobs issue), after the commit.
+        metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=str(user.id), ip=client.ip)
         return self._issue(user, family_id, refresh_token, self._refresh_ttl)
 
@@ -293,10 +316,14 @@ class AuthService:
         log.info("logout.succeeded", user_id=claims.sub, everywhere=everywhere, sessions=len(families))
 
     def _issue(self, user: User, family_id: uuid.UUID, refresh_token: str, refresh_expires_in: int) -> IssuedTokens:
-        access, _ = self._tokens.issue_access(
-            user_id=str(user.id), username=user.username, roles=list(user.roles or []), session_id=str(family_id)
-        )
-        # Token issue metrics go here (observability issue).
+        started = time.perf_counter()
+        with tracer.start_as_current_span("auth.token.issue"):
+            access, _ = self._tokens.issue_access(
+                user_id=str(user.id), username=user.username, roles=list(user.roles or []), session_id=str(family_id)
+            )
+        metrics.token_generation_duration.record(time.perf_counter() - started)
+        metrics.tokens_issued.add(1, {"type": "access"})
+        metrics.tokens_issued.add(1, {"type": "refresh"})
         return IssuedTokens(access, self._tokens.access_ttl, refresh_token, refresh_expires_in, str(user.id))
 
     def _new_refresh_row(self, user_id: uuid.UUID, family_id: uuid.UUID) -> tuple[str, RefreshToken]:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
+import ipaddress
 from importlib.metadata import version
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import structlog
-from litestar import Controller, Response, get
+from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
+from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth_service.errors import Forbidden, TokenInvalid
 from auth_service.openapi import error_responses
 from auth_service.resources import Resources
+from observability import metrics
 
-__all__ = ["HealthController", "HealthResponse"]
+__all__ = ["HealthController", "HealthResponse", "metrics_endpoint"]
 
 log = structlog.get_logger()
 
@@ -45,6 +51,7 @@ async def _check_database(engine: AsyncEngine) -> CheckStatus:
     try:
         await asyncio.wait_for(probe(), CHECK_TIMEOUT)
     except Exception as exc:  # any failure means "down"; the type goes to the log
+        metrics.db_connection_errors.add(1, {"source": "health"})
         log.warning("health.database_unavailable", error=type(exc).__name__)
         return "unavailable"
     return "ok"
@@ -81,3 +88,33 @@ class HealthController(Controller):
             version=version("auth-service"),
         )
         return Response(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
+
+
+def _metrics_allowed(request: Request[Any, Any, Any], token: str) -> bool:
+    """Loopback peers that are not relaying someone else (no X-Forwarded-For), or the operator token."""
+    peer = request.client.host if request.client else ""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(peer).is_loopback and "x-forwarded-for" not in request.headers:
+            return True
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return (
+        bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+    )
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="The service's OpenTelemetry metrics in Prometheus text format. Open to loopback clients; "
+    "others need `Authorization: Bearer $METRICS_TOKEN`.",
+    tags=["system"],
+    opt={"rate_limit": "none"},
+    media_type="text/plain; version=0.0.4; charset=utf-8",
+    responses=error_responses(401, 403),
+    sync_to_thread=False,
+)
+def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> bytes:
+    token = state.resources.settings.metrics_token
+    if not _metrics_allowed(request, token):
+        raise TokenInvalid if token else Forbidden("Metrics are served to loopback clients or with METRICS_TOKEN")
+    return generate_latest(REGISTRY)

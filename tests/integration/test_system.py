@@ -44,6 +44,7 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/auth/logout",
         "/api/v1/auth/verify",
         "/api/v1/health",
+        "/metrics",
     }
     envelope = doc["components"]["schemas"]["ErrorEnvelope"]
     assert envelope["properties"]["error"]
@@ -52,7 +53,7 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
             errors = {code: spec for code, spec in operation["responses"].items() if int(code) >= 400}
             assert "500" in errors, (path, method)
             for code, spec in errors.items():
-                if path == "/api/v1/health" and code == "503":
+                if (path, code) == ("/api/v1/health", "503"):
                     continue
                 ref = spec["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ErrorEnvelope"), (path, method, code)
@@ -71,3 +72,33 @@ async def test_swagger_ui_is_served_without_internet(client: AsyncTestClient[Any
     assert bundle.status_code == 200 and len(bundle.content) > 100_000
     assert b'"5.' in bundle.content[:200_000]  # Swagger UI 5 renders OpenAPI 3.1
     assert (await client.get("/docs-assets/swagger-ui.css")).status_code == 200
+
+
+async def test_database_down_answers_503_not_500(redis_url: str) -> None:
+    token = "operator-token-1234567890"
+    settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/x", redis_url, metrics_token=token)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.post("/api/v1/auth/login", json={"username": "a", "password": "b"})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        metrics = (await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})).text
+    assert 'db_connection_errors_total{otel_scope_name="auth_service"' in metrics
+    assert 'source="request"' in metrics
+
+
+async def test_metrics_endpoint_is_for_loopback_or_the_token(database_url: str, redis_url: str) -> None:
+    settings = make_settings(database_url, redis_url, metrics_token="operator-token-1234567890")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        # The in-process client is not a loopback peer: the token is required.
+        denied = await client.get("/metrics")
+        assert denied.status_code == 401 and denied.json()["error"]["code"] == "AUTH_TOKEN_INVALID"
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer operator-token-1234567890"})
+        assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/plain")
+        assert "http_server_request_duration_seconds_bucket" in ok.text
+        assert "process_resident_memory_bytes" in ok.text
+    no_token = make_settings(database_url, redis_url)
+    async with AsyncTestClient(app=create_app(no_token)) as client:
+        forbidden = await client.get("/metrics")
+        assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "FORBIDDEN"

@@ -1,0 +1,239 @@
+"""Writes the five Grafana dashboards (JSON) from one description, so every panel query
+lives here once. `python -m observability.grafana.build` regenerates them; a test checks
+the committed files match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "victoriametrics"}
+
+HTTP = "http_server_request_duration_seconds"
+W = "5m"
+
+
+def _quantiles(metric: str, where: str = "", by: str = "") -> list[tuple[str, str]]:
+    group = f"le{', ' + by if by else ''}"
+    return [
+        (f"p{q}", f"histogram_quantile(0.{q}, sum by ({group}) (rate({metric}_bucket{where}[{W}])))")
+        for q in ("50", "95", "99")
+    ]
+
+
+# dashboard uid -> (title, description, panels); panel = (title, unit, [(legend, expr), ...])
+DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]]]]] = {
+    "auth-authentication": (
+        "Auth service / Authentication",
+        "Logins by outcome and reason, tokens issued, token timings, rate-limit rejections.",
+        [
+            (
+                "Login attempts by outcome",
+                "reqps",
+                [("{{outcome}}", f"sum by (outcome) (rate(auth_login_attempts_total[{W}]))")],
+            ),
+            (
+                "Login failures by reason",
+                "reqps",
+                [("{{reason}}", f'sum by (reason) (rate(auth_login_attempts_total{{outcome="failure"}}[{W}]))')],
+            ),
+            (
+                "Authentication failure rate",
+                "percentunit",
+                [
+                    (
+                        "failure rate",
+                        f'sum(rate(auth_login_attempts_total{{outcome="failure"}}[{W}])) / sum(rate(auth_login_attempts_total[{W}]))',
+                    )
+                ],
+            ),
+            ("Tokens issued by type", "ops", [("{{type}}", f"sum by (type) (rate(auth_tokens_issued_total[{W}]))")]),
+            ("Token generation time", "s", _quantiles("auth_token_generation_duration_seconds")),
+            ("Token validation time", "s", _quantiles("auth_token_validation_duration_seconds")),
+            (
+                "Rate-limit rejections by endpoint",
+                "reqps",
+                [("{{endpoint}}", f"sum by (endpoint) (rate(ratelimit_rejections_total[{W}]))")],
+            ),
+        ],
+    ),
+    "auth-api-performance": (
+        "Auth service / API performance",
+        "Request rate and latency percentiles (p50/p95/p99) by route.",
+        [
+            (
+                "Requests by route",
+                "reqps",
+                [("{{http_route}}", f'sum by (http_route) (rate({HTTP}_count{{http_route!="unmatched"}}[{W}]))')],
+            ),
+            ("Latency, all routes", "s", _quantiles(HTTP, '{http_route!="unmatched"}')),
+            (
+                "p95 latency by route",
+                "s",
+                [
+                    (
+                        "{{http_route}}",
+                        f'histogram_quantile(0.95, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                    )
+                ],
+            ),
+            (
+                "p99 latency by route",
+                "s",
+                [
+                    (
+                        "{{http_route}}",
+                        f'histogram_quantile(0.99, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                    )
+                ],
+            ),
+            (
+                "Responses by status",
+                "reqps",
+                [("{{http_response_status_code}}", f"sum by (http_response_status_code) (rate({HTTP}_count[{W}]))")],
+            ),
+        ],
+    ),
+    "auth-system-health": (
+        "Auth service / System health",
+        "Process CPU and memory, database pool, Redis memory, job queue and Redis failures.",
+        [
+            ("Process CPU (cores)", "none", [("{{job}} {{instance}}", f"rate(process_cpu_seconds_total[{W}])")]),
+            ("Process memory (RSS)", "bytes", [("{{job}} {{instance}}", "process_resident_memory_bytes")]),
+            ("Database pool", "none", [("{{state}}", "sum by (state) (db_client_connections_usage_connections)")]),
+            ("Redis memory", "bytes", [("used", "max(redis_memory_used_bytes)")]),
+            ("Job queue length", "none", [("queued", "max(jobs_queue_length)")]),
+            ("Scrape targets up", "none", [("{{job}} {{instance}}", "up")]),
+        ],
+    ),
+    "auth-user-activity": (
+        "Auth service / User activity",
+        "Active users, logins, refreshes and logouts.",
+        [
+            ("Active users (15 min)", "none", [("active", "max(auth_active_users)")]),
+            (
+                "Successful logins",
+                "reqps",
+                [("logins", f'sum(rate(auth_login_attempts_total{{outcome="success"}}[{W}]))')],
+            ),
+            (
+                "Refreshes and logouts",
+                "reqps",
+                [
+                    (
+                        "{{http_route}}",
+                        f'sum by (http_route) (rate({HTTP}_count{{http_route=~"/api/v1/auth/(refresh|logout)"}}[{W}]))',
+                    )
+                ],
+            ),
+            (
+                "Verifications",
+                "reqps",
+                [("verify", f'sum(rate({HTTP}_count{{http_route="/api/v1/auth/verify"}}[{W}]))')],
+            ),
+            (
+                "Background jobs by task and outcome",
+                "ops",
+                [("{{task}} {{outcome}}", f"sum by (task, outcome) (rate(jobs_runs_total[{W}]))")],
+            ),
+        ],
+    ),
+    "auth-errors": (
+        "Auth service / Errors",
+        "Server errors, client errors, rate limiting and Redis failures.",
+        [
+            (
+                "Error rate (5xx share)",
+                "percentunit",
+                [
+                    (
+                        "5xx",
+                        f'sum(rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}])) / sum(rate({HTTP}_count[{W}]))',
+                    )
+                ],
+            ),
+            (
+                "5xx by route",
+                "reqps",
+                [
+                    (
+                        "{{http_route}} {{http_response_status_code}}",
+                        f'sum by (http_route, http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}]))',
+                    )
+                ],
+            ),
+            (
+                "4xx by status",
+                "reqps",
+                [
+                    (
+                        "{{http_response_status_code}}",
+                        f'sum by (http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"4.."}}[{W}]))',
+                    )
+                ],
+            ),
+            (
+                "Rate-limit rejections",
+                "reqps",
+                [("{{endpoint}}", f"sum by (endpoint) (rate(ratelimit_rejections_total[{W}]))")],
+            ),
+            (
+                "Redis failures seen by the rate limiter",
+                "reqps",
+                [("{{endpoint}}", f"sum by (endpoint) (rate(ratelimit_redis_failures_total[{W}]))")],
+            ),
+            ("Database connection errors", "reqps", [("errors", f"sum(rate(db_connection_errors_total[{W}]))")]),
+        ],
+    ),
+}
+
+
+def _panel(index: int, title: str, unit: str, targets: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "type": "timeseries",
+        "title": title,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": 8, "w": 12, "x": (index % 2) * 12, "y": (index // 2) * 8},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+        "targets": [
+            {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+            for i, (legend, expr) in enumerate(targets)
+        ],
+    }
+
+
+def build() -> dict[str, dict[str, Any]]:
+    return {
+        uid: {
+            "uid": uid,
+            "title": title,
+            "description": description,
+            "tags": ["auth-service"],
+            "timezone": "utc",
+            "schemaVersion": 39,
+            "refresh": "30s",
+            "time": {"from": "now-1h", "to": "now"},
+            "panels": [_panel(i, *panel) for i, panel in enumerate(panels)],
+        }
+        for uid, (title, description, panels) in DASHBOARDS.items()
+    }
+
+
+def render(dashboard: dict[str, Any]) -> str:
+    return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for uid, dashboard in build().items():
+        (OUT / f"{uid}.json").write_text(render(dashboard))
+        print(f"wrote {OUT / (uid + '.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Every instrument, named once, following OTel semantic conventions where one exists.
+
+Instruments come from the global MeterProvider; created before `init_telemetry`, they
+forward once it runs. In Prometheus format (dots become underscores, units and
+`_total` are appended):
+
+| instrument | Prometheus name | attributes |
+|---|---|---|
+| http.server.request.duration (s) | http_server_request_duration_seconds_{bucket,count,sum} | http_route, http_request_method, http_response_status_code |
+| auth.login.attempts | auth_login_attempts_total | outcome, reason |
+| auth.tokens.issued | auth_tokens_issued_total | type |
+| auth.token.generation.duration (s) | auth_token_generation_duration_seconds_* | |
+| auth.token.validation.duration (s) | auth_token_validation_duration_seconds_* | |
+| ratelimit.rejections | ratelimit_rejections_total | endpoint |
+| ratelimit.redis.failures | ratelimit_redis_failures_total | endpoint |
+| auth.active_users | auth_active_users | |
+| db.client.connections.usage | db_client_connections_usage_connections | state (used, idle); from the SQLAlchemy instrumentation |
+| redis.memory.used (By) | redis_memory_used_bytes | |
+| jobs.queue.length | jobs_queue_length | |
+| db.connection.errors | db_connection_errors_total | source (request, health) |
+| jobs.runs | jobs_runs_total | task, outcome |
+| jobs.duration (s) | jobs_duration_seconds_* | task |
+| process CPU and memory | process_cpu_seconds_total, process_resident_memory_bytes | (prometheus_client's process collector) |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+__all__ = [
+    "active_users",
+    "db_connection_errors",
+    "gauges",
+    "http_request_duration",
+    "job_duration",
+    "job_runs",
+    "login_attempts",
+    "ratelimit_redis_failures",
+    "ratelimit_rejections",
+    "token_generation_duration",
+    "token_validation_duration",
+    "tokens_issued",
+]
+
+_meter = metrics.get_meter("auth_service")
+
+_LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+_FAST_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01]
+_JOB_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0]
+
+http_request_duration = _meter.create_histogram(
+    "http.server.request.duration",
+    unit="s",
+    description="Duration of HTTP server requests",
+    explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+)
+login_attempts = _meter.create_counter("auth.login.attempts", description="Login attempts by outcome and reason")
+tokens_issued = _meter.create_counter("auth.tokens.issued", description="Tokens issued by type")
+token_generation_duration = _meter.create_histogram(
+    "auth.token.generation.duration",
+    unit="s",
+    description="Time to mint an access token",
+    explicit_bucket_boundaries_advisory=_FAST_BUCKETS,
+)
+token_validation_duration = _meter.create_histogram(
+    "auth.token.validation.duration",
+    unit="s",
+    description="Time to validate an access token (signature, claims, revocation)",
+    explicit_bucket_boundaries_advisory=_LATENCY_BUCKETS,
+)
+ratelimit_rejections = _meter.create_counter("ratelimit.rejections", description="Requests refused by a rate limit")
+ratelimit_redis_failures = _meter.create_counter(
+    "ratelimit.redis.failures", description="Rate-limit checks that could not reach Redis"
+)
+db_connection_errors = _meter.create_counter(
+    "db.connection.errors", description="Failures to reach PostgreSQL (requests and health checks)"
+)
+job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
+job_duration = _meter.create_histogram(
+    "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
+)
+
+
+class _Gauges:
+    """Values for the observable gauges, refreshed by their owners (callbacks must not do I/O)."""
+
+    def __init__(self) -> None:
+        self.active_users: int | None = None
+        self.redis_memory: int | None = None
+        self.queue_length: int | None = None
+
+
+gauges = _Gauges()
+
+
+def _observe(value: Callable[[], int | None]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        current = value()
+        return [] if current is None else [Observation(current)]
+
+    return callback
+
+
+active_users = _meter.create_observable_gauge(
+    "auth.active_users",
+    callbacks=[_observe(lambda: gauges.active_users)],
+    description="Distinct users seen (login or verify) in the last 15 minutes",
+)
+_meter.create_observable_gauge(
+    "redis.memory.used", callbacks=[_observe(lambda: gauges.redis_memory)], unit="By", description="Redis used_memory"
+)
+_meter.create_observable_gauge(
+    "jobs.queue.length", callbacks=[_observe(lambda: gauges.queue_length)], description="Jobs waiting in the arq queue"
+)
