@@ -21,6 +21,18 @@ init *ARGS: sync
 up: init
     {{python}} -m auth_service up
 
+# Like `up`, plus VictoriaMetrics scraping API and worker and vmalert on our rules (Debian's victoria-metrics); prints the vmui URL
+monitor: init
+    {{python}} -m auth_service monitor
+
+# The whole stack with Docker: PostgreSQL, Redis, 2 APIs behind nginx, worker, collector, VictoriaMetrics, vmalert, Grafana, Jaeger, mail
+stack-up:
+    docker compose up -d --build
+
+# Stop the Docker stack
+stack-down:
+    docker compose down
+
 # Run only the HTTP API (honours HOST, default 127.0.0.1, and PORT, default 8000)
 api: init
     {{python}} -m auth_service api

@@ -190,6 +190,69 @@ def run_up(host: str, port: int) -> int:
     )
 
 
+def run_monitor(host: str, port: int) -> int:
+    """The service (API + worker) with VictoriaMetrics scraping it and vmalert on our rules."""
+    import json
+    import shutil
+
+    import observability
+    from auth_service.embedded import DATA_DIR
+
+    settings = resolve_servers()
+    binaries = {name: shutil.which(name) for name in ("victoria-metrics", "vmalert")}
+    missing = [name for name, path in binaries.items() if path is None]
+    if missing:
+        _fail(f"{', '.join(missing)} not found; install Debian's package: apt-get install victoria-metrics")
+    vm_port = int(os.environ.get("VM_PORT", "8428"))
+    vmalert_port = int(os.environ.get("VMALERT_PORT", "8880"))
+    folder = DATA_DIR / "monitor"
+    folder.mkdir(parents=True, exist_ok=True)
+    scrape = folder / "scrape.yml"  # JSON is YAML: no YAML writer needed
+    scrape.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "15s"},
+                "scrape_configs": [
+                    {"job_name": "auth-api", "static_configs": [{"targets": [f"{host}:{port}"]}]},
+                    {
+                        "job_name": "auth-worker",
+                        "static_configs": [
+                            {"targets": [f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"]}
+                        ],
+                    },
+                ],
+            },
+            indent=2,
+        )
+    )
+    rules = Path(observability.__file__).parent / "alerts" / "rules.yml"
+    vm_url = f"http://127.0.0.1:{vm_port}"
+    _out(f"VictoriaMetrics: {vm_url}/vmui  (data in {folder / 'victoria-metrics'}, scraping {scrape})")
+    _out(f"vmalert: http://127.0.0.1:{vmalert_port}/vmalert/alerts  (rules {rules})")
+    return _supervise(
+        [
+            [sys.executable, "-m", "auth_service", "api", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "tasks"],
+            [
+                str(binaries["victoria-metrics"]),
+                f"-storageDataPath={folder / 'victoria-metrics'}",
+                f"-httpListenAddr=127.0.0.1:{vm_port}",
+                f"-promscrape.config={scrape}",
+                "-loggerLevel=WARN",
+            ],
+            [
+                str(binaries["vmalert"]),
+                f"-rule={rules}",
+                f"-datasource.url={vm_url}",
+                f"-remoteWrite.url={vm_url}",
+                f"-notifier.url={os.environ.get('ALERTMANAGER_URL', 'http://127.0.0.1:9093')}",
+                f"-httpListenAddr=127.0.0.1:{vmalert_port}",
+                "-loggerLevel=WARN",
+            ],
+        ]
+    )
+
+
 def _supervise(commands: list[list[str]]) -> int:
     """Run the children; when one exits or we are interrupted, stop them all."""
     children = [subprocess.Popen(cmd, env=_child_env()) for cmd in commands]
@@ -240,7 +303,11 @@ def _parser() -> argparse.ArgumentParser:
     setpw = sub.add_parser("set-password", help="change a password (revokes all tokens)")
     setpw.add_argument("username")
     setpw.add_argument("--password-stdin", action="store_true")
-    for name, text in (("api", "run the HTTP API"), ("up", "run the API and the worker together")):
+    for name, text in (
+        ("api", "run the HTTP API"),
+        ("up", "run the API and the worker together"),
+        ("monitor", "run API, worker, VictoriaMetrics and vmalert together"),
+    ):
         proc = sub.add_parser(name, help=text)
         proc.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         proc.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -262,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "up":
         return run_up(args.host, args.port)
+    if command == "monitor":
+        return run_monitor(args.host, args.port)
     if command == "worker":
         return run_worker()
     settings = resolve_servers()

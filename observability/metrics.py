@@ -20,7 +20,7 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | db.connection.errors | db_connection_errors_total | source (request, health) |
 | jobs.runs | jobs_runs_total | task, outcome |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
-| process CPU and memory | process_cpu_seconds_total, process_resident_memory_bytes | (prometheus_client's process collector) |
+| process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
 """
 
 from __future__ import annotations

