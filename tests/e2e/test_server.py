@@ -123,3 +123,15 @@ def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) 
     assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()
     assert not (tmp_path / ".data" / "redis" / "redis.pid").exists()
     assert ROOT.exists()
+
+
+async def test_unreachable_collector_never_breaks_requests(settings: Settings, tmp_path: Path) -> None:
+    """OTLP export on, collector down: every request still answers (export is off the request path)."""
+    await create_user(settings, username="otto")
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": dead, "OTEL_BSP_SCHEDULE_DELAY": "100"}  # export attempts start at once
+    with api_server(settings, tmp_path, **env) as base, httpx.Client(base_url=base, timeout=10) as http:
+        for _ in range(5):
+            tokens = http.post("/api/v1/auth/login", json={"username": "otto", "password": DEFAULT_PASSWORD}).json()
+            assert http.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"])).status_code == 200
+        assert http.get("/api/v1/health").json()["status"] == "ok"
