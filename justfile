@@ -11,7 +11,7 @@ default:
 
 # Install the locked dependencies into .venv (fast when already done)
 sync:
-    @uv sync --frozen --quiet
+    @uv sync --frozen --quiet --all-extras
 
 # Write .env with fresh secrets (if absent), migrate, create the first admin; safe to re-run
 init *ARGS: sync
@@ -40,6 +40,14 @@ api: init
 # Run only the background worker (arq)
 worker: init
     {{python}} -m auth_service worker
+
+# The optional Celery adapter: a Celery worker running the same jobs (broker: CELERY_BROKER_URL)
+celery-worker: init
+    JOB_QUEUE_BACKEND=celery .venv/bin/celery -A tasks.celery_app worker --concurrency 4 --loglevel INFO
+
+# The Celery beat schedule (cleanup hourly, daily report 00:05 UTC, outbox every minute)
+celery-beat: init
+    JOB_QUEUE_BACKEND=celery .venv/bin/celery -A tasks.celery_app beat --loglevel INFO
 
 # Upgrade the database schema to the latest migration (or: just migrate --revision <rev>)
 migrate *ARGS: sync

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
+import structlog
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     EngineConfig,
@@ -22,6 +22,7 @@ from opentelemetry.metrics import NoOpMeter
 
 from auth_service.auth.controllers import AuthController
 from auth_service.auth.deps import apply_public_limit
+from auth_service.auth.not_me import NotMeController
 from auth_service.config import Settings, get_settings
 from auth_service.errors import exception_handlers
 from auth_service.openapi import docs_assets_router, openapi_config
@@ -34,6 +35,8 @@ from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
 
 __all__ = ["create_app"]
+
+log = structlog.get_logger()
 
 
 def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
@@ -65,16 +68,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
         resources = build_resources(settings, db_config.create_session_maker())
         app.state.resources = resources
         instrument_engine(db_config.get_engine())  # SQL spans, and the pool-usage gauge
-        poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity))
+        stop_polling = asyncio.Event()
+        poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity, stop_polling))
         # Everything allocated so far lives for the whole process: keep it out of GC scans (p99).
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            stop_polling.set()
+            try:
+                await asyncio.wait_for(poller, timeout=5)
+            except TimeoutError:
+                log.warning("gauges.poller_stuck_at_shutdown")
             await resources.close()
 
     tracing = OpenTelemetryConfig(
@@ -83,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["/metrics", "/docs-assets"],
         exclude_spans=["receive", "send"],
     )
-    route_handlers: list[object] = [AuthController, HealthController, metrics_endpoint]
+    route_handlers: list[object] = [AuthController, NotMeController, HealthController, metrics_endpoint]
     if settings.docs_enabled:
         route_handlers.append(docs_assets_router())
     return Litestar(

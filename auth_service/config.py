@@ -103,6 +103,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_max_overflow: int = 10
     redis_url: str = ""
     redis_key_prefix: str = "auth"
+    queue_redis_url: str = ""  # empty: the job queue shares REDIS_URL
     celery_broker_url: str = ""
 
     jwt_secret_key: str = ""
@@ -129,6 +130,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     trusted_proxies: str = ""
     max_body_size: int = 65536
 
+    job_queue_backend: Literal["arq", "celery"] = "arq"
+    worker_job_timeout: int = 300
+    email_backend: Literal["file", "smtp", "console"] = "file"
+    email_outbox_dir: str = ".data/outbox"
+    email_from: str = "Auth Service <no-reply@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_timeout: float = 10.0
+    smtp_breaker_failures: int = 5
+    smtp_breaker_reset_seconds: float = 30.0
+    public_base_url: str = "http://127.0.0.1:8000"
+    not_me_link_ttl_hours: int = 72
+    suspicious_new_device_days: int = 30
+    suspicious_failures: int = 5
+    suspicious_failure_window_minutes: int = 15
+
     password_hash_workers: int = 0
     password_hash_queue: int = 64
     argon2_memory_kib: int = 19456
@@ -154,6 +175,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in _split(self.trusted_proxies)]
+
+    @property
+    def job_redis_url(self) -> str:
+        return self.queue_redis_url or self.redis_url
+
+    @property
+    def signing_material(self) -> bytes:
+        """Key material other signatures derive from (the JWT secret, or the private key)."""
+        if self.jwt_algorithm in SYMMETRIC_ALGORITHMS:
+            return self.jwt_secret_key.encode()
+        return Path(self.jwt_private_key_file).read_bytes()
 
     @property
     def rate_limits(self) -> RateLimits:
@@ -225,8 +257,18 @@ def _check(settings: Settings) -> None:
         "max_body_size",
         "password_hash_queue",
         "database_pool_size",
+        "worker_job_timeout",
+        "not_me_link_ttl_hours",
+        "suspicious_new_device_days",
+        "suspicious_failures",
+        "suspicious_failure_window_minutes",
+        "smtp_breaker_failures",
     )
     problems += [(name.upper(), "must be a positive integer") for name in positive if getattr(settings, name) < 1]
+    if settings.smtp_tls and settings.smtp_starttls and settings.email_backend == "smtp":
+        problems.append(("SMTP_STARTTLS", "set SMTP_TLS (implicit TLS, port 465) or SMTP_STARTTLS, not both"))
+    if not settings.public_base_url.startswith(("http://", "https://")):
+        problems.append(("PUBLIC_BASE_URL", "expected the service's external http(s):// URL"))
     if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
         problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
     if settings.refresh_reuse_grace_seconds < 0:

@@ -1,13 +1,121 @@
-"""The one way the API hands work to the worker: jobs by name, never by import."""
+"""The one way the API hands work to the worker: jobs by name, never by import.
+
+`JobQueue.enqueue` never raises: a queue that is down is logged and reported as False,
+and the outbox (notifications table) makes sure the work is enqueued later.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, Protocol
 
-__all__ = ["JobName"]
+import structlog
+from opentelemetry.propagate import inject
+
+__all__ = ["ArqQueue", "CeleryQueue", "JobName", "JobQueue", "QueuedJob", "enqueue_all", "make_queue"]
+
+log = structlog.get_logger()
 
 
 class JobName(StrEnum):
-    """Every job the worker knows; a unit test checks each is registered with it."""
+    """Every job the worker knows; a unit test checks each is registered with it (arq and Celery)."""
 
+    SEND_LOGIN_NOTIFICATION_EMAIL = "send_login_notification_email"
+    SEND_SUSPICIOUS_LOGIN_ALERT = "send_suspicious_login_alert"
     CLEANUP_EXPIRED_TOKENS = "cleanup_expired_tokens"
+    GENERATE_DAILY_LOGIN_REPORT = "generate_daily_login_report"
+    DISPATCH_OUTBOX = "dispatch_outbox"
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, name: JobName, job_id: str, **kwargs: Any) -> bool:
+        """Queue `name(**kwargs)` once under `job_id`; True when the queue took it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job decided by a service, to be enqueued after its transaction committed."""
+
+    name: JobName
+    job_id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+async def enqueue_all(queue: JobQueue, jobs: list[QueuedJob]) -> None:
+    for job in jobs:
+        await queue.enqueue(job.name, job.job_id, **job.kwargs)
+
+
+def _with_trace(kwargs: dict[str, Any]) -> dict[str, Any]:
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return {**kwargs, "traceparent": carrier["traceparent"]} if "traceparent" in carrier else kwargs
+
+
+class ArqQueue:
+    """arq on the shared Redis. The job id makes a second enqueue of the same job a no-op."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis_url = redis_url
+        self._pool: Any = None
+
+    async def enqueue(self, name: JobName, job_id: str, **kwargs: Any) -> bool:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        try:
+            if self._pool is None:
+                settings = RedisSettings.from_dsn(self._redis_url)
+                settings.conn_timeout, settings.conn_retries = 2, 0
+                self._pool = await create_pool(settings)
+            await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
+            return True
+        except Exception as exc:  # the queue being down must never fail the caller
+            log.warning("jobs.enqueue_failed", job=name.value, error=type(exc).__name__)
+            return False
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+
+class CeleryQueue:
+    """The optional Celery adapter (`pip install .[celery]`): the same task names on CELERY_BROKER_URL."""
+
+    def __init__(self, broker_url: str) -> None:
+        self._broker_url = broker_url
+        self._app: Any = None
+
+    async def enqueue(self, name: JobName, job_id: str, **kwargs: Any) -> bool:
+        import asyncio
+
+        try:
+            if self._app is None:
+                from celery import Celery
+
+                self._app = Celery("auth_service", broker=self._broker_url)
+                # Fail fast when the broker is down: the outbox retries later, the login must not wait.
+                self._app.conf.update(
+                    broker_connection_retry_on_startup=False,
+                    broker_connection_timeout=2,
+                    task_publish_retry=False,
+                )
+            send = self._app.send_task
+            await asyncio.to_thread(send, name.value, kwargs=_with_trace(kwargs), task_id=job_id)
+            return True
+        except Exception as exc:
+            log.warning("jobs.enqueue_failed", job=name.value, error=type(exc).__name__, backend="celery")
+            return False
+
+    async def close(self) -> None:
+        return None
+
+
+def make_queue(backend: str, *, redis_url: str, celery_broker_url: str) -> JobQueue:
+    if backend == "celery":
+        return CeleryQueue(celery_broker_url or redis_url)
+    return ArqQueue(redis_url)

@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.auth.limits import EndpointLimits
 from auth_service.auth.services import TokenVerifier
 from auth_service.config import Settings
+from auth_service.jobs import JobQueue, make_queue
 from auth_service.security.activity import ActivityTracker
+from auth_service.security.links import LinkSigner
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.ratelimit import RateLimiter
 from auth_service.security.revocation import RevocationStore
@@ -31,12 +33,15 @@ class Resources:
     limits: EndpointLimits
     verifier: TokenVerifier
     activity: ActivityTracker
+    queue: JobQueue
+    links: LinkSigner
 
     # Parsed once: the client-IP rule runs on every limited request.
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     async def close(self) -> None:
         self.hasher.close()
+        await self.queue.close()
         await self.redis.aclose()
 
 
@@ -72,6 +77,20 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     activity = ActivityTracker(settings.redis_key_prefix)
     limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
     verifier = TokenVerifier(tokens, revocation, limits, activity)
+    queue = make_queue(
+        settings.job_queue_backend, redis_url=settings.job_redis_url, celery_broker_url=settings.celery_broker_url
+    )
+    links = LinkSigner(settings.signing_material, settings.not_me_link_ttl_hours * 3600)
     return Resources(
-        settings, redis, hasher, tokens, revocation, limits, verifier, activity, settings.trusted_proxy_networks
+        settings,
+        redis,
+        hasher,
+        tokens,
+        revocation,
+        limits,
+        verifier,
+        activity,
+        queue,
+        links,
+        settings.trusted_proxy_networks,
     )

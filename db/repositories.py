@@ -9,9 +9,15 @@ from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
+from db.models import LoginRecord, Notification, RefreshToken, TokenBlacklist, User
 
-__all__ = ["LoginRecordRepository", "RefreshTokenRepository", "TokenBlacklistRepository", "UserRepository"]
+__all__ = [
+    "LoginRecordRepository",
+    "NotificationRepository",
+    "RefreshTokenRepository",
+    "TokenBlacklistRepository",
+    "UserRepository",
+]
 
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):
@@ -26,6 +32,10 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
         )
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
+    async def active_admin_emails(self) -> list[str]:
+        stmt = select(User.email).where(User.is_active.is_(True), User.roles.any("admin")).order_by(User.email)  # type: ignore[arg-type]
+        return [str(email) for email in (await self.session.execute(stmt)).scalars()]
+
     async def count_admins(self) -> int:
         stmt = select(func.count()).select_from(User).where(User.roles.any("admin"))  # type: ignore[arg-type]
         return int((await self.session.execute(stmt)).scalar_one())
@@ -39,6 +49,106 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
 
 class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
     model_type = LoginRecord
+
+    async def has_success_since(
+        self, user_id: UUID, since: dt.datetime, *, ip: str | None = None, user_agent: str | None = None
+    ) -> bool:
+        """A successful login of the user since `since` (from this IP and user agent, when given)."""
+        stmt = select(LoginRecord.id).where(
+            LoginRecord.user_id == user_id, LoginRecord.success.is_(True), LoginRecord.login_timestamp > since
+        )
+        if ip is not None:
+            stmt = stmt.where(LoginRecord.ip_address == ip)
+        if user_agent is not None:
+            stmt = stmt.where(LoginRecord.user_agent == user_agent)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def failures_since(self, user_id: UUID, since: dt.datetime) -> int:
+        stmt = select(func.count()).where(
+            LoginRecord.user_id == user_id, LoginRecord.success.is_(False), LoginRecord.login_timestamp > since
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def day_totals(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int, int]:
+        """(attempts, successes, distinct successful users) in [start, end)."""
+        window = (LoginRecord.login_timestamp >= start, LoginRecord.login_timestamp < end)
+        stmt = select(
+            func.count(),
+            func.count().filter(LoginRecord.success.is_(True)),
+            func.count(func.distinct(LoginRecord.user_id)).filter(LoginRecord.success.is_(True)),
+        ).where(*window)
+        row = (await self.session.execute(stmt)).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def top_failing(
+        self, column: str, start: dt.datetime, end: dt.datetime, limit: int = 10
+    ) -> list[tuple[str, int]]:
+        """The `ip_address` or `username` values with the most failed logins in [start, end)."""
+        field = {"ip_address": LoginRecord.ip_address, "username": LoginRecord.username}[column]
+        stmt = (
+            select(field, func.count().label("failures"))
+            .where(
+                LoginRecord.success.is_(False), LoginRecord.login_timestamp >= start, LoginRecord.login_timestamp < end
+            )
+            .group_by(field)
+            .order_by(func.count().desc(), field)
+            .limit(limit)
+        )
+        return [(str(row[0]), int(row[1])) for row in await self.session.execute(stmt)]
+
+
+class NotificationRepository(SQLAlchemyAsyncRepository[Notification]):
+    model_type = Notification
+
+    async def claim(self, notification_id: UUID, now: dt.datetime, lease: dt.timedelta) -> Notification | None:
+        """Take the right to send, for `lease`; None when it was sent, dropped, or another worker holds it."""
+        stmt = (
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.sent_at.is_(None),
+                Notification.dropped_at.is_(None),
+                (Notification.claimed_until.is_(None)) | (Notification.claimed_until < now),
+            )
+            .values(claimed_until=now + lease, attempts=Notification.attempts + 1)
+            .returning(Notification)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def finish(self, notification_id: UUID, now: dt.datetime, *, sent: bool, error: str | None = None) -> None:
+        values: dict[str, object] = {"claimed_until": None, "last_error": error}
+        if sent:
+            values["sent_at"] = now
+        elif error is not None and error.startswith("permanent:"):
+            values["dropped_at"] = now
+        await self.session.execute(update(Notification).where(Notification.id == notification_id).values(**values))
+
+    async def undelivered(self, created_before: dt.datetime, limit: int) -> list[Notification]:
+        """Notifications still unsent (and not given up on) that were created before `created_before`."""
+        stmt = (
+            select(Notification)
+            .where(
+                Notification.sent_at.is_(None),
+                Notification.dropped_at.is_(None),
+                Notification.created_at < created_before,
+            )
+            .order_by(Notification.created_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def disavow(self, notification_id: UUID, user_id: UUID, now: dt.datetime) -> bool:
+        """Use a notification's "this wasn't me" link once; False when already used or unknown."""
+        stmt = (
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.user_id == user_id,
+                Notification.disavowed_at.is_(None),
+            )
+            .values(disavowed_at=now)
+        )
+        return bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
 
 class TokenBlacklistRepository(SQLAlchemyAsyncRepository[TokenBlacklist]):

@@ -19,6 +19,7 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | jobs.queue.length | jobs_queue_length | |
 | db.connection.errors | db_connection_errors_total | source (request, health) |
 | jobs.runs | jobs_runs_total | task, outcome |
+| smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
 """
@@ -91,6 +92,7 @@ class _Gauges:
         self.active_users: int | None = None
         self.redis_memory: int | None = None
         self.queue_length: int | None = None
+        self.smtp_circuit: int | None = None
 
 
 gauges = _Gauges()
@@ -111,6 +113,11 @@ active_users = _meter.create_observable_gauge(
 )
 _meter.create_observable_gauge(
     "redis.memory.used", callbacks=[_observe(lambda: gauges.redis_memory)], unit="By", description="Redis used_memory"
+)
+_meter.create_observable_gauge(
+    "smtp.circuit.state",
+    callbacks=[_observe(lambda: gauges.smtp_circuit)],
+    description="SMTP circuit breaker: 0 closed, 1 half-open, 2 open",
 )
 _meter.create_observable_gauge(
     "jobs.queue.length", callbacks=[_observe(lambda: gauges.queue_length)], description="Jobs waiting in the arq queue"

@@ -27,7 +27,11 @@ def main() -> None:
     log.info(
         "worker.metrics_listening", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
     )
-    run_worker(WorkerSettings, redis_settings=redis_settings())  # type: ignore[arg-type]
+    run_worker(
+        WorkerSettings,  # type: ignore[arg-type]
+        redis_settings=redis_settings(),
+        job_timeout=settings.worker_job_timeout,
+    )
 
 
 if __name__ == "__main__":

@@ -8,40 +8,87 @@ from arq import cron
 from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from auth_service.config import get_settings
-from auth_service.jobs import JobName
+from auth_service.config import Settings, get_settings
+from auth_service.jobs import JobName, make_queue
+from auth_service.security.links import LinkSigner
 from observability.tracing import instrument_engine
+from tasks.email.sender import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from tasks.instrument import instrumented
 from tasks.jobs.maintenance import cleanup_expired_tokens
+from tasks.jobs.notifications import send_login_notification_email, send_suspicious_login_alert
+from tasks.jobs.outbox import dispatch_outbox
+from tasks.jobs.reports import generate_daily_login_report
 
 __all__ = ["FUNCTIONS", "WorkerSettings", "redis_settings"]
 
-FUNCTIONS = {JobName.CLEANUP_EXPIRED_TOKENS: instrumented(cleanup_expired_tokens)}
+FUNCTIONS = {
+    JobName.SEND_LOGIN_NOTIFICATION_EMAIL: instrumented(send_login_notification_email),
+    JobName.SEND_SUSPICIOUS_LOGIN_ALERT: instrumented(send_suspicious_login_alert),
+    JobName.CLEANUP_EXPIRED_TOKENS: instrumented(cleanup_expired_tokens),
+    JobName.GENERATE_DAILY_LOGIN_REPORT: instrumented(generate_daily_login_report),
+    JobName.DISPATCH_OUTBOX: instrumented(dispatch_outbox),
+}
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """The EMAIL_BACKEND, with SMTP behind the circuit breaker."""
+    if settings.email_backend == "smtp":
+        smtp = SmtpMailer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+        )
+        return CircuitBreaker(
+            smtp, failures=settings.smtp_breaker_failures, reset_seconds=settings.smtp_breaker_reset_seconds
+        )
+    if settings.email_backend == "console":
+        return ConsoleMailer()
+    return FileMailer(settings.email_outbox_dir)
+
+
+async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
+    """Fill a job context (arq's, or the Celery adapter's) with what the jobs use."""
+    engine = create_async_engine(settings.async_database_url, pool_size=4, pool_pre_ping=True)
+    instrument_engine(engine)
+    ctx["settings"] = settings
+    ctx["engine"] = engine
+    ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
+    ctx["mailer"] = make_mailer(settings)
+    ctx["links"] = LinkSigner(settings.signing_material, settings.not_me_link_ttl_hours * 3600)
+    ctx["queue"] = make_queue(
+        settings.job_queue_backend, redis_url=settings.job_redis_url, celery_broker_url=settings.celery_broker_url
+    )
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    settings = get_settings()
-    engine = create_async_engine(settings.async_database_url, pool_size=4, pool_pre_ping=True)
-    instrument_engine(engine)
-    ctx["engine"] = engine
-    ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
+    await prepare(ctx, get_settings())
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["queue"].close()
     await ctx["engine"].dispose()
 
 
 def redis_settings() -> RedisSettings:
     """Read at worker start (not import), so REDIS_URL set by the launcher counts."""
-    return RedisSettings.from_dsn(get_settings().redis_url)
+    return RedisSettings.from_dsn(get_settings().job_redis_url)
 
 
 class WorkerSettings:
     functions = list(FUNCTIONS.values())
-    cron_jobs = [cron(FUNCTIONS[JobName.CLEANUP_EXPIRED_TOKENS], minute=7, unique=True, run_at_startup=False)]  # type: ignore[arg-type]
+    # unique=True: with several workers, each period's run happens once.
+    cron_jobs = [
+        cron(FUNCTIONS[JobName.CLEANUP_EXPIRED_TOKENS], minute=7, unique=True),  # type: ignore[arg-type]
+        cron(FUNCTIONS[JobName.GENERATE_DAILY_LOGIN_REPORT], hour=0, minute=5, unique=True),  # type: ignore[arg-type]
+        cron(FUNCTIONS[JobName.DISPATCH_OUTBOX], second=30, unique=True),  # type: ignore[arg-type]
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 4
-    job_timeout = 300
+    job_timeout = 300  # WORKER_JOB_TIMEOUT overrides (python -m tasks)
     max_tries = 5
     health_check_interval = 60

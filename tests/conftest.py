@@ -25,7 +25,7 @@ from auth_service.config import Settings, load_settings, normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = secrets.token_hex(32)
-TABLES = ("login_records", "token_blacklist", "refresh_tokens", "users")
+TABLES = ("notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
 
 
 def _plain(url: str) -> str:

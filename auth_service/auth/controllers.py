@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody
@@ -14,6 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from auth_service.auth.deps import provide_auth_service, provide_claims, provide_client
 from auth_service.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, TokenPair, VerifyResponse
 from auth_service.auth.services import AuthService, ClientInfo, IssuedTokens
+from auth_service.jobs import JobQueue, enqueue_all
 from auth_service.openapi import error_responses, require_json_body
 from auth_service.security.tokens import AccessClaims
 
@@ -22,14 +25,16 @@ __all__ = ["AuthController"]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _pair(issued: IssuedTokens) -> Response[TokenPair]:
+def _pair(issued: IssuedTokens, queue: JobQueue | None = None) -> Response[TokenPair]:
     body = TokenPair(
         access_token=issued.access_token,
         expires_in=issued.access_expires_in,
         refresh_token=issued.refresh_token,
         refresh_expires_in=issued.refresh_expires_in,
     )
-    return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE)
+    # Notifications are enqueued after the response is sent: a slow or dead queue never delays a login.
+    background = BackgroundTask(enqueue_all, queue, issued.jobs) if queue is not None and issued.jobs else None
+    return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE, background=background)
 
 
 class AuthController(Controller):
@@ -49,6 +54,7 @@ class AuthController(Controller):
     )
     async def login(
         self,
+        state: State,
         auth: NamedDependency[AuthService],
         client: NamedDependency[ClientInfo],
         data: Annotated[
@@ -56,7 +62,7 @@ class AuthController(Controller):
             Body(examples=[Example(value={"username": "alice", "password": "correct horse battery staple"})]),
         ],
     ) -> Response[TokenPair]:
-        return _pair(await auth.login(data.username, data.password, client))
+        return _pair(await auth.login(data.username, data.password, client), state.resources.queue)
 
     @post(
         "/refresh",

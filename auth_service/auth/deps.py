@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.auth.services import AuthService, ClientInfo
+from auth_service.auth.suspicious import SuspicionRules
 from auth_service.errors import TokenInvalid
 from auth_service.resources import Resources
 from auth_service.security.client_ip import client_ip
@@ -40,6 +41,11 @@ async def provide_auth_service(state: State, db_session: NamedDependency[AsyncSe
         limits=r.limits,
         refresh_ttl=r.settings.refresh_ttl_seconds,
         reuse_grace=r.settings.refresh_reuse_grace_seconds,
+        suspicion=SuspicionRules(
+            new_device_days=r.settings.suspicious_new_device_days,
+            failures=r.settings.suspicious_failures,
+            failure_window_minutes=r.settings.suspicious_failure_window_minutes,
+        ),
     )
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import structlog
 from opentelemetry import trace
@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.auth.limits import EndpointLimits
+from auth_service.auth.suspicious import LoginHistory, SuspicionRules, suspicious_reasons
 from auth_service.errors import (
     InvalidCredentials,
     ServiceUnavailable,
@@ -22,7 +23,9 @@ from auth_service.errors import (
     TokenInvalid,
     TokenRevoked,
 )
+from auth_service.jobs import JobName, QueuedJob
 from auth_service.security.activity import ActivityTracker
+from auth_service.security.links import SignedLink
 from auth_service.security.passwords import HasherBusyError, PasswordHasher
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import (
@@ -34,8 +37,14 @@ from auth_service.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
-from db.models import LoginRecord, RefreshToken, User
-from db.repositories import LoginRecordRepository, RefreshTokenRepository, TokenBlacklistRepository, UserRepository
+from db.models import LoginRecord, Notification, RefreshToken, User
+from db.repositories import (
+    LoginRecordRepository,
+    NotificationRepository,
+    RefreshTokenRepository,
+    TokenBlacklistRepository,
+    UserRepository,
+)
 from observability import metrics
 
 __all__ = ["AuthService", "ClientInfo", "IssuedTokens", "TokenVerifier"]
@@ -59,6 +68,8 @@ class IssuedTokens:
     refresh_token: str
     refresh_expires_in: int
     user_id: str
+    # Jobs to enqueue once the response is on its way (login notifications).
+    jobs: list[QueuedJob] = field(default_factory=list)
 
 
 def _now() -> dt.datetime:
@@ -144,6 +155,7 @@ class AuthService:
         limits: the rate-limit policy.
         refresh_ttl: refresh token lifetime in seconds.
         reuse_grace: seconds during which a spent refresh token gets its successor back.
+        suspicion: when a successful login also sends a suspicious-login alert.
     """
 
     def __init__(
@@ -156,9 +168,12 @@ class AuthService:
         limits: EndpointLimits,
         refresh_ttl: int,
         reuse_grace: int,
+        suspicion: SuspicionRules | None = None,
     ) -> None:
         self._session = session
         self._limits = limits
+        self._suspicion = suspicion or SuspicionRules()
+        self._notifications = NotificationRepository(session=session)
         self._users = UserRepository(session=session)
         self._records = LoginRecordRepository(session=session)
         self._refresh = RefreshTokenRepository(session=session)
@@ -203,14 +218,69 @@ class AuthService:
         family_id = uuid.uuid4()
         refresh_token, refresh_row = self._new_refresh_row(user.id, family_id)
         await self._refresh.add(refresh_row, auto_refresh=False)
+        # The outbox rows commit with the login record: no notification without its login, and none lost.
+        notes = await self._notify_login(user, client)
         await self._record(user, username, client, failure=None)
         await self._session.commit()
         await self._revocation.remember_user(str(user.id), user.is_active, user.tokens_valid_after)
         await self._limits.after_login(client.ip, username, user_id=str(user.id))
-        # The login notification is enqueued here (jobs issue), after the commit.
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
-        log.info("login.succeeded", user_id=str(user.id), ip=client.ip)
-        return self._issue(user, family_id, refresh_token, self._refresh_ttl)
+        log.info("login.succeeded", user_id=str(user.id), ip=client.ip, alerts=len(notes) - 1)
+        issued = self._issue(user, family_id, refresh_token, self._refresh_ttl)
+        jobs = [
+            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
+            for n in notes
+        ]
+        return replace(issued, jobs=jobs)
+
+    async def _notify_login(self, user: User, client: ClientInfo) -> list[Notification]:
+        """Outbox rows for this login: always the notification, and an alert when suspicious.
+
+        Must run before this login's own record is written (it reads the history).
+        """
+        now = _now()
+        rules = self._suspicion
+        device_window = now - dt.timedelta(days=rules.new_device_days)
+        user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
+        history = LoginHistory(
+            has_earlier_success=await self._records.has_success_since(user.id, device_window),
+            seen_this_device=await self._records.has_success_since(
+                user.id, device_window, ip=client.ip[:45], user_agent=user_agent
+            ),
+            recent_failures=await self._records.failures_since(
+                user.id, now - dt.timedelta(minutes=rules.failure_window_minutes)
+            ),
+        )
+        when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        notes = [
+            Notification(
+                kind="login",
+                job=JobName.SEND_LOGIN_NOTIFICATION_EMAIL.value,
+                user_id=user.id,
+                payload={"user_id": str(user.id), "ip_address": client.ip, "timestamp": when, "user_agent": user_agent},
+            )
+        ]
+        if reasons := suspicious_reasons(history, rules):
+            details = {
+                "reasons": reasons,
+                "ip_address": client.ip,
+                "user_agent": user_agent,
+                "timestamp": when,
+                "recent_failures": history.recent_failures,
+            }
+            notes.append(
+                Notification(
+                    kind="suspicious",
+                    job=JobName.SEND_SUSPICIOUS_LOGIN_ALERT.value,
+                    user_id=user.id,
+                    payload={"user_id": str(user.id), "details": details},
+                )
+            )
+            log.warning("login.suspicious", user_id=str(user.id), reasons=reasons, ip=client.ip)
+        for note in notes:
+            note.id = uuid.uuid4()
+            await self._notifications.add(note, auto_refresh=False)
+        return notes
 
     async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token: spend it and mint its successor.
@@ -314,6 +384,31 @@ class AuthService:
             raise ServiceUnavailable from None
         await self._session.commit()
         log.info("logout.succeeded", user_id=claims.sub, everywhere=everywhere, sessions=len(families))
+
+    async def disavow(self, link: SignedLink) -> bool:
+        """ "This wasn't me": revoke every session and live access token of the link's user, once.
+
+        Returns False when the link was already used (or its notification is gone).
+        """
+        now = _now()
+        if not await self._notifications.disavow(link.notification_id, link.user_id, now):
+            return False
+        user = await self._users.get_one_or_none(User.id == link.user_id)
+        if user is None:
+            return False
+        try:
+            sessions = await self._revocation.revoke_all_sessions(self._session, user)
+        except RedisError:
+            await self._session.rollback()
+            raise ServiceUnavailable from None
+        await self._session.commit()
+        log.warning(
+            "account.login_disavowed",
+            user_id=str(user.id),
+            notification_id=str(link.notification_id),
+            sessions=sessions,
+        )
+        return True
 
     def _issue(self, user: User, family_id: uuid.UUID, refresh_token: str, refresh_expires_in: int) -> IssuedTokens:
         started = time.perf_counter()

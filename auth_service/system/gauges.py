@@ -7,6 +7,7 @@ background task reads Redis every few seconds and the callbacks return the last 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from redis.asyncio import Redis
@@ -36,8 +37,13 @@ async def refresh_once(redis: Redis, activity: ActivityTracker) -> None:
         gauges.redis_memory = gauges.queue_length = gauges.active_users = None
 
 
-async def poll_gauges(redis: Redis, activity: ActivityTracker, interval: float = 5.0) -> None:
-    """Run until cancelled."""
-    while True:
+async def poll_gauges(redis: Redis, activity: ActivityTracker, stop: asyncio.Event, interval: float = 5.0) -> None:
+    """Refresh every `interval` seconds until `stop` is set.
+
+    Stopped by an event, not by cancellation: cancelling redis-py in the middle of a
+    command can leave the connection pool waiting forever at shutdown.
+    """
+    while not stop.is_set():
         await refresh_once(redis, activity)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from advanced_alchemy.base import orm_registry
 
 from db.models.login_record import LoginRecord
+from db.models.notification import Notification
 from db.models.refresh_token import RefreshToken
 from db.models.token_blacklist import TokenBlacklist
 from db.models.user import User
 
 metadata = orm_registry.metadata
 
-__all__ = ["LoginRecord", "RefreshToken", "TokenBlacklist", "User", "metadata"]
+__all__ = ["LoginRecord", "Notification", "RefreshToken", "TokenBlacklist", "User", "metadata"]

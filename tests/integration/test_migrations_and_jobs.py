@@ -43,13 +43,17 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
     url = _with_database(_PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         upgrade(url)
+        assert current_revision(url) == "0002"
+        tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications"}
+        assert tables <= asyncio.run(_tables(url))
+        downgrade(url)  # one step
         assert current_revision(url) == "0001"
-        assert {"users", "login_records", "token_blacklist", "refresh_tokens"} <= asyncio.run(_tables(url))
+        assert "notifications" not in asyncio.run(_tables(url))
         downgrade(url, "base")
         assert current_revision(url) is None
         assert asyncio.run(_tables(url)) <= {"alembic_version"}
         upgrade(url)
-        assert current_revision(url) == "0001"
+        assert current_revision(url) == "0002"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

@@ -43,6 +43,7 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/auth/refresh",
         "/api/v1/auth/logout",
         "/api/v1/auth/verify",
+        "/api/v1/auth/not-me",
         "/api/v1/health",
         "/metrics",
     }

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from auth_service.config import Settings
+from auth_service.jobs import JobName
 from db.models import User
 from observability.setup import init_telemetry
 from tests.factories import DEFAULT_PASSWORD
@@ -75,7 +76,7 @@ async def test_job_span_links_to_the_request_that_enqueued_it(settings: Settings
         inject(carrier)
     engine = create_async_engine(settings.async_database_url)
     ctx = {"session_factory": async_sessionmaker(engine), "job_try": 1, "job_id": "j-1"}
-    job = next(iter(FUNCTIONS.values()))
+    job = FUNCTIONS[JobName.CLEANUP_EXPIRED_TOKENS]
     await job(ctx, traceparent=carrier["traceparent"])
     await engine.dispose()
     job_span = next(s for s in spans.get_finished_spans() if s.name.startswith("job "))

@@ -6,16 +6,8 @@ import logging
 import pytest
 import structlog
 
-from auth_service.jobs import JobName
 from auth_service.request_context import request_id_of
 from observability.logging import configure_logging, mask_email
-
-
-def test_every_job_name_is_registered_with_the_worker() -> None:
-    from tasks.worker import WorkerSettings
-
-    registered = {getattr(f, "__name__", "") for f in WorkerSettings.functions}
-    assert {name.value for name in JobName} <= registered
 
 
 @pytest.mark.parametrize(
