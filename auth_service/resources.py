@@ -20,7 +20,7 @@ from auth_service.security.ratelimit import RateLimiter
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import TokenService
 
-__all__ = ["Resources", "build_resources"]
+__all__ = ["Resources", "build_resources", "job_queue_for", "link_signer_for"]
 
 
 @dataclass(slots=True)
@@ -43,6 +43,17 @@ class Resources:
         self.hasher.close()
         await self.queue.close()
         await self.redis.aclose()
+
+
+def job_queue_for(settings: Settings) -> JobQueue:
+    """The queue the settings choose (arq or Celery); the API and the worker share this."""
+    return make_queue(
+        settings.job_queue_backend, redis_url=settings.job_redis_url, celery_broker_url=settings.celery_broker_url
+    )
+
+
+def link_signer_for(settings: Settings) -> LinkSigner:
+    return LinkSigner(settings.signing_material, settings.not_me_link_ttl_hours * 3600)
 
 
 def build_resources(settings: Settings, session_factory: Callable[[], AsyncSession]) -> Resources:
@@ -77,10 +88,8 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     activity = ActivityTracker(settings.redis_key_prefix)
     limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
     verifier = TokenVerifier(tokens, revocation, limits, activity)
-    queue = make_queue(
-        settings.job_queue_backend, redis_url=settings.job_redis_url, celery_broker_url=settings.celery_broker_url
-    )
-    links = LinkSigner(settings.signing_material, settings.not_me_link_ttl_hours * 3600)
+    queue = job_queue_for(settings)
+    links = link_signer_for(settings)
     return Resources(
         settings,
         redis,

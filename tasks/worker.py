@@ -9,8 +9,8 @@ from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.config import Settings, get_settings
-from auth_service.jobs import JobName, make_queue
-from auth_service.security.links import LinkSigner
+from auth_service.jobs import JobName
+from auth_service.resources import job_queue_for, link_signer_for
 from observability.tracing import instrument_engine
 from tasks.email.sender import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from tasks.instrument import instrumented
@@ -58,10 +58,8 @@ async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
     ctx["engine"] = engine
     ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
     ctx["mailer"] = make_mailer(settings)
-    ctx["links"] = LinkSigner(settings.signing_material, settings.not_me_link_ttl_hours * 3600)
-    ctx["queue"] = make_queue(
-        settings.job_queue_backend, redis_url=settings.job_redis_url, celery_broker_url=settings.celery_broker_url
-    )
+    ctx["links"] = link_signer_for(settings)
+    ctx["queue"] = job_queue_for(settings)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
