@@ -153,9 +153,16 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
 # ---- processes -------------------------------------------------------------------------------
 
 
+def _default_public_url(host: str, port: int) -> None:
+    """Links in e-mails point at where this API listens, unless PUBLIC_BASE_URL says otherwise."""
+    if not _configured("PUBLIC_BASE_URL"):
+        os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+
+
 def run_api(host: str, port: int) -> None:
     import uvicorn
 
+    _default_public_url(host, port)
     settings = resolve_servers()
     _out(f"API on http://{host}:{port}  (docs: http://{host}:{port}/docs, env: {settings.app_env})")
     uvicorn.run(
@@ -181,6 +188,7 @@ def run_worker() -> int:
 
 
 def run_up(host: str, port: int) -> int:
+    _default_public_url(host, port)
     resolve_servers()
     return _supervise(
         [
@@ -198,6 +206,7 @@ def run_monitor(host: str, port: int) -> int:
     import observability
     from auth_service.embedded import DATA_DIR
 
+    _default_public_url(host, port)
     settings = resolve_servers()
     binaries = {name: shutil.which(name) for name in ("victoria-metrics", "vmalert")}
     missing = [name for name, path in binaries.items() if path is None]
