@@ -30,6 +30,17 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15, sig: int = signal.SIGINT) -> None:
+    """Ask a child to stop (SIGINT by default), kill it if it will not."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60, status: int = 200) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,11 +76,7 @@ def api_server(settings: Settings, workdir: Path, health: int = 200, port: int =
         wait_healthy(base, proc, status=health)
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import yaml
 
 from auth_service.config import Settings
 from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port, make_settings
-from tests.e2e.conftest import api_server, child_env
+from tests.e2e.conftest import api_server, child_env, stop_process
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 
 DASHBOARDS = ROOT / "observability" / "grafana" / "dashboards"
@@ -62,25 +61,13 @@ def worker(settings: Settings, tmp_path: Path, own_redis: Any) -> Iterator[str]:
     target = f"127.0.0.1:{port}"
     _wait("worker metrics", lambda: httpx.get(f"http://{target}/metrics", timeout=1).status_code == 200, 30)
     yield target
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     log.close()
 
 
 def _start(cmd: list[str], tmp_path: Path, name: str) -> subprocess.Popen[Any]:
     log = (tmp_path / f"{name}.log").open("w")
     return subprocess.Popen(cmd, stdout=log, stderr=log)
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _panel_queries() -> list[tuple[str, str, str]]:
@@ -231,5 +218,5 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
                 for rule in group["rules"]:
                     query(rule["expr"])
         finally:
-            _stop(vmalert)
-            _stop(vm)
+            stop_process(vmalert)
+            stop_process(vm)

@@ -17,7 +17,7 @@ from auth_service.config import Settings
 from auth_service.jobs import ArqQueue, CeleryQueue, JobName
 from db.models import Notification
 from tests.conftest import PYTHON, TEST_SECRET, free_port
-from tests.e2e.conftest import child_env
+from tests.e2e.conftest import child_env, stop_process
 from tests.factories import create_user
 from tests.smtp import RecordingHandler, body_text, smtp_server
 
@@ -90,8 +90,7 @@ async def test_worker_killed_mid_job_runs_it_again_without_duplicating_the_mail(
         messages = handler.wait_for(1, timeout=60)  # arq hands the job over once the dead worker's lock expires
         time.sleep(2)
     finally:
-        second.send_signal(signal.SIGINT)
-        second.wait(timeout=15)
+        stop_process(second)
     assert len(messages) == 1, (tmp_path / "worker-2.log").read_text()
     assert "192.0.2.1" in body_text(messages[0])
     await db_session.refresh(note)
@@ -141,11 +140,7 @@ async def test_celery_adapter_runs_the_same_tasks(
         )
         messages = handler.wait_for(1, timeout=60)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=20, sig=signal.SIGTERM)
     assert len(messages) == 1, (tmp_path / "celery.log").read_text()[-3000:]
     assert messages[0]["To"] == f"cel{broker}@example.com"
     rows = (await db_session.execute(select(Notification.sent_at).where(Notification.id == note.id))).scalar_one()
