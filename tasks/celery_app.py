@@ -1,6 +1,6 @@
 """The optional Celery adapter (`pip install .[celery]`): the same job functions, under the
 seed's task names, with a beat schedule. Broker: CELERY_BROKER_URL (Redis or RabbitMQ);
-results: the job Redis.
+results: the broker when it is Redis, else the job Redis.
 
     celery -A tasks.celery_app worker --concurrency 4     (just celery-worker)
     celery -A tasks.celery_app beat                       (just celery-beat)
@@ -28,10 +28,12 @@ __all__ = ["app"]
 settings = get_settings()
 configure_logging(level=settings.log_level, fmt=settings.log_format)
 
+_broker = settings.celery_broker_url or settings.job_redis_url
 app = Celery(
     "auth_service",
-    broker=settings.celery_broker_url or settings.job_redis_url,
-    backend=settings.job_redis_url,
+    broker=_broker,
+    # Results next to the broker when it is Redis; with RabbitMQ, in the job Redis.
+    backend=_broker if _broker.startswith(("redis://", "rediss://")) else settings.job_redis_url,
 )
 app.conf.update(
     worker_concurrency=4,

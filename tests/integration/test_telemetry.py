@@ -82,3 +82,24 @@ async def test_job_span_links_to_the_request_that_enqueued_it(settings: Settings
     job_span = next(s for s in spans.get_finished_spans() if s.name.startswith("job "))
     assert job_span.attributes["job.name"] == "cleanup_expired_tokens"
     assert [link.context.trace_id for link in job_span.links] == [request_span.get_span_context().trace_id]
+
+
+async def test_login_notification_job_carries_the_login_trace(
+    client: AsyncTestClient[Any], alice: User, spans: InMemorySpanExporter, settings: Settings
+) -> None:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"username": "alice", "password": DEFAULT_PASSWORD},
+        headers={"X-Request-ID": "trace-to-job"},
+    )
+    assert response.status_code == 200
+    root = next(s for s in spans.get_finished_spans() if s.attributes.get("request_id") == "trace-to-job")
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    jobs = await pool.queued_jobs()
+    await pool.aclose()
+    (job,) = [j for j in jobs if j.function == "send_login_notification_email"]
+    traceparent = job.kwargs["traceparent"]
+    assert traceparent.split("-")[1] == format(root.context.trace_id, "032x")
