@@ -16,8 +16,10 @@ DB work); the others follow RATE_LIMIT_FAIL_OPEN.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 
 import structlog
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from auth_service.config import RateLimits
@@ -98,15 +100,19 @@ class EndpointLimits:
             log.info("ratelimit.username_budget_exhausted", ip=ip)
             raise _refused(failure_decision, "login")
 
-    async def after_login(self, ip: str, username: str, *, user_id: str | None) -> None:
-        """Redis bookkeeping of a login (best effort): on failure spend a slot of the username's
-        budget; on success remember the IP as known for this user and mark the user active."""
+    async def after_login(
+        self, ip: str, username: str, *, user_id: str | None, also: Sequence[Callable[[Pipeline], object]] = ()
+    ) -> None:
+        """Redis bookkeeping of a login (best effort, one round trip): on failure spend a slot of the
+        username's budget; on success remember the IP as known for this user, mark the user active,
+        and run the caller's `also` commands in the same pipeline."""
         tag = _user_tag(username)
         try:
             if user_id is not None:
                 await self.limiter.run(
                     lambda pipe: pipe.set(self.limiter.key("known-ip", ip, tag=tag), 1, ex=KNOWN_IP_TTL),
                     lambda pipe: self.activity.queue(pipe, user_id),
+                    *also,
                 )
             elif self.enabled:
                 await self.limiter.check([Check(self.limiter.key("login-failures", tag), self.rules.login_failures)])

@@ -222,8 +222,11 @@ class AuthService:
         notes = await self._notify_login(user, client)
         await self._record(user, username, client, failure=None)
         await self._session.commit()
-        await self._revocation.remember_user(str(user.id), user.is_active, user.tokens_valid_after)
-        await self._limits.after_login(client.ip, username, user_id=str(user.id))
+        user_id = str(user.id)
+        remember = (
+            lambda pipe: self._revocation.queue_remember(pipe, user_id, user.is_active, user.tokens_valid_after),
+        )
+        await self._limits.after_login(client.ip, username, user_id=user_id, also=remember)
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=str(user.id), ip=client.ip, alerts=len(notes) - 1)
         issued = self._issue(user, family_id, refresh_token, self._refresh_ttl)

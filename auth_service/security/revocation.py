@@ -23,6 +23,7 @@ from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -147,12 +148,12 @@ class RevocationStore:
         except RedisError:
             log.warning("revocation.refill_failed")
 
-    async def remember_user(self, user_id: str, active: bool, valid_after: dt.datetime | None) -> None:
-        """After a login, let Redis answer for this user (never overwriting a newer state)."""
-        try:
-            await self._redis.set(self._user_key(user_id), _state(active, valid_after), ex=USER_STATE_TTL, nx=True)
-        except RedisError:
-            log.warning("revocation.redis_unavailable")
+    def queue_remember(self, pipe: Pipeline, user_id: str, active: bool, valid_after: dt.datetime | None) -> None:
+        """After a login, let Redis answer for this user (never overwriting a newer state).
+
+        Queued on the caller's pipeline, so the login's Redis bookkeeping is one round trip.
+        """
+        pipe.set(self._user_key(user_id), _state(active, valid_after), ex=USER_STATE_TTL, nx=True)
 
     async def revoke(
         self,
