@@ -21,7 +21,7 @@ from celery.schedules import crontab
 from auth_service.config import get_settings
 from auth_service.jobs import JobName
 from observability.logging import configure_logging
-from tasks.worker import FUNCTIONS, prepare
+from tasks.worker import FUNCTIONS, job_context
 
 __all__ = ["app"]
 
@@ -57,13 +57,8 @@ app.conf.update(
 
 
 async def _call(job: Callable[..., Awaitable[Any]], job_try: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx: dict[str, Any] = {"job_try": job_try}
-    await prepare(ctx, settings)
-    try:
+    async with job_context(settings, job_try=job_try) as ctx:
         return await job(ctx, *args, **kwargs)
-    finally:
-        await ctx["queue"].close()
-        await ctx["engine"].dispose()
 
 
 def _register(name: str, job: Callable[..., Awaitable[Any]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from arq import cron
@@ -19,7 +21,7 @@ from tasks.jobs.notifications import send_login_notification_email, send_suspici
 from tasks.jobs.outbox import dispatch_outbox
 from tasks.jobs.reports import generate_daily_login_report
 
-__all__ = ["FUNCTIONS", "WorkerSettings", "redis_settings"]
+__all__ = ["FUNCTIONS", "WorkerSettings", "job_context", "prepare", "redis_settings", "release"]
 
 FUNCTIONS = {
     JobName.SEND_LOGIN_NOTIFICATION_EMAIL: instrumented(send_login_notification_email),
@@ -62,13 +64,29 @@ async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
     ctx["queue"] = job_queue_for(settings)
 
 
+async def release(ctx: dict[str, Any]) -> None:
+    """Undo `prepare`."""
+    await ctx["queue"].close()
+    await ctx["engine"].dispose()
+
+
+@asynccontextmanager
+async def job_context(settings: Settings, **extra: Any) -> AsyncIterator[dict[str, Any]]:
+    """A prepared job context for one-off runs (the Celery adapter, tests, a shell)."""
+    ctx: dict[str, Any] = dict(extra)
+    await prepare(ctx, settings)
+    try:
+        yield ctx
+    finally:
+        await release(ctx)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     await prepare(ctx, get_settings())
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["queue"].close()
-    await ctx["engine"].dispose()
+    await release(ctx)
 
 
 def redis_settings() -> RedisSettings:

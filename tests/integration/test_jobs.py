@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.app import create_app
 from auth_service.config import Settings
+from auth_service.jobs import JobName
 from db.models import LoginRecord, Notification, User
 from tasks.jobs.reports import generate_daily_login_report
-from tasks.worker import FUNCTIONS, prepare
+from tasks.worker import FUNCTIONS, job_context
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.smtp import RecordingHandler, body_html, body_text, smtp_server
@@ -53,25 +54,22 @@ async def app_client(mail_settings: Settings) -> AsyncIterator[AsyncTestClient[A
 
 async def run_worker(settings: Settings) -> None:
     """A real arq worker in burst mode: runs what is queued (retries included), then stops."""
-    ctx: dict[str, Any] = {}
-    await prepare(ctx, settings)
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    worker = Worker(
-        functions=list(FUNCTIONS.values()),
-        redis_pool=pool,
-        burst=True,
-        poll_delay=0.1,
-        ctx=ctx,
-        handle_signals=False,
-        max_jobs=4,
-        job_timeout=settings.worker_job_timeout,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-        await ctx["queue"].close()
-        await ctx["engine"].dispose()
+    async with job_context(settings) as ctx:
+        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        worker = Worker(
+            functions=list(FUNCTIONS.values()),
+            redis_pool=pool,
+            burst=True,
+            poll_delay=0.1,
+            ctx=ctx,
+            handle_signals=False,
+            max_jobs=4,
+            job_timeout=settings.worker_job_timeout,
+        )
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
 
 
 async def login(client: AsyncTestClient[Any], **headers: str) -> dict[str, Any]:
@@ -208,11 +206,8 @@ async def test_queue_down_at_login_keeps_the_notification_and_the_dispatcher_del
         Notification.__table__.update().values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     )
     await db_session.commit()
-    ctx: dict[str, Any] = {}
-    await prepare(ctx, mail_settings)
-    assert await FUNCTIONS[next(n for n in FUNCTIONS if n.value == "dispatch_outbox")](ctx) == 1
-    await ctx["queue"].close()
-    await ctx["engine"].dispose()
+    async with job_context(mail_settings) as ctx:
+        assert await FUNCTIONS[JobName.DISPATCH_OUTBOX](ctx) == 1
     await run_worker(mail_settings)
     assert len(smtp[0].wait_for(1)) == 1
 
@@ -255,11 +250,8 @@ async def test_daily_report_numbers_match_the_records(
     )  # the next day: not counted
     await db_session.commit()
 
-    ctx: dict[str, Any] = {}
-    await prepare(ctx, mail_settings)
-    result = await generate_daily_login_report(ctx, "2026-11-27")
-    await ctx["queue"].close()
-    await ctx["engine"].dispose()
+    async with job_context(mail_settings) as ctx:
+        result = await generate_daily_login_report(ctx, "2026-11-27")
     assert result["attempts"] == 7 and result["successes"] == 3 and result["failures"] == 4
     assert result["unique_users"] == 2
     assert abs(result["success_rate"] - 3 / 7) < 1e-9
@@ -282,14 +274,11 @@ async def test_deleted_user_is_a_permanent_failure_not_retried(
 ) -> None:
     await login(app_client)
     note = (await db_session.execute(select(Notification))).scalar_one()
-    ctx: dict[str, Any] = {"job_try": 1}
-    await prepare(ctx, mail_settings)
     await db_session.execute(User.__table__.update().where(User.id == alice.id).values(is_active=False))
     await db_session.commit()
-    job = FUNCTIONS[next(n for n in FUNCTIONS if n.value == "send_login_notification_email")]
-    assert await job(ctx, notification_id=str(note.id), **note.payload) == "dropped"
-    await ctx["queue"].close()
-    await ctx["engine"].dispose()
+    async with job_context(mail_settings, job_try=1) as ctx:
+        job = FUNCTIONS[JobName.SEND_LOGIN_NOTIFICATION_EMAIL]
+        assert await job(ctx, notification_id=str(note.id), **note.payload) == "dropped"
     await db_session.refresh(note)
     assert note.dropped_at is not None and smtp[0].attempts == 0
     assert uuid.UUID(str(note.id))
