@@ -60,64 +60,79 @@ def _wrk(url: str, seconds: int, connections: int, script: Path | None = None) -
     return rps, pct("50"), pct("99")
 
 
-def bench_ratelimit(rounds: int, seconds: int, connections: int) -> dict[str, object]:
-    port = _free_port()
-    env = {**os.environ, "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")}
-    server = subprocess.Popen(
-        [
-            *_pin(0),
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.ratelimit_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(base + "/limited", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        _wrk(base + "/unlimited", 2, connections)  # warm-up
-        samples: dict[str, list[tuple[float, float, float]]] = {"unlimited": [], "limited": []}
-        for i in range(rounds):
-            for name in ("unlimited", "limited"):
-                samples[name].append(_wrk(f"{base}/{name}", seconds, connections))
-                rps, p50, p99 = samples[name][-1]
-                print(
-                    f"  round {i + 1}/{rounds} {name:9s} {rps:9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms",
-                    flush=True,
-                )
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
+Target = tuple[str, str, "Path | None"]  # (name, url, wrk script)
 
+
+def _interleave(
+    baseline: Target, measured: Target, rounds: int, seconds: int, connections: int
+) -> dict[str, list[tuple[float, float, float]]]:
+    """Warm both up, then alternate baseline and measured for `rounds`, printing a line per run."""
+    for _, url, script in (baseline, measured):
+        _wrk(url, 2, connections, script)
+    samples: dict[str, list[tuple[float, float, float]]] = {baseline[0]: [], measured[0]: []}
+    for i in range(rounds):
+        for name, url, script in (baseline, measured):
+            rps, p50, p99 = _wrk(url, seconds, connections, script)
+            samples[name].append((rps, p50, p99))
+            print(
+                f"  round {i + 1}/{rounds} {name:9s} {rps:9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms", flush=True
+            )
+    return samples
+
+
+def _summary(
+    scenario: str,
+    what: str,
+    samples: dict[str, list[tuple[float, float, float]]],
+    measured: str,
+    baseline: str,
+    rounds: int,
+    seconds: int,
+    connections: int,
+) -> dict[str, object]:
     def median(name: str, index: int) -> float:
         return statistics.median(s[index] for s in samples[name])
 
     return {
-        "scenario": "ratelimit",
-        "what": "trivial JSON endpoint with one GCRA limit check vs without, same server",
+        "scenario": scenario,
+        "what": what,
         "connections": connections,
         "rounds": rounds,
         "seconds_per_round": seconds,
-        "measured_rps": median("limited", 0),
-        "baseline_rps": median("unlimited", 0),
-        "ratio": median("limited", 0) / median("unlimited", 0),
-        "measured_p50_ms": median("limited", 1),
-        "measured_p99_ms": median("limited", 2),
-        "baseline_p50_ms": median("unlimited", 1),
-        "baseline_p99_ms": median("unlimited", 2),
+        "measured_rps": median(measured, 0),
+        "baseline_rps": median(baseline, 0),
+        "ratio": median(measured, 0) / median(baseline, 0),
+        "measured_p50_ms": median(measured, 1),
+        "measured_p99_ms": median(measured, 2),
+        "baseline_p50_ms": median(baseline, 1),
+        "baseline_p99_ms": median(baseline, 2),
     }
+
+
+def bench_ratelimit(rounds: int, seconds: int, connections: int) -> dict[str, object]:
+    port = _free_port()
+    env = {**os.environ, "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")}
+    base = f"http://127.0.0.1:{port}"
+    uvicorn = [sys.executable, "-m", "uvicorn", "bench.ratelimit_app:app", "--port", str(port)]
+    server = _start_server([*uvicorn, "--log-level", "warning", "--no-access-log"], env, f"{base}/limited")
+    try:
+        samples = _interleave(
+            ("unlimited", f"{base}/unlimited", None), ("limited", f"{base}/limited", None), rounds, seconds, connections
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+
+    return _summary(
+        "ratelimit",
+        "trivial JSON endpoint with one GCRA limit check vs without, same server",
+        samples,
+        "limited",
+        "unlimited",
+        rounds,
+        seconds,
+        connections,
+    )
 
 
 def _start_server(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
@@ -198,40 +213,28 @@ def bench_verify(rounds: int, seconds: int, connections: int) -> dict[str, objec
         script = ROOT / "bench" / "results" / "auth.lua"
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
-        _wrk(verify_url, 2, connections, script)
-        _wrk(f"http://127.0.0.1:{bare_port}/json", 2, connections)
-        samples: dict[str, list[tuple[float, float, float]]] = {"bare": [], "verify": []}
-        for i in range(rounds):
-            samples["bare"].append(_wrk(f"http://127.0.0.1:{bare_port}/json", seconds, connections))
-            samples["verify"].append(_wrk(verify_url, seconds, connections, script))
-            for name in ("bare", "verify"):
-                rps, p50, p99 = samples[name][-1]
-                print(
-                    f"  round {i + 1}/{rounds} {name:9s} {rps:9.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms",
-                    flush=True,
-                )
+        samples = _interleave(
+            ("bare", f"http://127.0.0.1:{bare_port}/json", None),
+            ("verify", verify_url, script),
+            rounds,
+            seconds,
+            connections,
+        )
     finally:
         for server in (service, bare):
             server.send_signal(signal.SIGINT)
             server.wait(timeout=10)
 
-    def median(name: str, index: int) -> float:
-        return statistics.median(s[index] for s in samples[name])
-
-    return {
-        "scenario": "verify",
-        "what": "GET /api/v1/auth/verify, valid token, vs a bare Litestar JSON endpoint",
-        "connections": connections,
-        "rounds": rounds,
-        "seconds_per_round": seconds,
-        "measured_rps": median("verify", 0),
-        "baseline_rps": median("bare", 0),
-        "ratio": median("verify", 0) / median("bare", 0),
-        "measured_p50_ms": median("verify", 1),
-        "measured_p99_ms": median("verify", 2),
-        "baseline_p50_ms": median("bare", 1),
-        "baseline_p99_ms": median("bare", 2),
-    }
+    return _summary(
+        "verify",
+        "GET /api/v1/auth/verify, valid token, vs a bare Litestar JSON endpoint",
+        samples,
+        "verify",
+        "bare",
+        rounds,
+        seconds,
+        connections,
+    )
 
 
 def main() -> int:
