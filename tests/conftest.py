@@ -164,8 +164,8 @@ PYTHON = sys.executable
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by its folder: tests/unit, tests/integration, tests/e2e."""
+    """Mark each test by its folder: tests/unit, tests/integration, tests/e2e, tests/security, tests/resilience."""
     for item in items:
-        for kind in ("unit", "integration", "e2e"):
+        for kind in ("unit", "integration", "e2e", "security", "resilience"):
             if f"{os.sep}tests{os.sep}{kind}{os.sep}" in str(item.path):
                 item.add_marker(getattr(pytest.mark, kind))
