@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import msgspec
+import structlog
 from dotenv import dotenv_values
 
 from auth_service.config import Settings, SettingsError, get_settings
@@ -156,7 +157,8 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
 def _default_public_url(host: str, port: int) -> None:
     """Links in e-mails point at where this API listens, unless PUBLIC_BASE_URL says otherwise."""
     if not _configured("PUBLIC_BASE_URL"):
-        os.environ["PUBLIC_BASE_URL"] = f"http://{host}:{port}"
+        scheme = "https" if _configured("TLS_CERT_FILE") else "http"
+        os.environ["PUBLIC_BASE_URL"] = f"{scheme}://{host}:{port}"
 
 
 def run_api(host: str, port: int) -> None:
@@ -164,7 +166,14 @@ def run_api(host: str, port: int) -> None:
 
     _default_public_url(host, port)
     settings = resolve_servers()
-    _out(f"API on http://{host}:{port}  (docs: http://{host}:{port}/docs, env: {settings.app_env})")
+    from observability.logging import configure_logging
+
+    base = f"{'https' if settings.tls_cert_file else 'http'}://{host}:{port}"
+    # Through the logger, not print: with JSON logs every line of the process is one JSON object.
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    structlog.get_logger().info(
+        "api.starting", url=base, docs=f"{base}/docs" if settings.docs_enabled else "off", env=settings.app_env
+    )
     uvicorn.run(
         "auth_service.app:create_app",
         factory=True,
@@ -172,8 +181,11 @@ def run_api(host: str, port: int) -> None:
         port=port,
         log_config=None,
         access_log=False,
-        server_header=False,
+        server_header=False,  # no "Server: uvicorn" banner
         proxy_headers=False,  # TRUSTED_PROXIES decides whom to believe, not uvicorn
+        # Checked with the settings: both or neither, readable files.
+        ssl_certfile=settings.tls_cert_file or None,
+        ssl_keyfile=settings.tls_key_file or None,
     )
 
 

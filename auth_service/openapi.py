@@ -63,7 +63,9 @@ def openapi_config() -> OpenAPIConfig:
         title="Auth Service",
         version=version("auth-service"),
         description="Username/password login with JWT access tokens and rotating refresh tokens. "
-        'Every error uses one envelope: `{"error": {"code", "message", "timestamp", "request_id"}}`.',
+        'Every error uses one envelope: `{"error": {"code", "message", "timestamp", "request_id"}}`. '
+        "Access tokens are read from the `Authorization: Bearer` header only: a request that carries "
+        "`access_token` in its query string is refused with 401 AUTH_TOKEN_INVALID, even with a good header.",
         path="/docs",
         render_plugins=[
             SwaggerRenderPlugin(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.auth.services import AuthService, ClientInfo
 from auth_service.auth.suspicious import SuspicionRules
 from auth_service.errors import TokenInvalid
+from auth_service.hardening import refuse_query_tokens
 from auth_service.resources import Resources
 from auth_service.security.client_ip import client_ip
 from auth_service.security.tokens import AccessClaims
@@ -61,20 +62,26 @@ def provide_client(request: Request[Any, Any, Any], state: State) -> ClientInfo:
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
     """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    headers = request.headers.getall("authorization", [])
+    if len(headers) != 1:
+        raise TokenInvalid  # none, or several: a proxy and we might each read a different one
+    scheme, _, token = headers[0].partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
         raise TokenInvalid
     return token
 
 
-async def provide_claims(request: Request[Any, Any, Any], state: State) -> AccessClaims:
-    """The verified claims of the Bearer token; applies the endpoint's per-user limit."""
-    resources = resources_of(state)
+async def provide_claims(request: Request[Any, Any, Any]) -> AccessClaims:
+    """The verified claims of the Bearer token; applies the endpoint's per-user limit.
+
+    Also called directly by the verify handler (the hot path skips dependency injection).
+    """
+    resources = resources_of(request.app.state)
     endpoint = str(request.route_handler.opt.get("rate_limit", "api"))
     ip = client_ip_of(request, resources)
     try:
+        refuse_query_tokens(request.scope)
         token = bearer_token(request)
     except TokenInvalid:
         await resources.limits.public(ip, endpoint)

@@ -8,13 +8,15 @@ envelope for API clients.
 from __future__ import annotations
 
 import html
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.enums import RequestEncodingType
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.params import Body, QueryParameter
 
 from auth_service.auth.deps import provide_auth_service
@@ -45,21 +47,35 @@ def _page(title: str, body: str, status: int = 200) -> Response[str]:
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}
 button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head>
 <body><h1>{html.escape(title)}</h1>{body}</body></html>"""
-    return Response(document, status_code=status, media_type="text/html; charset=utf-8", headers=_HEADERS)
+    return Response(document, status_code=status, media_type=MediaType.HTML, headers=_HEADERS)
 
 
 _INVALID = ("This link is not valid", "<p>The link is malformed or has expired. Nothing was changed.</p>")
+
+
+def _invalid_link(_: Request[Any, Any, Any], __: ValidationException) -> Response[str]:
+    """A person who followed a mangled link gets the page, not the API's JSON envelope."""
+    return _page(*_INVALID, status=400)
+
+
+def _html(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=str, media_type=MediaType.HTML, description=description, generate_examples=False)
+
+
+_BAD_LINK = {400: _html("The link is malformed, forged or expired (HTML page); nothing was changed")}
 
 
 class NotMeController(Controller):
     path = "/api/v1/auth/not-me"
     tags = ["auth"]
     include_in_schema = True
+    exception_handlers = {ValidationException: _invalid_link}
 
     @get(
         summary='"This wasn\'t me" page',
         description="Shows the confirmation form (HTML; a 400 page for a bad or expired link). Changes nothing.",
-        responses=error_responses(400, 429),
+        media_type=MediaType.HTML,
+        responses={**error_responses(429), **_BAD_LINK},
     )
     async def show(
         self, state: State, token: Annotated[str, QueryParameter(name="token", max_length=1024)]
@@ -80,7 +96,12 @@ class NotMeController(Controller):
         description="Single use. Revokes every refresh family and live access token of the link's user.",
         dependencies={"auth": Provide(provide_auth_service)},
         status_code=200,
-        responses=error_responses(400, 429, 503),
+        media_type=MediaType.HTML,
+        responses={
+            **error_responses(413, 429, 503),
+            **_BAD_LINK,
+            410: _html("The link was used before (HTML page); nothing more was changed"),
+        },
     )
     async def confirm(
         self,

@@ -3,6 +3,12 @@
 The only module that touches joserfc. Verification pins the configured algorithm,
 requires `exp`, `iat`, `sub`, `jti`, `sid`, checks `iss` and `aud` exactly, and
 accepts only our `kid` and the `at+jwt` type (RFC 9068).
+
+Before joserfc sees a token it must look exactly like one we issue (RFC 8725): three
+non-empty base64url segments, a header of only `alg` (the configured one), `kid` (ours)
+and `typ`, and header and payload that are strict UTF-8 JSON with no duplicate member
+names. Nothing in a token ever selects or fetches a key (`jku`, `x5u`, `jwk`, `x5c`,
+`crit`, `b64` … are refused), and time claims are integers within our own lifetime.
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import re
 import secrets
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
@@ -28,6 +37,7 @@ __all__ = [
     "TokenService",
     "family_of",
     "hash_refresh_token",
+    "key_file_problem",
     "new_refresh_token",
 ]
 
@@ -35,6 +45,12 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 # Real tokens are well under 1 KiB; anything huge is refused before parsing.
 MAX_TOKEN_LENGTH = 4096
 _ACCEPTED_TYPES = {"at+jwt", "application/at+jwt"}
+# The header members we write; any other (jku, x5u, jwk, x5c, crit, b64, cty, …) is refused.
+_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
+_MAX_HEADER_SEGMENT = 512
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+# NumericDate bounds for exp/iat/nbf: after the epoch, before year 10000 (datetime's limit).
+_MAX_NUMERIC_DATE = 253402300799
 
 AnyKey = OctKey | RSAKey | ECKey | OKPKey
 
@@ -132,19 +148,43 @@ class TokenService:
             TokenExpiredError: `exp` has passed.
             TokenInvalidError: anything else is wrong.
         """
-        if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise TokenInvalidError
+        segments = token.split(".")
+        if len(segments) != 3 or not all(_SEGMENT.fullmatch(segment) for segment in segments):
             raise TokenInvalidError
         try:
-            decoded = jwt.decode(token, self._verifying_key, algorithms=[self.algorithm])
-            header = decoded.header
-            if header.get("kid") != self.key_id or str(header.get("typ", "")).lower() not in _ACCEPTED_TYPES:
+            self._check_header(segments[0])
+            signed = jws.deserialize_compact(token, self._verifying_key, algorithms=[self.algorithm])
+            claims = _strict_json(signed.payload or b"")
+            if not isinstance(claims, dict):
                 raise TokenInvalidError
-            self._registry.validate(decoded.claims)
-            return msgspec.convert(decoded.claims, AccessClaims)
+            _check_times(claims)
+            self._registry.validate(claims)  # exp passed -> ExpiredTokenError
+            if claims["exp"] - claims["iat"] > self.access_ttl:
+                raise TokenInvalidError  # longer-lived than anything we mint
+            if claims["aud"] != self.audience and claims["aud"] != [self.audience]:
+                raise TokenInvalidError  # other audiences too: replayable elsewhere
+            return msgspec.convert(claims, AccessClaims)
         except ExpiredTokenError:
             raise TokenExpiredError from None
-        except (JoseError, ValueError, TypeError, msgspec.ValidationError):
+        except (JoseError, ValueError, TypeError, KeyError, RecursionError, msgspec.ValidationError):
             raise TokenInvalidError from None
+
+    def _check_header(self, segment: str) -> None:
+        if len(segment) > _MAX_HEADER_SEGMENT:
+            raise TokenInvalidError
+        header = _strict_json(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        if not isinstance(header, dict) or not header.keys() <= _HEADER_MEMBERS:
+            raise TokenInvalidError
+        typ = header.get("typ")
+        if (
+            header.get("alg") != self.algorithm
+            or header.get("kid") != self.key_id
+            or not isinstance(typ, str)
+            or typ.lower() not in _ACCEPTED_TYPES
+        ):
+            raise TokenInvalidError
 
     def successor_of(self, refresh_token: str) -> str:
         """The token that replaces `refresh_token` on rotation (same family prefix).
@@ -173,6 +213,64 @@ def family_of(refresh_token: str) -> str | None:
 def hash_refresh_token(token: str) -> str:
     # Refresh tokens carry 256 random bits, so a fast hash is enough to make a DB leak useless.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("duplicate member name")  # which one wins differs between parsers
+    return members
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(data: bytes) -> Any:
+    """RFC 8259 JSON in UTF-8 only: no BOM, no UTF-16/32, no NaN/Infinity, no duplicate names."""
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_unique_members, parse_constant=_no_constant)
+
+
+def _check_times(claims: dict[str, Any]) -> None:
+    """`exp`, `iat`, `nbf` are integer NumericDates (no floats, booleans, strings), and `iat` < `exp`."""
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and (type(claims[name]) is not int or not 0 < claims[name] <= _MAX_NUMERIC_DATE):
+            raise TokenInvalidError
+    if "exp" in claims and "iat" in claims and claims["exp"] <= claims["iat"]:
+        raise TokenInvalidError
+
+
+def key_file_problem(algorithm: str, private_file: str, public_file: str) -> tuple[str, str] | None:
+    """Why the PEM files cannot sign and verify `algorithm`, as (variable, message); None when they can.
+
+    Start-up calls this so a missing, unreadable, wrong-type or mismatched key is one clear line,
+    not a traceback from the first request. Messages never include key material.
+    """
+    for name, path in (("JWT_PRIVATE_KEY_FILE", private_file), ("JWT_PUBLIC_KEY_FILE", public_file)):
+        if path and not Path(path).is_file():
+            return name, f"{path} is not a readable file"
+    keys: list[AnyKey] = []
+    for name, public in (("JWT_PRIVATE_KEY_FILE", ""), ("JWT_PUBLIC_KEY_FILE", public_file)):
+        try:
+            keys.append(_load_keys(algorithm, "", private_file, public)[1])
+        except OSError as exc:
+            return name, f"cannot be read ({exc.strerror})"
+        except (JoseError, ValueError, TypeError):
+            return name, f"is not a PEM key usable with {algorithm}"
+    signing, verifying = keys
+    if not signing.is_private:
+        return "JWT_PRIVATE_KEY_FILE", "holds a public key; a private key is required"
+    if isinstance(signing, RSAKey) and signing.raw_value.key_size < 2048:
+        return "JWT_PRIVATE_KEY_FILE", "RSA keys need at least 2048 bits"
+    try:
+        probe = jws.serialize_compact({"alg": algorithm}, b"probe", signing, algorithms=[algorithm])
+    except (JoseError, ValueError, TypeError):
+        return "JWT_PRIVATE_KEY_FILE", f"is not a PEM key usable with {algorithm}"
+    try:
+        jws.deserialize_compact(probe, verifying, algorithms=[algorithm])
+    except (JoseError, ValueError, TypeError):
+        return "JWT_PUBLIC_KEY_FILE", "does not match JWT_PRIVATE_KEY_FILE"
+    return None
 
 
 def _load_keys(algorithm: str, secret: str, private_file: str, public_file: str) -> tuple[AnyKey, AnyKey]:

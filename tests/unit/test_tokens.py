@@ -205,3 +205,156 @@ def test_asymmetric_keys_work(tmp_path: Any) -> None:
     forged = f"{signing_input}.{b64(mac)}"
     with pytest.raises(TokenInvalidError):
         svc.verify_access(forged)
+
+
+# ---- strict parsing (issue #7; the HTTP matrix is tests/security/test_token_forgery.py) ---------
+
+
+def hs256(svc: TokenService, header: str, payload: str | bytes, secret: str = SECRET) -> str:
+    """Sign hand-written JSON text, so duplicate names and odd literals reach the service as written."""
+    signing_input = f"{b64(header.encode())}.{b64(payload if isinstance(payload, bytes) else payload.encode())}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+def our_header(svc: TokenService, **extra: Any) -> str:
+    return json.dumps({"alg": "HS256", "kid": svc.key_id, "typ": "at+jwt", **extra})
+
+
+def test_hand_signed_token_is_accepted() -> None:
+    svc = service()
+    _, claims = issue(svc)
+    assert svc.verify_access(hs256(svc, our_header(svc), json.dumps(claims))).sub == claims["sub"]
+    claims["aud"] = ["clients"]  # a one-element audience list is the same audience
+    assert svc.verify_access(hs256(svc, our_header(svc), json.dumps(claims))).sub == claims["sub"]
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        pytest.param('{{"alg":"none","alg":"HS256","kid":"{kid}","typ":"at+jwt"}}', None, id="header-alg-twice"),
+        pytest.param('{{"alg":"HS256","kid":"other","kid":"{kid}","typ":"at+jwt"}}', None, id="header-kid-twice"),
+        pytest.param(None, ',"sub":"someone-else"}}', id="payload-sub-twice"),
+        pytest.param(None, ',"roles":["admin"]}}', id="payload-roles-twice"),
+    ],
+)
+def test_duplicate_member_names_are_refused(header: str | None, payload: str | None) -> None:
+    svc = service()
+    _, claims = issue(svc)
+    header_text = header.format(kid=svc.key_id) if header else our_header(svc)
+    payload_text = json.dumps(claims)[:-1] + payload.format() if payload else json.dumps(claims)
+    with pytest.raises(TokenInvalidError):
+        svc.verify_access(hs256(svc, header_text, payload_text))
+
+
+@pytest.mark.parametrize(
+    ("claim", "literal"),
+    [
+        ("exp", "1e400"),
+        ("exp", str(10**30)),
+        ("exp", "-1"),
+        ("exp", "true"),
+        ("exp", "NaN"),
+        ("exp", "{now}.5"),
+        ("iat", "-1"),
+        ("iat", "1"),
+        ("iat", "false"),
+        ("iat", "{now}.0"),
+        ("nbf", "null"),
+        ("nbf", '"0"'),
+        ("nbf", "0.5"),
+    ],
+)
+def test_time_claims_are_integer_numeric_dates_within_our_lifetime(claim: str, literal: str) -> None:
+    svc = service()
+    _, claims = issue(svc)
+    claims[claim] = "__HERE__"
+    payload = json.dumps(claims).replace('"__HERE__"', literal.replace("{now}", str(int(time.time()))))
+    with pytest.raises(TokenInvalidError):
+        svc.verify_access(hs256(svc, our_header(svc), payload))
+
+
+def test_exp_before_iat_or_beyond_the_lifetime_is_invalid_not_expired() -> None:
+    svc = service()
+    now = int(time.time())
+    for iat, exp in ((now, now - 1), (now, now), (now - 10, now + 3600)):
+        _, claims = issue(svc)
+        claims.update(iat=iat, exp=exp)
+        with pytest.raises(TokenInvalidError):
+            svc.verify_access(hs256(svc, our_header(svc), json.dumps(claims)))
+
+
+@pytest.mark.parametrize(
+    "aud", [["clients", "evil"], ["evil", "clients"], ["clients", "clients"], [], ["clients-evil"]]
+)
+def test_audience_list_must_name_only_us(aud: list[str]) -> None:
+    svc = service()
+    _, claims = issue(svc)
+    claims["aud"] = aud
+    with pytest.raises(TokenInvalidError):
+        svc.verify_access(hs256(svc, our_header(svc), json.dumps(claims)))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"jku": "http://127.0.0.1:1/jwks.json"},
+        {"x5u": "http://127.0.0.1:1/cert.pem"},
+        {"jwk": {"kty": "oct", "k": "AAAA"}},
+        {"x5c": ["AAAA"]},
+        {"crit": ["b64"], "b64": False},
+        {"b64": True},
+        {"cty": "JWT"},
+    ],
+    ids=lambda extra: "+".join(extra),
+)
+def test_header_members_beyond_alg_kid_typ_are_refused(extra: dict[str, Any]) -> None:
+    svc = service()
+    _, claims = issue(svc)
+    with pytest.raises(TokenInvalidError):
+        svc.verify_access(hs256(svc, our_header(svc, **extra), json.dumps(claims)))
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: b"\xef\xbb\xbf" + text.encode(), id="utf8-bom"),
+        pytest.param(lambda text: text.encode("utf-16"), id="utf16"),
+        pytest.param(lambda text: text.replace("alice", "al\u00efce").encode("latin-1"), id="latin1"),
+        pytest.param(lambda text: ("[" * 1400 + "]" * 1400).encode(), id="nesting-beyond-recursion-limit"),
+    ],
+)
+def test_payload_must_be_strict_utf8_json(encode: Any) -> None:
+    svc = service()
+    _, claims = issue(svc)
+    with pytest.raises(TokenInvalidError):
+        svc.verify_access(hs256(svc, our_header(svc), encode(json.dumps(claims))))
+
+
+def test_key_file_problem_names_the_variable(tmp_path: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from auth_service.security.tokens import key_file_problem
+
+    def write(name: str) -> str:
+        key = ec.generate_private_key(ec.SECP256R1())
+        (tmp_path / name).write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        (tmp_path / f"{name}.pub").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        return str(tmp_path / name)
+
+    first, second = write("a.pem"), write("b.pem")
+    assert key_file_problem("ES256", first, first + ".pub") is None
+    assert key_file_problem("ES256", first, second + ".pub") == (
+        "JWT_PUBLIC_KEY_FILE",
+        "does not match JWT_PRIVATE_KEY_FILE",
+    )
+    assert key_file_problem("RS256", first, "")[0] == "JWT_PRIVATE_KEY_FILE"  # type: ignore[index]
+    assert key_file_problem("ES256", str(tmp_path / "nope.pem"), "")[0] == "JWT_PRIVATE_KEY_FILE"  # type: ignore[index]
+    assert key_file_problem("ES256", first + ".pub", "")[0] == "JWT_PRIVATE_KEY_FILE"  # type: ignore[index]

@@ -1,0 +1,102 @@
+"""Account enumeration: unknown user, wrong password and disabled account must be
+indistinguishable from outside — same status, body and headers, and the same time.
+
+Timing runs on a shared, noisy 2-core machine, so the bound is generous (median ratios within
+0.75 to 1.33, the goal being 10 %); the three kinds are interleaved so drift hits them alike,
+and the exact figures are printed (`pytest -s`)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from auth_service.config import Settings
+from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.security.harness import assert_envelope, hardened_settings, running
+
+LOGIN = "/api/v1/auth/login"
+TRIES = 50
+WARM_UP = 5
+# Header values that differ per request by nature; compared by shape, not value.
+PER_REQUEST = {
+    "x-request-id": r"[A-Za-z0-9._-]{1,128}",
+    "date": r".+",
+    "x-ratelimit-remaining": r"\d+",
+    "x-ratelimit-reset": r"\d+",
+}
+
+KINDS: dict[str, dict[str, str]] = {
+    "unknown user": {"username": "nobody-by-that-name", "password": DEFAULT_PASSWORD},
+    "wrong password": {"username": "alice", "password": "not the right password"},
+    "disabled account": {"username": "dora", "password": DEFAULT_PASSWORD},
+}
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return hardened_settings(database_url, redis_url)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> Any:
+    await create_user(settings, username="alice")
+    await create_user(settings, username="dora", is_active=False)
+    async with running(settings) as test_client:
+        yield test_client
+
+
+def _shape(response: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body without its per-request values, headers with per-request values checked and masked."""
+    body = response.json()
+    error = body["error"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", error.pop("timestamp"))
+    assert error.pop("request_id") == response.headers["x-request-id"]
+    headers = {}
+    for name, value in response.headers.items():
+        if name in PER_REQUEST:
+            assert re.fullmatch(PER_REQUEST[name], value), (name, value)
+            value = "<varies>"
+        headers[name] = value
+    return response.status_code, body, headers
+
+
+async def test_failures_are_identical_from_outside(client: AsyncTestClient[Any]) -> None:
+    shapes = {}
+    for kind, body in KINDS.items():
+        response = await client.post(LOGIN, json=body)
+        assert_envelope(response, 401, "AUTH_INVALID_CREDENTIALS")
+        shapes[kind] = _shape(response)
+    first = shapes["unknown user"]
+    for kind, shape in shapes.items():
+        assert shape == first, f"{kind} differs from unknown user"
+    assert first[2]["www-authenticate"] == "Bearer"
+
+
+async def test_failures_take_the_same_time(client: AsyncTestClient[Any]) -> None:
+    timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for round_ in range(WARM_UP + TRIES):
+        # Rotate the order each round, so no kind always runs first after a pause.
+        order = list(KINDS)[round_ % 3 :] + list(KINDS)[: round_ % 3]
+        for kind in order:
+            started = time.perf_counter()
+            response = await client.post(LOGIN, json=KINDS[kind])
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 401
+            if round_ >= WARM_UP:
+                timings[kind].append(elapsed)
+    medians = {kind: statistics.median(values) for kind, values in timings.items()}
+    base = medians["unknown user"]
+    print(f"\nlogin failure timing, {TRIES} tries each (median / p90, ms; ratio to unknown user):")
+    for kind, values in timings.items():
+        p90 = statistics.quantiles(values, n=10)[-1]
+        print(f"  {kind:17s} {medians[kind] * 1000:7.1f} / {p90 * 1000:7.1f}   ratio {medians[kind] / base:.3f}")
+    for kind, median in medians.items():
+        assert 0.75 <= median / base <= 1.33, f"{kind}: median {median * 1000:.1f} ms vs {base * 1000:.1f} ms"
+    spread = max(medians.values()) / min(medians.values())
+    print(f"  max/min of medians: {spread:.3f}")
+    assert spread <= 1.33
