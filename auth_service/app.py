@@ -16,20 +16,19 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar
-from litestar.config.cors import CORSConfig
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from opentelemetry.metrics import NoOpMeter
 
-from auth_service.auth.controllers import AuthController
+from auth_service.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.auth.deps import apply_public_limit
 from auth_service.auth.not_me import NotMeController
 from auth_service.config import Settings, get_settings
 from auth_service.errors import exception_handlers
+from auth_service.hardening import cors_config, response_hardening
 from auth_service.openapi import docs_assets_router, openapi_config
 from auth_service.request_context import RequestContextMiddleware, add_response_headers
 from auth_service.resources import build_resources
 from auth_service.system.controllers import HealthController, metrics_endpoint
 from auth_service.system.gauges import poll_gauges
+from db.config import engine_options
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
@@ -43,10 +42,13 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     return SQLAlchemyAsyncConfig(
         connection_string=settings.async_database_url,
         engine_config=EngineConfig(
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            pool_pre_ping=True,
-            connect_args={"timeout": 5, "command_timeout": 30},
+            **engine_options(
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+                pool_timeout=settings.database_pool_timeout,
+                connect_timeout=settings.database_connect_timeout,
+                statement_timeout=settings.database_statement_timeout,
+            )
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         create_all=False,
@@ -57,8 +59,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the ASGI app. Settings are read from the environment unless given."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    telemetry = init_telemetry(
-        service_name="auth-service-api", version=version("auth-service"), environment=settings.app_env
+    init_telemetry(
+        service_name="auth-service-api",
+        version=version("auth-service"),
+        environment=settings.app_env,
+        hot_spans={f"GET {VERIFY_PATH}": settings.trace_verify_sample_ratio},
     )
     instrument_redis()
     db_config = sqlalchemy_config(settings)
@@ -83,25 +88,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 log.warning("gauges.poller_stuck_at_shutdown")
             await resources.close()
 
-    tracing = OpenTelemetryConfig(
-        tracer_provider=telemetry.tracer_provider,
-        meter=NoOpMeter("litestar"),  # HTTP metrics are ours, by route template (RequestContextMiddleware)
-        exclude=["/metrics", "/docs-assets"],
-        exclude_spans=["receive", "send"],
-    )
     route_handlers: list[object] = [AuthController, NotMeController, HealthController, metrics_endpoint]
     if settings.docs_enabled:
         route_handlers.append(docs_assets_router())
     return Litestar(
         route_handlers=route_handlers,  # type: ignore[arg-type]
-        plugins=[SQLAlchemyPlugin(config=db_config), OpenTelemetryPlugin(tracing)],
+        plugins=[SQLAlchemyPlugin(config=db_config)],
         lifespan=[lifespan],
-        middleware=[RequestContextMiddleware],
+        middleware=[RequestContextMiddleware],  # request id, server span (W3C traceparent), HTTP metrics
         before_request=apply_public_limit,
-        before_send=[add_response_headers],
+        before_send=[add_response_headers, response_hardening(settings)],
         exception_handlers=exception_handlers,
         openapi_config=openapi_config() if settings.docs_enabled else None,
-        cors_config=CORSConfig(allow_origins=settings.cors_origin_list) if settings.cors_origin_list else None,
+        cors_config=cors_config(settings),
         request_max_body_size=settings.max_body_size,
         logging_config=None,
         debug=False,

@@ -1,18 +1,26 @@
 """Per-request context: the X-Request-ID (taken when well-formed, else generated, echoed
-everywhere), the rate-limit decision whose headers go on the response, and the HTTP
-request metrics."""
+everywhere), the request's server span, the rate-limit decision whose headers go on the
+response, and the HTTP request metrics.
+
+The server span is ours rather than the generic OpenTelemetry ASGI middleware's: that one
+cost ~20 % of a verify's CPU even for requests the sampler drops (attribute collection,
+send wrappers), while this one builds attributes only for spans that are recorded. It
+continues a caller's trace (W3C traceparent) and is named by route template.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.asgi import asgi_getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from auth_service.security.ratelimit import DecisionBox, current_decision, limit_headers
 from observability.metrics import http_request_duration
@@ -22,6 +30,7 @@ __all__ = ["REQUEST_ID_HEADER", "RequestContextMiddleware", "add_response_header
 REQUEST_ID_HEADER = "x-request-id"
 _VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _STATE_KEY = "request_id"
+tracer = trace.get_tracer("auth_service.http")
 _MEASURED = "request_measured"
 
 
@@ -32,7 +41,7 @@ def request_id_of(scope: Scope | dict[str, Any]) -> str:
     if request_id is None:
         incoming = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
         text = incoming.decode("latin-1")
-        request_id = text if _VALID.fullmatch(text) else uuid.uuid4().hex
+        request_id = text if _VALID.fullmatch(text) else os.urandom(16).hex()
         state[_STATE_KEY] = request_id
     return str(request_id)
 
@@ -58,9 +67,10 @@ class RequestContextMiddleware:
         request_id = request_id_of(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        trace.get_current_span().set_attribute("request_id", request_id)
         current_decision.set(DecisionBox())
         scope["state"][_MEASURED] = True
+        route = scope.get("path_template") or scope["path"]
+        method = str(scope.get("method", ""))
         started = time.perf_counter()
         status = 500
 
@@ -70,10 +80,36 @@ class RequestContextMiddleware:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_watch)
-        finally:
-            _record(scope, status, time.perf_counter() - started, scope.get("path_template") or scope["path"])
+        with tracer.start_as_current_span(
+            f"{method} {route}",
+            context=propagate.extract(cast("dict[str, Any]", scope), getter=asgi_getter),
+            kind=SpanKind.SERVER,
+        ) as span:
+            try:
+                await self.app(scope, receive, send_and_watch)
+            finally:
+                _record(scope, status, time.perf_counter() - started, route)
+                if span.is_recording():
+                    _describe(span, scope, method, route, status, request_id)
+
+
+def _describe(span: trace.Span, scope: Scope, method: str, route: str, status: int, request_id: str) -> None:
+    """HTTP semantic-convention attributes, only for spans the sampler keeps."""
+    client = scope.get("client")
+    span.set_attributes(
+        {
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", ""),
+            "http.response.status_code": status,
+            "client.address": client[0] if client else "",
+            "request_id": request_id,
+        }
+    )
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
 
 
 async def add_response_headers(message: Message, scope: Scope) -> None:

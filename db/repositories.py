@@ -50,24 +50,31 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
 class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
     model_type = LoginRecord
 
-    async def has_success_since(
-        self, user_id: UUID, since: dt.datetime, *, ip: str | None = None, user_agent: str | None = None
-    ) -> bool:
-        """A successful login of the user since `since` (from this IP and user agent, when given)."""
-        stmt = select(LoginRecord.id).where(
-            LoginRecord.user_id == user_id, LoginRecord.success.is_(True), LoginRecord.login_timestamp > since
+    async def history(
+        self,
+        user_id: UUID,
+        *,
+        success_since: dt.datetime,
+        ip: str,
+        user_agent: str | None,
+        failures_since: dt.datetime,
+    ) -> tuple[bool, bool, int]:
+        """What a new login is judged against, in one query: (a success since `success_since`,
+        a success since then from this IP and user agent (any agent when None), failures since
+        `failures_since`)."""
+        successes = select(LoginRecord.id).where(
+            LoginRecord.user_id == user_id, LoginRecord.success.is_(True), LoginRecord.login_timestamp > success_since
         )
-        if ip is not None:
-            stmt = stmt.where(LoginRecord.ip_address == ip)
+        same_device = successes.where(LoginRecord.ip_address == ip)
         if user_agent is not None:
-            stmt = stmt.where(LoginRecord.user_agent == user_agent)
-        return (await self.session.execute(stmt.limit(1))).first() is not None
-
-    async def failures_since(self, user_id: UUID, since: dt.datetime) -> int:
-        stmt = select(func.count()).where(
-            LoginRecord.user_id == user_id, LoginRecord.success.is_(False), LoginRecord.login_timestamp > since
+            same_device = same_device.where(LoginRecord.user_agent == user_agent)
+        failures = select(func.count()).where(
+            LoginRecord.user_id == user_id, LoginRecord.success.is_(False), LoginRecord.login_timestamp > failures_since
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        row = (
+            await self.session.execute(select(successes.exists(), same_device.exists(), failures.scalar_subquery()))
+        ).one()
+        return bool(row[0]), bool(row[1]), int(row[2])
 
     async def day_totals(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int, int]:
         """(attempts, successes, distinct successful users) in [start, end)."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import structlog
 from opentelemetry import trace
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,14 +22,11 @@ from auth_service.errors import (
     TokenRevoked,
 )
 from auth_service.jobs import JobName, QueuedJob
-from auth_service.security.activity import ActivityTracker
 from auth_service.security.links import SignedLink
 from auth_service.security.passwords import HasherBusyError, PasswordHasher
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import (
     AccessClaims,
-    TokenExpiredError,
-    TokenInvalidError,
     TokenService,
     family_of,
     hash_refresh_token,
@@ -47,7 +42,7 @@ from db.repositories import (
 )
 from observability import metrics
 
-__all__ = ["AuthService", "ClientInfo", "IssuedTokens", "TokenVerifier"]
+__all__ = ["AuthService", "ClientInfo", "IssuedTokens"]
 
 log = structlog.get_logger()
 tracer = trace.get_tracer("auth_service")
@@ -84,64 +79,6 @@ def _failure_reason(user: User | None, password_ok: bool) -> str | None:
     if not user.is_active:
         return "inactive"
     return None
-
-
-class TokenVerifier:
-    """Verifies access tokens: signature and claims in process, then the per-user limit,
-    the revocation state and the activity mark together in one Redis round trip.
-    """
-
-    def __init__(
-        self, tokens: TokenService, revocation: RevocationStore, limits: EndpointLimits, activity: ActivityTracker
-    ) -> None:
-        self._tokens = tokens
-        self._revocation = revocation
-        self._limits = limits
-        self._activity = activity
-
-    async def verify(self, token: str, *, ip: str, endpoint: str) -> AccessClaims:
-        """The claims of a live access token.
-
-        Args:
-            token: the Bearer token.
-            ip: the client, for the per-IP limit on bad tokens.
-            endpoint: "verify" or another authenticated endpoint (its per-user limit).
-
-        Raises:
-            TokenExpired, TokenInvalid, TokenRevoked, RateLimited.
-        """
-        started = time.perf_counter()
-        try:
-            claims = self._tokens.verify_access(token)
-        except (TokenExpiredError, TokenInvalidError) as exc:
-            # Bad tokens cost no I/O to reject, but they still count against the client's IP.
-            await self._limits.public(ip, endpoint)
-            raise (TokenExpired if isinstance(exc, TokenExpiredError) else TokenInvalid)() from None
-        limiter = self._limits.limiter
-        check = self._limits.authenticated(claims.sub, verify=endpoint == "verify") if self._limits.enabled else None
-        keys = self._revocation.keys(claims)
-        commands: list[Callable[[Pipeline], object]] = [
-            lambda pipe: pipe.mget(keys),
-            lambda pipe: self._activity.queue(pipe, claims.sub),
-        ]
-        if check is not None:
-            commands.insert(0, lambda pipe: limiter.queue(pipe, check))
-        marks: list[bytes | None] | None
-        try:
-            replies = await limiter.run(*commands)
-        except RedisError:
-            if check is not None:
-                self._limits.redis_failed(endpoint)
-            marks = None
-        else:
-            if check is not None:
-                self._limits.enforce(limiter.read(replies.pop(0), check), endpoint)
-            marks = replies[0]
-        revoked = await self._revocation.decide(claims, marks)
-        metrics.token_validation_duration.record(time.perf_counter() - started)
-        if revoked:
-            raise TokenRevoked
-        return claims
 
 
 class AuthService:
@@ -243,17 +180,15 @@ class AuthService:
         """
         now = _now()
         rules = self._suspicion
-        device_window = now - dt.timedelta(days=rules.new_device_days)
         user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
-        history = LoginHistory(
-            has_earlier_success=await self._records.has_success_since(user.id, device_window),
-            seen_this_device=await self._records.has_success_since(
-                user.id, device_window, ip=client.ip[:45], user_agent=user_agent
-            ),
-            recent_failures=await self._records.failures_since(
-                user.id, now - dt.timedelta(minutes=rules.failure_window_minutes)
-            ),
+        earlier, this_device, failures = await self._records.history(
+            user.id,
+            success_since=now - dt.timedelta(days=rules.new_device_days),
+            ip=client.ip[:45],
+            user_agent=user_agent,
+            failures_since=now - dt.timedelta(minutes=rules.failure_window_minutes),
         )
+        history = LoginHistory(has_earlier_success=earlier, seen_this_device=this_device, recent_failures=failures)
         when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         notes = [
             Notification(

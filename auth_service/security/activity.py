@@ -21,13 +21,20 @@ class ActivityTracker:
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
 
+    # Seconds a minute's HLL is kept: the window, plus the minute being written.
+    ttl = (WINDOW_MINUTES + 1) * 60
+
     def _key(self, minute: int) -> str:
         return f"{self._prefix}:active:{{hll}}:{minute}"
 
+    def current_key(self) -> str:
+        """This minute's HLL (verify adds to it from its Lua script)."""
+        return self._key(int(time.time() // 60))
+
     def queue(self, pipe: Pipeline, user_id: str) -> None:
-        key = self._key(int(time.time() // 60))
+        key = self.current_key()
         pipe.pfadd(key, user_id)
-        pipe.expire(key, (WINDOW_MINUTES + 1) * 60)
+        pipe.expire(key, self.ttl)
 
     async def count(self, redis: Redis) -> int:
         now = int(time.time() // 60)

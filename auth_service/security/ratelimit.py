@@ -26,38 +26,50 @@ from redis.exceptions import NoScriptError, RedisError
 
 from auth_service.config import RateLimit
 
-__all__ = ["Check", "Decision", "DecisionBox", "RateLimiter", "current_decision", "limit_headers"]
+__all__ = [
+    "GCRA_FUNCTION",
+    "Check",
+    "Decision",
+    "DecisionBox",
+    "RateLimiter",
+    "current_decision",
+    "limit_headers",
+]
 
 log = structlog.get_logger()
 
-# KEYS[1]: the subject's key, holding the TAT in integer microseconds (printed with %d: Lua's
-# tostring would round it). ARGV: period (ms), limit, cost (1 = consume, 0 = peek).
-# Returns {allowed (0/1), remaining, reset_ms, retry_after_ms}.
-GCRA_LUA = """
-local t = redis.call('TIME')
-local now = t[1] * 1000000 + t[2]
-local period = tonumber(ARGV[1]) * 1000
-local limit = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local interval = period / limit
-local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-if tat < now then tat = now end
-local new_tat = tat + interval * math.max(cost, 1)
-local allow_at = new_tat - period
-if allow_at > now then
-  local wait = math.ceil((allow_at - now) / 1000)
-  return {0, 0, wait, wait}
+# gcra(key, period_ms, limit, cost): the key holds the TAT in integer microseconds (printed with
+# %d: Lua's tostring would round it); cost 1 consumes, 0 peeks.
+# Returns {allowed (0/1), remaining, reset_ms, retry_after_ms}. Other scripts embed it (verify).
+GCRA_FUNCTION = """
+local function gcra(key, period_ms, limit_arg, cost_arg)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000000 + t[2]
+  local period = tonumber(period_ms) * 1000
+  local limit = tonumber(limit_arg)
+  local cost = tonumber(cost_arg)
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', key) or 0)
+  if tat < now then tat = now end
+  local new_tat = tat + interval * math.max(cost, 1)
+  local allow_at = new_tat - period
+  if allow_at > now then
+    local wait = math.ceil((allow_at - now) / 1000)
+    return {0, 0, wait, wait}
+  end
+  if cost > 0 then
+    tat = math.floor(new_tat)
+    redis.call('SET', key, string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+  end
+  local spare = now + period - tat
+  local remaining = math.floor(spare / interval)
+  local reset = 0
+  if remaining < limit then reset = math.ceil((interval - (spare - remaining * interval)) / 1000) end
+  return {1, remaining, reset, 0}
 end
-if cost > 0 then
-  tat = math.floor(new_tat)
-  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-end
-local spare = now + period - tat
-local remaining = math.floor(spare / interval)
-local reset = 0
-if remaining < limit then reset = math.ceil((interval - (spare - remaining * interval)) / 1000) end
-return {1, remaining, reset, 0}
 """
+# KEYS[1]: the subject's key. ARGV: period (ms), limit, cost.
+GCRA_LUA = GCRA_FUNCTION + "return gcra(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
 _SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import bcrypt
 import pytest
 from argon2 import PasswordHasher as Argon2
 
-from auth_service.security.passwords import HasherBusyError, PasswordHasher
+from auth_service.security.passwords import HASH_THREAD_NICE, HasherBusyError, PasswordHasher
 from auth_service.users.services import PasswordPolicyError, check_password_policy
 
 
@@ -71,3 +73,14 @@ def test_password_policy(password: str, reason: str) -> None:
 
 def test_password_policy_accepts_a_good_password() -> None:
     check_password_policy("correct horse battery staple", "alice")
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is a Linux feature")
+async def test_hashing_threads_run_below_the_event_loop() -> None:
+    pool = hasher()
+    try:
+        loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        hash_nice = await pool._run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        assert hash_nice == min(19, loop_nice + HASH_THREAD_NICE)
+    finally:
+        pool.close()

@@ -1,0 +1,136 @@
+"""The verify hot path's own Redis connection (security/resp.py) against real redis-servers:
+replies reach the right callers under concurrency, scripts survive a flush, and a dead,
+killed or frozen server fails calls quickly with redis-py's exceptions, then recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from auth_service.auth.verify import VERIFY_SCRIPT
+from auth_service.security.resp import LeanRedis, Script
+from tests.conftest import free_port
+from tests.e2e.conftest import own_redis  # noqa: F401 - a fixture
+
+
+async def test_concurrent_callers_each_get_their_own_reply(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    try:
+        replies = await asyncio.gather(*(lean.execute("ECHO", f"caller-{i}") for i in range(500)))
+        assert replies == [f"caller-{i}".encode() for i in range(500)]
+    finally:
+        await lean.aclose()
+
+
+async def test_selects_the_database_of_the_url(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    try:
+        await lean.execute("SET", "lean:db-check", "here")
+        assert redis.Redis.from_url(redis_url).get("lean:db-check") == b"here"
+    finally:
+        await lean.aclose()
+
+
+async def test_script_is_reloaded_after_a_script_flush(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    script = Script("return ARGV[1] .. '!'")
+    try:
+        assert await lean.evalsha(script, (), ("hi",)) == b"hi!"
+        redis.Redis.from_url(redis_url).script_flush()
+        assert await lean.evalsha(script, (), ("again",)) == b"again!"
+    finally:
+        await lean.aclose()
+
+
+async def test_error_replies_raise_and_leave_the_connection_usable(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    try:
+        await lean.execute("SET", "lean:str", "x")
+        with pytest.raises(ResponseError):
+            await lean.execute("INCR", "lean:str")
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        await lean.aclose()
+
+
+async def test_verify_script_reads_revocation_marks_and_counts_the_limit(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    keys = ("t:{u}:u", "t:{u}:j:1", "t:{u}:f:2", "t:active:{hll}:1", "t:rl:{u}:verify:u")
+    try:
+        redis.Redis.from_url(redis_url).set("t:{u}:u", "1:0")
+        first = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
+        assert first[0][0] == 1 and first[1] == [b"1:0", None, None]
+        second = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
+        assert second[0][:2] == [1, 0]
+        refused = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
+        assert refused[0][0] == 0 and len(refused) == 1  # refused before any other work
+        assert redis.Redis.from_url(redis_url).pfcount("t:active:{hll}:1") == 1
+    finally:
+        await lean.aclose()
+
+
+async def test_nothing_listening_fails_fast_with_connection_error() -> None:
+    lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", timeout=2)
+    started = time.monotonic()
+    with pytest.raises(RedisConnectionError):
+        await lean.execute("PING")
+    assert time.monotonic() - started < 1
+
+
+async def test_killed_connection_fails_in_flight_calls_then_reconnects(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    try:
+        await lean.execute("CLIENT", "SETNAME", "lean-kill-me")
+        blocked = asyncio.ensure_future(lean.execute("BLPOP", "lean:never", 5))
+        await asyncio.sleep(0.1)
+        redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(RedisConnectionError):
+            await blocked
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        await lean.aclose()
+
+
+async def test_frozen_server_times_out_every_call_then_recovers(own_redis: Any) -> None:  # noqa: F811
+    lean = LeanRedis(own_redis.url, timeout=0.5)
+    try:
+        assert await lean.execute("PING") == b"PONG"
+        own_redis.signal(signal.SIGSTOP)
+        started = time.monotonic()
+        results = await asyncio.gather(*(lean.execute("PING") for _ in range(50)), return_exceptions=True)
+        waited = time.monotonic() - started
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results[:3]
+        assert waited < 1.5, f"calls waited {waited:.2f}s with a 0.5s timeout"
+        own_redis.signal(signal.SIGCONT)
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        own_redis.signal(signal.SIGCONT)
+        await lean.aclose()
+
+
+async def test_stopped_then_restarted_server(own_redis: Any) -> None:  # noqa: F811
+    lean = LeanRedis(own_redis.url, timeout=0.5)
+    try:
+        assert await lean.execute("PING") == b"PONG"
+        own_redis.stop()
+        with pytest.raises(RedisConnectionError):
+            await lean.execute("PING")
+        own_redis.start()
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        await lean.aclose()
+
+
+def test_tls_urls_are_left_to_redis_py() -> None:
+    assert not LeanRedis.supports("rediss://127.0.0.1:6380/0")
+    assert LeanRedis.supports("unix:///tmp/redis.sock?db=2")
+    with pytest.raises(ValueError, match="plain TCP"):
+        LeanRedis("rediss://127.0.0.1:6380/0")

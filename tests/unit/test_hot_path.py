@@ -1,0 +1,63 @@
+"""Pure pieces of the verify hot path: the verified-claims cache and the trace sampler."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from opentelemetry.sdk.trace.sampling import Decision
+
+from auth_service.auth.verify import ClaimsCache
+from auth_service.security.tokens import AccessClaims, TokenExpiredError
+from observability.setup import HotPathSampler
+
+
+def _claims(exp: float) -> AccessClaims:
+    return AccessClaims(sub="u", username="alice", roles=[], iat=0, exp=int(exp), jti="j", sid="s", iss="i", aud="a")
+
+
+def test_cache_returns_what_was_put_for_the_exact_token_only() -> None:
+    cache = ClaimsCache(size=8)
+    claims = _claims(time.time() + 60)
+    cache.put("a.b.c", claims)
+    assert cache.get("a.b.c") is claims
+    assert cache.get("a.b.d") is None
+
+
+def test_cache_hit_past_expiry_raises_expired_and_forgets_the_token() -> None:
+    cache = ClaimsCache(size=8)
+    cache.put("a.b.c", _claims(time.time() - 1))
+    with pytest.raises(TokenExpiredError):
+        cache.get("a.b.c")
+    assert cache.get("a.b.c") is None
+
+
+def test_cache_is_bounded_oldest_out_first() -> None:
+    cache = ClaimsCache(size=3)
+    for i in range(5):
+        cache.put(f"t{i}", _claims(time.time() + 60))
+    assert [cache.get(f"t{i}") is not None for i in range(5)] == [False, False, True, True, True]
+
+
+def test_cache_skips_long_tokens_and_can_be_off() -> None:
+    cache = ClaimsCache(size=8)
+    cache.put("x" * (ClaimsCache.MAX_TOKEN_LENGTH + 1), _claims(time.time() + 60))
+    assert cache.get("x" * (ClaimsCache.MAX_TOKEN_LENGTH + 1)) is None
+    off = ClaimsCache(size=0)
+    off.put("a.b.c", _claims(time.time() + 60))
+    assert off.get("a.b.c") is None
+
+
+def test_sampler_keeps_every_trace_but_the_hot_paths_ratio() -> None:
+    sampler = HotPathSampler({"GET /api/v1/auth/verify": 0.0, "GET /hot": 1.0})
+    assert sampler.should_sample(None, 12345, "POST /api/v1/auth/login").decision == Decision.RECORD_AND_SAMPLE
+    assert sampler.should_sample(None, 12345, "GET /hot").decision == Decision.RECORD_AND_SAMPLE
+    assert sampler.should_sample(None, 12345, "GET /api/v1/auth/verify").decision == Decision.DROP
+    half = HotPathSampler({"GET /x": 0.5})
+    ids = random.Random(7)
+    kept = sum(
+        half.should_sample(None, ids.getrandbits(128), "GET /x").decision == Decision.RECORD_AND_SAMPLE
+        for _ in range(2000)
+    )
+    assert 800 < kept < 1200
