@@ -85,6 +85,18 @@ fmt: sync
 test *ARGS: lint
     {{python}} -m pytest {{ARGS}}
 
-# Benchmarks (wrk against a real uvicorn): prints a table, writes bench/results/latest.{json,md}
+# Fuzz the API contract longer than CI does (schemathesis on the app's own OpenAPI document): just fuzz [EXAMPLES] [SEED]
+fuzz EXAMPLES="500" SEED="20261128": sync
+    FUZZ_EXAMPLES={{EXAMPLES}} FUZZ_SEED={{SEED}} {{python}} -m pytest tests/security/test_fuzz.py -q
+
+# Soak, not in CI: steady mixed traffic against our own API, sampling RSS, fds, PG and Redis connections; writes bench/results/soak-*.json
+soak MINUTES="10" *ARGS: sync
+    {{python}} -m bench.soak --spawn --minutes {{MINUTES}} {{ARGS}}
+
+# Benchmarks, every figure a ratio against a baseline from the same run (needs wrk; < 10 min): writes bench/results/latest.{json,md}
 bench *ARGS: sync
     {{python}} -m bench.run {{ARGS}}
+
+# The short benchmark for development (< 60 s): verify, login and the user journeys, one short round each
+bench-quick *ARGS: sync
+    {{python}} -m bench.run --quick {{ARGS}}

@@ -37,6 +37,11 @@ WELL_KNOWN_SECRETS = frozenset(
         "your-256-bit-secret",
         "super-secret-key",
         "please-change-this-secret-key-in-production",
+        # Long enough to pass the length check, and published: jwt.io's default secret, FastAPI's
+        # tutorial SECRET_KEY, Supabase's self-hosting .env.example.
+        "a-string-secret-at-least-256-bits-long",
+        "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+        "your-super-secret-jwt-token-with-at-least-32-characters-long",
     }
 )
 MIN_SECRET_BYTES = 32
@@ -93,16 +98,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     app_env: Literal["development", "production", "test"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
-    docs_enabled: bool = True
+    docs_enabled: bool = True  # when unset, off with APP_ENV=production (load_settings)
     metrics_token: str = ""
+    # Share of /verify traces kept when the caller did not decide (traceparent); other routes keep all.
+    trace_verify_sample_ratio: float = 0.01
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9101
 
     database_url: str = ""
     database_pool_size: int = 10
     database_max_overflow: int = 10
+    # Seconds. A slow or frozen PostgreSQL answers 503 after these instead of piling up requests.
+    database_pool_timeout: float = 2.0  # wait for a pooled connection
+    database_connect_timeout: float = 2.0  # open a new connection
+    database_statement_timeout: float = 3.0  # one statement (asyncpg command_timeout + server statement_timeout)
     redis_url: str = ""
     redis_key_prefix: str = "auth"
+    redis_timeout: float = 2.0  # seconds per Redis connect, command, or wait for a pooled connection
     queue_redis_url: str = ""  # empty: the job queue shares REDIS_URL
     celery_broker_url: str = ""
 
@@ -129,6 +141,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     cors_origins: str = ""
     trusted_proxies: str = ""
     max_body_size: int = 65536
+    hsts_max_age: int = 31536000  # Strict-Transport-Security over TLS (direct, or a trusted proxy's https); 0: off
+    tls_cert_file: str = ""  # both set: `api` serves HTTPS itself (PEM certificate chain and key)
+    tls_key_file: str = ""
 
     job_queue_backend: Literal["arq", "celery"] = "arq"
     worker_job_timeout: int = 300
@@ -166,7 +181,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def hash_workers(self) -> int:
-        return self.password_hash_workers or os.cpu_count() or 1
+        """PASSWORD_HASH_WORKERS, or one per CPU this process may run on (taskset, cgroups)."""
+        if self.password_hash_workers:
+            return self.password_hash_workers
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return len(usable) if usable else os.cpu_count() or 1
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -237,6 +256,15 @@ def _check(settings: Settings) -> None:
     elif settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS:
         if not settings.jwt_private_key_file:
             problems.append(("JWT_PRIVATE_KEY_FILE", f"is required for {settings.jwt_algorithm} (a PEM file)"))
+        else:
+            # Imported here: joserfc stays in security/tokens.py, and settings without keys never load it.
+            from auth_service.security.tokens import key_file_problem
+
+            problem = key_file_problem(
+                settings.jwt_algorithm, settings.jwt_private_key_file, settings.jwt_public_key_file
+            )
+            if problem:
+                problems.append(problem)
     else:
         allowed = ", ".join(SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
         problems.append(("JWT_ALGORITHM", f"expected one of {allowed}"))
@@ -271,6 +299,21 @@ def _check(settings: Settings) -> None:
         problems.append(("PUBLIC_BASE_URL", "expected the service's external http(s):// URL"))
     if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
         problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
+    timeouts = ("database_pool_timeout", "database_connect_timeout", "database_statement_timeout", "redis_timeout")
+    problems += [
+        (name.upper(), "must be a positive number of seconds") for name in timeouts if getattr(settings, name) <= 0
+    ]
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        missing = "TLS_KEY_FILE" if settings.tls_cert_file else "TLS_CERT_FILE"
+        problems.append((missing, "set TLS_CERT_FILE and TLS_KEY_FILE together (or neither: plain HTTP)"))
+    for name in ("tls_cert_file", "tls_key_file"):
+        path = getattr(settings, name)
+        if path and not (Path(path).is_file() and os.access(path, os.R_OK)):
+            problems.append((name.upper(), f"{path} is not a readable file"))
+    if settings.hsts_max_age < 0:
+        problems.append(("HSTS_MAX_AGE", "must be 0 (off) or a number of seconds"))
+    if not 0 <= settings.trace_verify_sample_ratio <= 1:
+        problems.append(("TRACE_VERIFY_SAMPLE_RATIO", "must be between 0 and 1"))
     if settings.refresh_reuse_grace_seconds < 0:
         problems.append(("REFRESH_REUSE_GRACE_SECONDS", "must be 0 or more"))
     if settings.password_hash_workers < 0:
@@ -301,6 +344,9 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
     raw = {key.lower(): value for key, value in source.items() if key.lower() in fields and key.isupper()}
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
+        if settings.app_env == "production" and "docs_enabled" not in raw:
+            # Production does not publish its API map unless asked to (DOCS_ENABLED=true).
+            settings = msgspec.structs.replace(settings, docs_enabled=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     _check(settings)

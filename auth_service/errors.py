@@ -11,11 +11,13 @@ from typing import Any, ClassVar
 
 import msgspec
 import structlog
-from asyncpg.exceptions import PostgresConnectionError
+from advanced_alchemy.exceptions import NotFoundError, RepositoryError
+from asyncpg.exceptions import InsufficientResourcesError, OperatorInterventionError, PostgresConnectionError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from auth_service.request_context import request_id_of
 from observability import metrics
@@ -187,14 +189,40 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return _envelope(request, status, code, message or _safe_detail(exc), headers=headers)
 
 
+# Failures of the database, not of our code: unreachable, dropped connection, shutting down or
+# starting up (SQLSTATE 57P01-03), statement timeout (57014), out of connections (53300).
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    PoolTimeoutError,  # every pooled connection stayed busy for DATABASE_POOL_TIMEOUT
+    OperationalError,
+    InterfaceError,
+    PostgresConnectionError,
+    OperatorInterventionError,
+    InsufficientResourcesError,
+)
+
+
 def is_database_unreachable(exc: BaseException) -> bool:
-    """PostgreSQL could not be reached or dropped the connection (as opposed to a bug)."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(cause, OSError | TimeoutError | PostgresConnectionError | InterfaceError | ConnectionError) or (
-        isinstance(exc, OperationalError)
-    )
+    """PostgreSQL could not be reached, dropped the connection or refused work (as opposed to a bug).
+
+    Walks the whole chain: SQLAlchemy wraps the driver's error, and Advanced Alchemy's
+    repositories wrap SQLAlchemy's (a lost connection arrives as its `IntegrityError`).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__]
+    return False
 
 
 def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
@@ -204,6 +232,8 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
         return _envelope(
             request, 503, ServiceUnavailable.code, ServiceUnavailable.message, headers={"Retry-After": "5"}
         )
+    if isinstance(exc, NotFoundError):
+        return _envelope(request, 404, *_HTTP_CODES[404])
     log.error("request.unhandled_exception", exc_info=exc)
     return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
 
@@ -211,5 +241,8 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
 exception_handlers: dict[type[Exception] | int, Any] = {
     AuthServiceError: _handle_ours,
     HTTPException: _handle_http,
+    # Advanced Alchemy's repository errors, here so its plugin does not install its own handler
+    # (which answered a lost connection with 409 Conflict, outside the envelope).
+    RepositoryError: _handle_unexpected,
     Exception: _handle_unexpected,
 }

@@ -43,8 +43,11 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-def require_json_body(request: Request[Any, Any, Any]) -> None:
-    """before_request: a request that carries a body must say it is JSON."""
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """before_request: a request that carries a body must say it is JSON.
+
+    Async on purpose: Litestar runs a sync hook on a worker thread, a thread hop per request.
+    """
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     length = request.headers.get("content-length")

@@ -6,17 +6,18 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.auth.limits import EndpointLimits
-from auth_service.auth.services import TokenVerifier
+from auth_service.auth.verify import TokenVerifier, script_runner
 from auth_service.config import Settings
 from auth_service.jobs import JobQueue, make_queue
 from auth_service.security.activity import ActivityTracker
 from auth_service.security.links import LinkSigner
 from auth_service.security.passwords import PasswordHasher
 from auth_service.security.ratelimit import RateLimiter
+from auth_service.security.resp import LeanRedis
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import TokenService
 
@@ -38,11 +39,15 @@ class Resources:
 
     # Parsed once: the client-IP rule runs on every limited request.
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    # The verify hot path's own connection (None when it shares redis-py's, for rediss://).
+    lean_redis: LeanRedis | None = None
 
     async def close(self) -> None:
         self.hasher.close()
         await self.queue.close()
         await self.redis.aclose()
+        if self.lean_redis is not None:
+            await self.lean_redis.aclose()
 
 
 def job_queue_for(settings: Settings) -> JobQueue:
@@ -57,13 +62,19 @@ def link_signer_for(settings: Settings) -> LinkSigner:
 
 
 def build_resources(settings: Settings, session_factory: Callable[[], AsyncSession]) -> Resources:
-    redis = Redis.from_url(
+    # A blocking pool: redis-py's default pool opens new connections while holding its lock, so
+    # with Redis frozen every caller queued behind one 2 s connect after another (the 10th login
+    # waited 20 s). This one connects outside the lock and bounds the wait for a free connection.
+    timeout = settings.redis_timeout
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
         max_connections=256,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
     )
+    redis = Redis.from_pool(pool)
     hasher = PasswordHasher(
         memory_kib=settings.argon2_memory_kib,
         time_cost=settings.argon2_time_cost,
@@ -87,7 +98,8 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled)
     activity = ActivityTracker(settings.redis_key_prefix)
     limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
-    verifier = TokenVerifier(tokens, revocation, limits, activity)
+    scripts, lean_redis = script_runner(settings.redis_url, redis, timeout=timeout)
+    verifier = TokenVerifier(tokens, revocation, limits, activity, scripts)
     queue = job_queue_for(settings)
     links = link_signer_for(settings)
     return Resources(
@@ -102,4 +114,5 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
         queue,
         links,
         settings.trusted_proxy_networks,
+        lean_redis,
     )

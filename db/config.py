@@ -6,13 +6,45 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "current_revision", "downgrade", "upgrade"]
+__all__ = ["MIGRATIONS_DIR", "alembic_config", "current_revision", "downgrade", "engine_options", "upgrade"]
+
+
+def engine_options(
+    *,
+    pool_size: int,
+    max_overflow: int,
+    pool_timeout: float,
+    connect_timeout: float,
+    statement_timeout: float,
+) -> dict[str, Any]:
+    """Engine keyword arguments for a request-serving pool that fails fast instead of piling up.
+
+    - `pool_timeout`: seconds a request waits for a pooled connection (then sqlalchemy's TimeoutError);
+    - `connect_timeout`: seconds to open a connection (asyncpg `timeout`);
+    - `statement_timeout`: seconds per statement, enforced by the client (asyncpg `command_timeout`,
+      which also bounds the pre-ping of a connection to a frozen server) and by the server
+      (`statement_timeout`, so PostgreSQL stops work nobody waits for any more);
+    - `pool_pre_ping`: connections left over from before a PostgreSQL restart are tested on
+      checkout and replaced, so a restart costs no request an error.
+    """
+    return {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_timeout": pool_timeout,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "timeout": connect_timeout,
+            "command_timeout": statement_timeout,
+            "server_settings": {"statement_timeout": str(int(statement_timeout * 1000))},
+        },
+    }
 
 
 def alembic_config(database_url: str) -> Config:

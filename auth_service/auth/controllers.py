@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.enums import MediaType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody
+from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from auth_service.auth.deps import provide_auth_service, provide_claims, provide_client
@@ -108,11 +112,22 @@ class AuthController(Controller):
         summary="Verify an access token",
         description="Checks signature, expiry, issuer, audience and revocation of the Bearer token.",
         security=[{"BearerToken": []}],
-        responses=error_responses(401, 429, 503),
+        responses={
+            200: ResponseSpec(
+                data_container=VerifyResponse, description="The token is valid.", generate_examples=False
+            ),
+            **error_responses(401, 429, 503),
+        },
     )
-    async def verify(self, request: Request[Any, Any, Any]) -> VerifyResponse:
-        claims = await provide_claims(request)  # called, not injected: DI costs ~5 % of a verify
-        expires_at = dt.datetime.fromtimestamp(claims.exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return VerifyResponse(
-            valid=True, user_id=claims.sub, username=claims.username, roles=claims.roles, expires_at=expires_at
+    async def verify(self, request: Request[Any, Any, Any]) -> ASGIResponse:
+        # The hot path: the claims dependency is called, not injected, and the body is encoded
+        # here; Litestar's generic response pipeline cost ~15 % of a verify.
+        claims = await provide_claims(request)
+        body = VerifyResponse(
+            valid=True,
+            user_id=claims.sub,
+            username=claims.username,
+            roles=claims.roles,
+            expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.exp)),
         )
+        return ASGIResponse(body=msgspec.json.encode(body), media_type=MediaType.JSON)

@@ -59,6 +59,15 @@ def wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60, st
 def api_server(settings: Settings, workdir: Path, health: int = 200, port: int = 0, **env: str) -> Iterator[str]:
     """A uvicorn API process on a free port, on the test database and Redis; yields its base URL
     once /health answers `health` (503 for an instance started with a dependency down)."""
+    with api_process(settings, workdir, health=health, port=port, **env) as (base, _):
+        yield base
+
+
+@contextmanager
+def api_process(
+    settings: Settings, workdir: Path, health: int = 200, port: int = 0, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """Like `api_server`, but also yields the process, for tests that kill or pause it."""
     port = port or free_port()
     full_env = child_env(
         DATABASE_URL=settings.database_url,
@@ -74,7 +83,7 @@ def api_server(settings: Settings, workdir: Path, health: int = 200, port: int =
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, proc, status=health)
-        yield base
+        yield base, proc
     finally:
         stop_process(proc)
         log.close()
@@ -109,9 +118,67 @@ def own_redis(tmp_path: Path) -> Iterator[Any]:
         state["proc"].terminate()
         state["proc"].wait(timeout=10)
 
+    def send(sig: int) -> None:  # SIGSTOP / SIGCONT: a frozen server that keeps its sockets open
+        state["proc"].send_signal(sig)
+
     start()
     yield type(
-        "OwnRedis", (), {"url": f"redis://127.0.0.1:{port}/0", "start": staticmethod(start), "stop": staticmethod(stop)}
+        "OwnRedis",
+        (),
+        {
+            "url": f"redis://127.0.0.1:{port}/0",
+            "port": port,
+            "start": staticmethod(start),
+            "stop": staticmethod(stop),
+            "signal": staticmethod(send),
+        },
     )
     if state["proc"].poll() is None:
         stop()
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path: Path) -> Iterator[Any]:
+    """Start nginx (Debian package) balancing round-robin over the given upstream ports."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is required (apt-get install nginx); .ci/run installs it"
+    procs: list[subprocess.Popen[Any]] = []
+
+    def start(ports: list[int]) -> str:
+        listen = free_port()
+        upstreams = "\n".join(f"server 127.0.0.1:{p};" for p in ports)
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(
+            f"""
+            worker_processes 1; daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx-error.log;
+            events {{}}
+            http {{
+                access_log off;
+                client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};
+                fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};
+                upstream api {{ {upstreams} }}
+                server {{
+                    listen 127.0.0.1:{listen};
+                    location / {{
+                        proxy_pass http://api;
+                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                    }}
+                }}
+            }}
+            """
+        )
+        procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)]))
+        base = f"http://127.0.0.1:{listen}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(base + "/api/v1/health", timeout=1)
+                return base
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("nginx did not start")
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(timeout=10)

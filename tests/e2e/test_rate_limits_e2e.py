@@ -4,22 +4,16 @@ and Redis dying and coming back under a running server."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.config import Settings
 from db.models import LoginRecord
-from tests.conftest import free_port
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 
@@ -94,53 +88,6 @@ async def test_username_failure_budget_spares_the_users_known_ip(
         assert attempt("198.51.100.1", DEFAULT_PASSWORD).status_code == 200  # home still works
     records = (await db_session.execute(select(func.count()).select_from(LoginRecord))).scalar_one()
     assert records == 4  # the refused attempt never reached the password check
-
-
-@pytest.fixture
-def nginx_in_front(tmp_path: Path) -> Iterator[Any]:
-    """Start nginx (Debian package) balancing round-robin over the given upstream ports."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(nginx).exists(), "nginx is required (apt-get install nginx); .ci/run installs it"
-    procs: list[subprocess.Popen[Any]] = []
-
-    def start(ports: list[int]) -> str:
-        listen = free_port()
-        upstreams = "\n".join(f"server 127.0.0.1:{p};" for p in ports)
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(
-            f"""
-            worker_processes 1; daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx-error.log;
-            events {{}}
-            http {{
-                access_log off;
-                client_body_temp_path {tmp_path}; proxy_temp_path {tmp_path};
-                fastcgi_temp_path {tmp_path}; uwsgi_temp_path {tmp_path}; scgi_temp_path {tmp_path};
-                upstream api {{ {upstreams} }}
-                server {{
-                    listen 127.0.0.1:{listen};
-                    location / {{
-                        proxy_pass http://api;
-                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                    }}
-                }}
-            }}
-            """
-        )
-        procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)]))
-        base = f"http://127.0.0.1:{listen}"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(base + "/api/v1/health", timeout=1)
-                return base
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError("nginx did not start")
-
-    yield start
-    for proc in procs:
-        proc.send_signal(signal.SIGQUIT)
-        proc.wait(timeout=10)
 
 
 async def test_two_instances_behind_nginx_share_one_limit(

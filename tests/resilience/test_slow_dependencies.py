@@ -1,0 +1,132 @@
+"""Slow and frozen dependencies, through a TCP proxy in front of the shared PostgreSQL and Redis
+(only the proxy stalls; the servers themselves keep serving everyone else).
+
+Latency below the timeouts slows answers but fails none; a frozen dependency turns into a
+quick 503 (DATABASE_POOL_TIMEOUT, DATABASE_CONNECT_TIMEOUT, DATABASE_STATEMENT_TIMEOUT,
+REDIS_TIMEOUT) instead of requests piling up, and the service recovers when it thaws.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from auth_service.config import Settings
+from tests.conftest import make_settings
+from tests.e2e.conftest import api_server
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+from tests.resilience.conftest import Load, TcpProxy, envelope_ok, wait_until
+
+LOGIN, VERIFY = "/api/v1/auth/login", "/api/v1/auth/verify"
+ALICE = {"username": "alice", "password": DEFAULT_PASSWORD}
+FAST_FAIL = {
+    "RATE_LIMIT_LOGIN": "100000/minute",
+    "RATE_LIMIT_API": "100000/minute",
+    "DATABASE_POOL_SIZE": "2",
+    "DATABASE_MAX_OVERFLOW": "1",
+    "DATABASE_POOL_TIMEOUT": "1",
+    "DATABASE_CONNECT_TIMEOUT": "1",
+    "DATABASE_STATEMENT_TIMEOUT": "1.5",
+    "REDIS_TIMEOUT": "1",
+}
+DEADLINE = 3.5  # the worst case is a stale pre-ping (1.5 s) then a reconnect (1 s), plus a busy machine
+
+
+def _via(url: str, proxy: TcpProxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def _proxied(settings: Settings, tcp_proxy: Callable[[int], TcpProxy]) -> tuple[Settings, TcpProxy, TcpProxy]:
+    pg = tcp_proxy(urlsplit(settings.database_url).port or 5432)
+    rd = tcp_proxy(urlsplit(settings.redis_url).port or 6379)
+    return make_settings(_via(settings.database_url, pg), _via(settings.redis_url, rd)), pg, rd
+
+
+async def _burst(http: httpx.AsyncClient, live: str, logins: int = 8, verifies: int = 4) -> Load:
+    load = Load()
+    await asyncio.gather(
+        *(load.call("login", http.post(LOGIN, json=ALICE)) for _ in range(logins)),
+        *(load.call("verify", http.get(VERIFY, headers=bearer(live))) for _ in range(verifies)),
+    )
+    return load
+
+
+async def test_latency_below_the_timeouts_slows_answers_but_fails_none(
+    settings: Settings, tmp_path: Path, tcp_proxy: Callable[[int], TcpProxy]
+) -> None:
+    await create_user(settings, username="alice")
+    local, pg, rd = _proxied(settings, tcp_proxy)
+    # The default timeouts and pool: latency well below them must cost time, never an error.
+    with api_server(local, tmp_path, RATE_LIMIT_LOGIN="100000/minute", RATE_LIMIT_API="100000/minute") as base:
+        async with httpx.AsyncClient(base_url=base, timeout=15) as http:
+            live = (await http.post(LOGIN, json=ALICE)).json()["access_token"]
+            pg.delay = rd.delay = 0.1  # per chunk each way: a login makes several round trips to each
+            slow = await _burst(http, live, logins=4, verifies=4)
+    assert Load.statuses(slow.outcomes) == {200: 8}
+    assert max(o.elapsed for o in slow.outcomes) > 0.3  # the latency was real
+
+
+async def test_frozen_postgres_answers_503_within_the_timeouts_then_recovers(
+    settings: Settings, tmp_path: Path, tcp_proxy: Callable[[int], TcpProxy]
+) -> None:
+    await create_user(settings, username="alice")
+    local, pg, _ = _proxied(settings, tcp_proxy)
+    with api_server(local, tmp_path, **FAST_FAIL) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+            live = (await http.post(LOGIN, json=ALICE)).json()["access_token"]
+            await _burst(http, live)  # the pool holds warm connections when the database freezes
+            pg.stall()
+            started = time.monotonic()
+            frozen = await _burst(http, live, logins=12)
+            burst_took = time.monotonic() - started
+            probe = await http.post(LOGIN, json=ALICE)
+            pg.resume()
+
+            async def login_works() -> bool:
+                return (await http.post(LOGIN, json=ALICE)).status_code == 200
+
+            await wait_until(login_works, timeout=10)
+            after = await _burst(http, live)
+
+    logins = [o for o in frozen.outcomes if o.kind == "login"]
+    assert Load.statuses(logins) == {503: 12}
+    assert {o.code for o in logins} == {"SERVICE_UNAVAILABLE"}
+    assert probe.status_code == 503 and envelope_ok(probe, "SERVICE_UNAVAILABLE")
+    slowest = max(o.elapsed for o in logins)
+    assert slowest < DEADLINE, f"a login waited {slowest:.1f} s on a frozen database"
+    assert burst_took < DEADLINE + 1  # 12 logins on a pool of 3: they did not queue one after another
+    assert Load.statuses(frozen.outcomes, "verify") == {200: 4}  # Redis alone answers verify
+    assert Load.statuses(after.outcomes) == {200: 12}
+
+
+async def test_frozen_redis_answers_503_within_the_timeout_then_recovers(
+    settings: Settings, tmp_path: Path, tcp_proxy: Callable[[int], TcpProxy]
+) -> None:
+    await create_user(settings, username="alice")
+    local, _, rd = _proxied(settings, tcp_proxy)
+    with api_server(local, tmp_path, **FAST_FAIL) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+            live = (await http.post(LOGIN, json=ALICE)).json()["access_token"]
+            rd.stall()
+            frozen = await _burst(http, live, logins=12, verifies=6)
+            rd.resume()
+
+            async def login_works() -> bool:
+                return (await http.post(LOGIN, json=ALICE)).status_code == 200
+
+            await wait_until(login_works, timeout=10)
+            after = await _burst(http, live)
+
+    assert Load.statuses(frozen.outcomes, "login") == {503: 12}
+    assert Load.statuses(frozen.outcomes, "verify") == {200: 6}  # fail open; revocation from PostgreSQL
+    slowest = max(o.elapsed for o in frozen.outcomes)
+    assert slowest < DEADLINE, f"a request waited {slowest:.1f} s on a frozen Redis"
+    assert Load.statuses(after.outcomes) == {200: 12}
