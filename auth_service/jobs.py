@@ -6,6 +6,7 @@ and the outbox (notifications table) makes sure the work is enqueued later.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -59,8 +60,9 @@ def _with_trace(kwargs: dict[str, Any]) -> dict[str, Any]:
 class ArqQueue:
     """arq on the shared Redis. The job id makes a second enqueue of the same job a no-op."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, timeout: float = 2.0) -> None:
         self._redis_url = redis_url
+        self._timeout = timeout
         self._pool: Any = None
 
     async def enqueue(self, name: JobName, job_id: str, **kwargs: Any) -> bool:
@@ -68,11 +70,14 @@ class ArqQueue:
         from arq.connections import RedisSettings
 
         try:
-            if self._pool is None:
-                settings = RedisSettings.from_dsn(self._redis_url)
-                settings.conn_timeout, settings.conn_retries = 2, 0
-                self._pool = await create_pool(settings)
-            await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
+            # arq sets no read timeout: bound the whole enqueue, so a frozen Redis cannot pile
+            # up post-response tasks (the outbox dispatcher sends what was not enqueued).
+            async with asyncio.timeout(self._timeout):
+                if self._pool is None:
+                    settings = RedisSettings.from_dsn(self._redis_url)
+                    settings.conn_timeout, settings.conn_retries = int(max(1, self._timeout)), 0
+                    self._pool = await create_pool(settings)
+                await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
             return True
         except Exception as exc:  # the queue being down must never fail the caller
             log.warning("jobs.enqueue_failed", job=name.value, error=type(exc).__name__)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from auth_service.config import Settings, get_settings
 from auth_service.jobs import JobName
 from auth_service.resources import job_queue_for, link_signer_for
+from db.config import engine_options
 from observability.tracing import instrument_engine
 from tasks.email.sender import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from tasks.instrument import instrumented
@@ -54,7 +55,17 @@ def make_mailer(settings: Settings) -> Mailer:
 
 async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
     """Fill a job context (arq's, or the Celery adapter's) with what the jobs use."""
-    engine = create_async_engine(settings.async_database_url, pool_size=4, pool_pre_ping=True)
+    engine = create_async_engine(
+        settings.async_database_url,
+        **engine_options(
+            pool_size=4,
+            max_overflow=4,
+            pool_timeout=settings.database_pool_timeout,
+            connect_timeout=settings.database_connect_timeout,
+            # Jobs (the daily report, cleanups) may scan: their statements get the job's own budget.
+            statement_timeout=float(settings.worker_job_timeout),
+        ),
+    )
     instrument_engine(engine)
     ctx["settings"] = settings
     ctx["engine"] = engine
