@@ -57,20 +57,35 @@ def _reply_error(message: str) -> ResponseError:
 
 
 class _Protocol(asyncio.Protocol):
+    """One connection and the callers waiting on it, in the order their commands were sent.
+
+    The queue belongs to the connection: a reply can only ever reach a caller whose command
+    went out on this same connection.
+    """
+
     def __init__(self, client: LeanRedis) -> None:
         self._client = client
         self._reader = hiredis.Reader(replyError=_reply_error)
         self.transport: asyncio.Transport | None = None
+        self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.closed = False
         # Commands of one event-loop turn leave in one write (one syscall, not one per request).
         self._outgoing: list[bytes] = []
 
-    def write(self, payload: bytes) -> None:
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(self, payload: bytes, deadline: float) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((future, deadline))
         if not self._outgoing:
             asyncio.get_running_loop().call_soon(self._flush)
         self._outgoing.append(payload)
+        return future
 
     def _flush(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self.usable():
+            assert self.transport is not None
             self.transport.write(b"".join(self._outgoing))
         self._outgoing.clear()
 
@@ -79,12 +94,18 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
-        pending = self._client._pending
-        while (reply := self._reader.gets()) is not False:
-            if not pending:  # a reply nobody asked for: the stream is out of step
-                self._client._drop(self, RedisConnectionError("unexpected reply from Redis"))
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError:
+                self.fail(RedisConnectionError("Redis sent something that is not RESP"))
                 return
-            future, _ = pending.popleft()
+            if reply is False:
+                return
+            if not self.pending:  # a reply nobody asked for: the stream is out of step
+                self.fail(RedisConnectionError("unexpected reply from Redis"))
+                return
+            future, _ = self.pending.popleft()
             if not future.done():  # its caller may have given up already
                 if isinstance(reply, Exception):
                     future.set_exception(reply)
@@ -92,11 +113,22 @@ class _Protocol(asyncio.Protocol):
                     future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._client._drop(self, RedisConnectionError("connection to Redis lost"))
+        self.fail(RedisConnectionError("connection to Redis lost"))
+
+    def fail(self, error: Exception) -> None:
+        """Close this connection and fail every caller still waiting on it."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        while self.pending:
+            future, _ = self.pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+        self._client._forget(self)
 
 
 class LeanRedis:
-    """One multiplexed RESP2 connection.
+    """One multiplexed RESP2 connection (replaced by a new one when it fails).
 
     Args:
         url: redis:// or unix:// URL (user, password and db honoured).
@@ -116,7 +148,6 @@ class LeanRedis:
         self._password: str | None = options.get("password")
         self._timeout = timeout
         self._max_pending = max_pending
-        self._pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -128,7 +159,7 @@ class LeanRedis:
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command, return its reply. Raises redis-py's RedisError subclasses."""
         protocol = self._protocol
-        if protocol is None or protocol.transport is None or protocol.transport.is_closing():
+        if protocol is None or not protocol.usable():
             protocol = await self._connect()
         return await self._send(protocol, _pack(args))
 
@@ -140,37 +171,27 @@ class LeanRedis:
             return await self.execute("EVAL", script.body, len(keys), *keys, *args)
 
     def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
-        if len(self._pending) >= self._max_pending:
+        if len(protocol.pending) >= self._max_pending:
             raise RedisConnectionError("too many Redis calls in flight")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((future, time.monotonic() + self._timeout))
-        protocol.write(payload)
+        future = protocol.send(payload, time.monotonic() + self._timeout)
         if self._watchdog is None:
-            self._watchdog = loop.call_later(self._timeout / 4, self._watch)
+            self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
         return future
 
     def _watch(self) -> None:
         """Runs while calls are in flight: a call past its deadline means Redis stopped answering."""
         self._watchdog = None
-        if not self._pending:
+        protocol = self._protocol
+        if protocol is None or not protocol.pending:
             return
-        if self._pending[0][1] < time.monotonic():
-            self._drop(self._protocol, RedisTimeoutError("Redis did not answer in time"))
+        if protocol.pending[0][1] < time.monotonic():
+            protocol.fail(RedisTimeoutError("Redis did not answer in time"))
             return
         self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
 
-    def _drop(self, protocol: _Protocol | None, error: Exception) -> None:
-        """Fail every waiting call and forget the connection (the next call reconnects)."""
-        if protocol is not self._protocol:
-            return  # an old connection's late news
-        self._protocol = None
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.abort()
-        while self._pending:
-            future, _ = self._pending.popleft()
-            if not future.done():
-                future.set_exception(error)
+    def _forget(self, protocol: _Protocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
 
     async def _connect(self) -> _Protocol:
         # Concurrent callers share one connection attempt.
@@ -185,30 +206,37 @@ class LeanRedis:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        if self._protocol is not None:  # a connection that stopped being usable: fail its callers
+            self._protocol.fail(RedisConnectionError("connection to Redis lost"))
+        protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(self._timeout):
                 if self._path:
                     _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self._path)
                 else:
                     _, protocol = await loop.create_connection(lambda: _Protocol(self), self._host, self._port)
-                self._protocol = protocol
+                deadline = time.monotonic() + self._timeout
                 if self._password:
                     auth = (self._username, self._password) if self._username else (self._password,)
-                    await self._send(protocol, _pack(("AUTH", *auth)))
+                    await protocol.send(_pack(("AUTH", *auth)), deadline)
                 if self._db:
-                    await self._send(protocol, _pack(("SELECT", self._db)))
+                    await protocol.send(_pack(("SELECT", self._db)), deadline)
         except TimeoutError:
-            self._drop(self._protocol, RedisTimeoutError("Redis did not answer in time"))
+            if protocol is not None:
+                protocol.fail(RedisTimeoutError("Redis did not answer in time"))
             raise RedisTimeoutError("connecting to Redis timed out") from None
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc.strerror or exc}") from None
         except ResponseError as exc:  # AUTH or SELECT refused: a settings problem, say which
-            self._drop(self._protocol, RedisConnectionError("Redis refused the connection"))
+            if protocol is not None:
+                protocol.fail(RedisConnectionError("Redis refused the connection"))
             raise RedisConnectionError(f"Redis refused AUTH/SELECT: {exc}") from None
+        self._protocol = protocol
         return protocol
 
     async def aclose(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self._drop(self._protocol, RedisConnectionError("client closed"))
+        if self._protocol is not None:
+            self._protocol.fail(RedisConnectionError("client closed"))

@@ -134,3 +134,30 @@ def test_tls_urls_are_left_to_redis_py() -> None:
     assert LeanRedis.supports("unix:///tmp/redis.sock?db=2")
     with pytest.raises(ValueError, match="plain TCP"):
         LeanRedis("rediss://127.0.0.1:6380/0")
+
+
+async def test_a_reply_never_reaches_another_caller_across_a_reconnect(redis_url: str) -> None:
+    """Connections killed while hundreds of calls are in flight: every call either fails or
+    gets its own reply, never one meant for another caller (a revocation answer must not
+    travel to the wrong token)."""
+    lean = LeanRedis(redis_url)
+    admin = redis.Redis.from_url(redis_url)
+
+    async def echo(i: int) -> tuple[int, Any]:
+        try:
+            return i, await lean.execute("ECHO", f"caller-{i}")
+        except RedisConnectionError:
+            return i, None
+
+    try:
+        results: list[tuple[int, Any]] = []
+        for wave in range(5):
+            calls = [asyncio.ensure_future(echo(wave * 1000 + i)) for i in range(300)]
+            await asyncio.sleep(0)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            results += await asyncio.gather(*calls)
+        answered = [(i, reply) for i, reply in results if reply is not None]
+        assert answered, "every call failed: the test proves nothing"
+        assert all(reply == f"caller-{i}".encode() for i, reply in answered)
+    finally:
+        await lean.aclose()
