@@ -15,18 +15,24 @@ from tests.conftest import free_port
 
 
 class RecordingHandler:
-    """Accepts messages; `refuse` answers 451 to the next N deliveries, `stall` sleeps first."""
+    """Accepts messages; `refuse` answers 451 to the next N deliveries, `stall` sleeps first,
+    `hold` keeps every delivery waiting while it is set, then refuses it (451)."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.refuse = 0
         self.stall_seconds = 0.0
         self.attempts = 0
+        self.hold = False
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         import asyncio
 
         self.attempts += 1
+        if self.hold:
+            while self.hold:
+                await asyncio.sleep(0.05)
+            return "451 4.3.0 held on purpose; not accepted"
         if self.stall_seconds:
             stall, self.stall_seconds = self.stall_seconds, 0.0
             await asyncio.sleep(stall)
