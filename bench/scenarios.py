@@ -30,6 +30,10 @@ class Config:
     connections: int = 32
     quick: bool = False
 
+    @property
+    def warmup(self) -> float:
+        return 1 if self.quick else 2
+
 
 Row = dict[str, Any]
 found: dict[str, float] = {}  # figures later scenarios reuse (login capacity, hash time)
@@ -105,7 +109,7 @@ def verify(cfg: Config) -> list[Row]:
         script = h.bearer_script(token)
         url = f"{svc.base}/api/v1/auth/verify"
         for target, lua in ((bare_url, None), (url, script)):
-            h.wrk(target, 2, cfg.connections, lua)  # warm-up
+            h.wrk(target, cfg.warmup, cfg.connections, lua)  # warm-up
         pg_before = _pg_transactions(svc.database_url)
         runs = h.interleave(
             {
@@ -181,7 +185,7 @@ def login(cfg: Config) -> list[Row]:
     with h.service() as svc:
         url = f"{svc.base}/api/v1/auth/login"
         script = h.login_script()
-        h.wrk(url, 2, LOGIN_CONNECTIONS, script)
+        h.wrk(url, cfg.warmup, LOGIN_CONNECTIONS, script)
         loop_cpu: list[float] = []
 
         def logins() -> h.Run:
@@ -230,7 +234,7 @@ def isolation(cfg: Config) -> list[Row]:
         rate = 0.25 * capacity
         token = h.login(svc.base)["access_token"]
         url, script = f"{svc.base}/api/v1/auth/verify", h.bearer_script(token)
-        h.wrk(url, 2, cfg.connections, script)
+        h.wrk(url, cfg.warmup, cfg.connections, script)
         achieved: list[float] = []
 
         def with_logins() -> h.Run:
@@ -469,7 +473,7 @@ def seed_load(cfg: Config) -> list[Row]:
                 detail=f"answers {dict(burst.statuses)}",
             )
         )
-    rows.append(_enumeration())
+    rows.append(_enumeration(20 if cfg.quick else 50))
     return rows
 
 
