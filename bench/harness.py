@@ -162,10 +162,10 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def bare() -> Iterator[tuple[str, int]]:
+def bare(module: str = "bench.bare_app") -> Iterator[tuple[str, int]]:
     """The baseline server: a bare Litestar JSON endpoint, same uvicorn settings; (url, pid)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
+    cmd = [sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(port)]
     server = start(
         [*cmd, "--log-level", "warning", "--no-access-log"], dict(os.environ), f"http://127.0.0.1:{port}/json"
     )

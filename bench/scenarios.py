@@ -104,22 +104,25 @@ def ratelimit(cfg: Config) -> list[Row]:
 
 
 def verify(cfg: Config) -> list[Row]:
-    with h.service() as svc, h.bare() as (bare_url, bare_pid):
+    with h.service() as svc, h.bare() as (bare_url, bare_pid), h.bare("bench.stack_app") as (stack_url, stack_pid):
         token = h.login(svc.base)["access_token"]
         script = h.bearer_script(token)
         url = f"{svc.base}/api/v1/auth/verify"
-        for target, lua in ((bare_url, None), (url, script)):
+        for target, lua in ((bare_url, None), (stack_url, None), (url, script)):
             h.wrk(target, cfg.warmup, cfg.connections, lua)  # warm-up
         pg_before = _pg_transactions(svc.database_url)
         runs = h.interleave(
             {
                 "bare": lambda: h.measured(bare_pid, lambda: h.wrk(bare_url, cfg.seconds, cfg.connections)),
+                "bare + our stack": lambda: h.measured(
+                    stack_pid, lambda: h.wrk(stack_url, cfg.seconds, cfg.connections)
+                ),
                 "verify": lambda: h.measured(svc.pid, lambda: h.wrk(url, cfg.seconds, cfg.connections, script)),
             },
             cfg.rounds,
         )
         pg_queries = _pg_transactions(svc.database_url) - pg_before - 1  # minus our own first read
-    v, b = runs["verify"], runs["bare"]
+    v, b, st = runs["verify"], runs["bare"], runs["bare + our stack"]
     return [
         row(
             "verify",
@@ -132,6 +135,17 @@ def verify(cfg: Config) -> list[Row]:
             detail=f"p50/p99 {v.p50:.1f}/{v.p99:.1f} ms (bare {b.p50:.1f}/{b.p99:.1f}); "
             f"{v.cpu_us:.0f} vs {b.cpu_us:.0f} µs CPU/req; {pg_queries} PostgreSQL transactions "
             f"during {v.requests} verifies",
+        ),
+        row(
+            "verify, split",
+            "the bare endpoint inside our per-request stack",
+            st.rps,
+            "bare Litestar JSON endpoint",
+            b.rps,
+            "(context)",
+            None,
+            detail=f"request id, server span (1 % sampled), HTTP histogram, header hooks, envelope; "
+            f"{st.cpu_us:.0f} µs CPU/req; verify / this = {v.rps / st.rps:.2f}",
         ),
         row(
             "verify p99",
