@@ -3,21 +3,246 @@
 from __future__ import annotations
 
 import datetime as dt
-from uuid import UUID
+from typing import Any, NamedTuple, cast
+from uuid import UUID, uuid4
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from db.models import LoginRecord, Notification, RefreshToken, TokenBlacklist, User
 
 __all__ = [
+    "LoginOutcome",
     "LoginRecordRepository",
+    "LoginUser",
     "NotificationRepository",
+    "OutboxRow",
     "RefreshTokenRepository",
+    "Rotation",
+    "SpentToken",
     "TokenBlacklistRepository",
     "UserRepository",
 ]
+
+# The login and refresh hot paths run prebuilt Core statements with bound parameters: no ORM
+# unit of work, no per-request statement construction, and a cache key computed once per
+# statement (SQLAlchemy memoizes it on the object). They still run on the request's session,
+# so the pool pre-ping and the OTel SQL spans apply as to every other query.
+#
+# Bind parameters of a statement holding an UPDATE never take a column's name: SQLAlchemy turns
+# an execute parameter named like a column into a SET of that column (even inside a CTE).
+_users = cast(Table, User.__table__)
+_tokens = cast(Table, RefreshToken.__table__)
+_records = cast(Table, LoginRecord.__table__)
+_outbox = cast(Table, Notification.__table__)
+
+
+def _param(name: str, column: Any) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+class LoginUser(NamedTuple):
+    """What a login needs of a user: no ORM object, nothing to flush."""
+
+    id: UUID
+    username: str
+    password_hash: str
+    is_active: bool
+    roles: list[str]
+    tokens_valid_after: dt.datetime | None
+
+
+class OutboxRow(NamedTuple):
+    """A notification to write in the same transaction as the login that caused it."""
+
+    id: UUID
+    kind: str
+    job: str
+    payload: dict[str, Any]
+
+
+class LoginOutcome(NamedTuple):
+    """The login history judged just before this login's own writes."""
+
+    has_earlier_success: bool
+    seen_this_device: bool
+    recent_failures: int
+
+
+class Rotation(NamedTuple):
+    """A refresh token that was just spent, and its owner (None fields when the user is gone).
+
+    The successor was written only when the owner exists and is active.
+    """
+
+    family_id: UUID
+    user_id: UUID
+    username: str | None
+    roles: list[str] | None
+    is_active: bool | None
+
+
+class SpentToken(NamedTuple):
+    """A refresh token that is not live, its successor (if any) and its owner, read in one query."""
+
+    family_id: UUID
+    user_id: UUID
+    spent_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    replaced_by_id: UUID | None
+    successor_hash: str | None
+    successor_revoked_at: dt.datetime | None
+    successor_expires_at: dt.datetime | None
+    username: str | None
+    roles: list[str] | None
+    is_active: bool | None
+
+
+_LOGIN_USER = select(
+    _users.c.id,
+    _users.c.username,
+    _users.c.password_hash,
+    _users.c.is_active,
+    _users.c.roles,
+    _users.c.tokens_valid_after,
+).where(func.lower(_users.c.username) == bindparam("username"))
+
+_SET_PASSWORD_HASH = (
+    update(_users)
+    .where(_users.c.id == _param("user_id", _users.c.id))
+    .values(password_hash=bindparam("password_hash"), updated_at=_param("now", _users.c.updated_at))
+)
+
+_INSERT_RECORD = insert(_records).values(
+    id=_param("record_id", _records.c.id),
+    user_id=_param("user_id", _records.c.user_id),
+    username=bindparam("username"),
+    ip_address=bindparam("ip"),
+    user_agent=bindparam("user_agent"),
+    success=bindparam("success"),
+    failure_reason=bindparam("failure_reason"),
+)
+
+_INSERT_OUTBOX = insert(_outbox).values(
+    id=_param("note_id", _outbox.c.id),
+    kind=bindparam("kind"),
+    job=bindparam("job"),
+    user_id=_param("user_id", _outbox.c.user_id),
+    payload=_param("payload", _outbox.c.payload),
+    # Python-side defaults are not applied inside a CTE: say it here.
+    attempts=0,
+)
+
+_INSERT_TOKEN = insert(_tokens).values(
+    id=_param("token_id", _tokens.c.id),
+    token_hash=bindparam("token_hash"),
+    family_id=_param("family_id", _tokens.c.family_id),
+    user_id=_param("user_id", _tokens.c.user_id),
+    issued_at=_param("now", _tokens.c.issued_at),
+    expires_at=_param("expires_at", _tokens.c.expires_at),
+)
+
+
+def _history(*, any_agent: bool) -> Select[Any]:
+    """(a success since :success_since, a success since then from :ip and :user_agent (any agent
+    when `any_agent`), failures since :failures_since) of :user_id."""
+    r = _records.c
+    user_id = _param("user_id", r.user_id)
+    successes = select(r.id).where(
+        r.user_id == user_id, r.success.is_(True), r.login_timestamp > _param("success_since", r.login_timestamp)
+    )
+    same_device = successes.where(r.ip_address == bindparam("ip"))
+    if not any_agent:
+        same_device = same_device.where(r.user_agent == bindparam("user_agent"))
+    failures = select(func.count()).where(
+        r.user_id == user_id, r.success.is_(False), r.login_timestamp > _param("failures_since", r.login_timestamp)
+    )
+    return select(successes.exists(), same_device.exists(), failures.scalar_subquery())
+
+
+def _open_session(*, any_agent: bool) -> Select[Any]:
+    """A successful login's writes (refresh token, outbox row, login record) and the history it is
+    judged against, in one statement. Every part of a statement sees the same snapshot, taken
+    before it ran, so the history does not include this login's own record."""
+    return _history(any_agent=any_agent).add_cte(
+        _INSERT_TOKEN.cte("new_token"), _INSERT_OUTBOX.cte("new_note"), _INSERT_RECORD.cte("new_record")
+    )
+
+
+_OPEN_SESSION = {False: _open_session(any_agent=False), True: _open_session(any_agent=True)}
+
+
+def _rotate() -> Select[Any]:
+    """Spend a live token and write its successor, in one statement.
+
+    The UPDATE's row lock makes a concurrent spend of the same token wait, then re-check
+    `spent_at` and match nothing, so its INSERT (fed by the UPDATE's RETURNING) writes nothing:
+    only one caller ever mints a successor. The successor is written only for an active owner.
+    """
+    t, u = _tokens.c, _users.c
+    now = _param("now", t.spent_at)
+    successor_id = _param("successor_id", t.id)
+    spent = (
+        update(_tokens)
+        .where(
+            t.token_hash == bindparam("presented_hash"),
+            t.spent_at.is_(None),
+            t.revoked_at.is_(None),
+            t.expires_at > now,
+        )
+        .values(spent_at=now, replaced_by_id=successor_id)
+        .returning(t.family_id, t.user_id)
+        .cte("spent")
+    )
+    successor = insert(_tokens).from_select(
+        ["id", "token_hash", "family_id", "user_id", "issued_at", "expires_at"],
+        select(
+            successor_id,
+            bindparam("successor_hash", type_=t.token_hash.type),
+            spent.c.family_id,
+            spent.c.user_id,
+            now,
+            _param("successor_expires_at", t.expires_at),
+        )
+        .join_from(spent, _users, u.id == spent.c.user_id)
+        .where(u.is_active.is_(True)),
+    )
+    return (
+        select(spent.c.family_id, spent.c.user_id, u.username, u.roles, u.is_active)
+        .join_from(spent, _users, u.id == spent.c.user_id, isouter=True)
+        .add_cte(successor.cte("successor"))
+    )
+
+
+_ROTATE = _rotate()
+
+
+def _not_live() -> Select[Any]:
+    t = _tokens.c
+    follower = _tokens.alias("successor")
+    return (
+        select(
+            t.family_id,
+            t.user_id,
+            t.spent_at,
+            t.revoked_at,
+            t.replaced_by_id,
+            follower.c.token_hash,
+            follower.c.revoked_at,
+            follower.c.expires_at,
+            _users.c.username,
+            _users.c.roles,
+            _users.c.is_active,
+        )
+        .select_from(_tokens)
+        .outerjoin(follower, follower.c.id == t.replaced_by_id)
+        .outerjoin(_users, _users.c.id == t.user_id)
+        .where(t.token_hash == bindparam("presented_hash"))
+    )
+
+
+_NOT_LIVE = _not_live()
 
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):
@@ -25,6 +250,14 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
 
     async def get_by_username(self, username: str) -> User | None:
         return await self.get_one_or_none(func.lower(User.username) == username.lower())
+
+    async def for_login(self, username: str) -> LoginUser | None:
+        """The user a login names (case-insensitive), as plain values."""
+        row = (await self.session.execute(_LOGIN_USER, {"username": username.lower()})).first()
+        return None if row is None else LoginUser(*row)
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str, now: dt.datetime) -> None:
+        await self.session.execute(_SET_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash, "now": now})
 
     async def exists_username_or_email(self, username: str, email: str) -> bool:
         stmt = select(User.id).where(
@@ -50,31 +283,56 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
 class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
     model_type = LoginRecord
 
-    async def history(
+    async def record_failure(
+        self, *, user_id: UUID | None, username: str, ip: str, user_agent: str | None, reason: str
+    ) -> None:
+        params = {"record_id": uuid4(), "user_id": user_id, "username": username, "ip": ip, "user_agent": user_agent}
+        await self.session.execute(_INSERT_RECORD, {**params, "success": False, "failure_reason": reason})
+
+    async def record_success(
         self,
-        user_id: UUID,
         *,
-        success_since: dt.datetime,
+        user_id: UUID,
+        username: str,
         ip: str,
         user_agent: str | None,
+        refresh_token: tuple[UUID, str, UUID, dt.datetime, dt.datetime],
+        note: OutboxRow,
+        success_since: dt.datetime,
         failures_since: dt.datetime,
-    ) -> tuple[bool, bool, int]:
-        """What a new login is judged against, in one query: (a success since `success_since`,
-        a success since then from this IP and user agent (any agent when None), failures since
-        `failures_since`)."""
-        successes = select(LoginRecord.id).where(
-            LoginRecord.user_id == user_id, LoginRecord.success.is_(True), LoginRecord.login_timestamp > success_since
-        )
-        same_device = successes.where(LoginRecord.ip_address == ip)
-        if user_agent is not None:
-            same_device = same_device.where(LoginRecord.user_agent == user_agent)
-        failures = select(func.count()).where(
-            LoginRecord.user_id == user_id, LoginRecord.success.is_(False), LoginRecord.login_timestamp > failures_since
-        )
-        row = (
-            await self.session.execute(select(successes.exists(), same_device.exists(), failures.scalar_subquery()))
-        ).one()
-        return bool(row[0]), bool(row[1]), int(row[2])
+    ) -> LoginOutcome:
+        """Write a successful login, its refresh token and its outbox row, and read the history it
+        is judged against (as it was before this login), in one statement.
+
+        Args:
+            refresh_token: (id, token hash, family id, issued at, expires at).
+            success_since: the new-device window; a success from this IP and user agent (any agent
+                when None) in it means a known device.
+            failures_since: the window of failed attempts counted.
+        """
+        token_id, token_hash, family_id, issued_at, expires_at = refresh_token
+        params = {
+            "user_id": user_id,
+            "record_id": uuid4(),
+            "username": username,
+            "ip": ip,
+            "user_agent": user_agent,
+            "success": True,
+            "failure_reason": None,
+            "token_id": token_id,
+            "token_hash": token_hash,
+            "family_id": family_id,
+            "now": issued_at,
+            "expires_at": expires_at,
+            "note_id": note.id,
+            "kind": note.kind,
+            "job": note.job,
+            "payload": note.payload,
+            "success_since": success_since,
+            "failures_since": failures_since,
+        }
+        row = (await self.session.execute(_OPEN_SESSION[user_agent is None], params)).one()
+        return LoginOutcome(bool(row[0]), bool(row[1]), int(row[2]))
 
     async def day_totals(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int, int]:
         """(attempts, successes, distinct successful users) in [start, end)."""
@@ -106,6 +364,10 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
 
 class NotificationRepository(SQLAlchemyAsyncRepository[Notification]):
     model_type = Notification
+
+    async def add_outbox(self, user_id: UUID, note: OutboxRow) -> None:
+        params = {"note_id": note.id, "kind": note.kind, "job": note.job, "user_id": user_id, "payload": note.payload}
+        await self.session.execute(_INSERT_OUTBOX, params)
 
     async def claim(self, notification_id: UUID, now: dt.datetime, lease: dt.timedelta) -> Notification | None:
         """Take the right to send, for `lease`; None when it was sent, dropped, or another worker holds it."""
@@ -194,24 +456,29 @@ class RefreshTokenRepository(SQLAlchemyAsyncRepository[RefreshToken]):
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
         return await self.get_one_or_none(RefreshToken.token_hash == token_hash)
 
-    async def spend(self, token_hash: str, successor_id: UUID, now: dt.datetime) -> RefreshToken | None:
-        """Atomically mark a live token spent; None when it was not live.
+    async def rotate(
+        self, token_hash: str, *, successor_id: UUID, successor_hash: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> Rotation | None:
+        """Atomically spend a live token and write its successor (for an active owner) in one
+        statement; None when the token was not live.
 
-        The row lock of the UPDATE makes a concurrent second spend wait, then find
-        `spent_at` set and match nothing: only one caller ever wins.
+        The row lock of the UPDATE makes a concurrent second spend wait, then find `spent_at`
+        set and match nothing: only one caller ever wins.
         """
-        stmt = (
-            update(RefreshToken)
-            .where(
-                RefreshToken.token_hash == token_hash,
-                RefreshToken.spent_at.is_(None),
-                RefreshToken.revoked_at.is_(None),
-                RefreshToken.expires_at > now,
-            )
-            .values(spent_at=now, replaced_by_id=successor_id)
-            .returning(RefreshToken)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        params = {
+            "presented_hash": token_hash,
+            "successor_id": successor_id,
+            "successor_hash": successor_hash,
+            "now": now,
+            "successor_expires_at": expires_at,
+        }
+        row = (await self.session.execute(_ROTATE, params)).first()
+        return None if row is None else Rotation(*row)
+
+    async def not_live(self, token_hash: str) -> SpentToken | None:
+        """A token that could not be spent, with its successor and owner; None when unknown."""
+        row = (await self.session.execute(_NOT_LIVE, {"presented_hash": token_hash})).first()
+        return None if row is None else SpentToken(*row)
 
     async def revoke_family(self, family_id: UUID, now: dt.datetime) -> int:
         stmt = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -32,10 +33,12 @@ from auth_service.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
-from db.models import LoginRecord, Notification, RefreshToken, User
+from db.models import User
 from db.repositories import (
     LoginRecordRepository,
+    LoginUser,
     NotificationRepository,
+    OutboxRow,
     RefreshTokenRepository,
     TokenBlacklistRepository,
     UserRepository,
@@ -71,7 +74,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _failure_reason(user: User | None, password_ok: bool) -> str | None:
+def _failure_reason(user: LoginUser | None, password_ok: bool) -> str | None:
     if user is None:
         return "unknown_user"
     if not password_ok:
@@ -133,71 +136,60 @@ class AuthService:
             ServiceUnavailable: Redis is down, or the hashing pool is saturated.
         """
         await self._limits.before_login(client.ip, username)
-        user = await self._users.get_by_username(username)
+        user = await self._users.for_login(username)
         try:
             with tracer.start_as_current_span("auth.password.verify"):
                 result = await self._hasher.verify(user.password_hash if user else None, password)
         except HasherBusyError:
             metrics.login_attempts.add(1, {"outcome": "failure", "reason": "busy"})
             raise ServiceUnavailable(headers={"Retry-After": "1"}) from None
+        user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
+        ip = client.ip[:45]
         # Checked after the hash, so every failure costs the same time.
         failure = _failure_reason(user, result.ok)
         if failure is not None or user is None:
-            await self._record(user, username, client, failure=failure)
+            reason = failure or "unknown_user"
+            await self._records.record_failure(
+                user_id=user.id if user else None, username=username[:255], ip=ip, user_agent=user_agent, reason=reason
+            )
             await self._session.commit()
             await self._limits.after_login(client.ip, username, user_id=None)
-            metrics.login_attempts.add(1, {"outcome": "failure", "reason": failure or "unknown_user"})
-            log.info("login.failed", reason=failure, ip=client.ip)
+            metrics.login_attempts.add(1, {"outcome": "failure", "reason": reason})
+            log.info("login.failed", reason=reason, ip=client.ip)
             raise InvalidCredentials
+        now = _now()
         if result.new_hash:
-            user.password_hash = result.new_hash
+            await self._users.set_password_hash(user.id, result.new_hash, now)
             log.info("login.password_rehashed", user_id=str(user.id))
         family_id = uuid.uuid4()
-        refresh_token, refresh_row = self._new_refresh_row(user.id, family_id)
-        await self._refresh.add(refresh_row, auto_refresh=False)
-        # The outbox rows commit with the login record: no notification without its login, and none lost.
-        notes = await self._notify_login(user, client)
-        await self._record(user, username, client, failure=None)
-        await self._session.commit()
-        user_id = str(user.id)
-        remember = (
-            lambda pipe: self._revocation.queue_remember(pipe, user_id, user.is_active, user.tokens_valid_after),
+        refresh_token = new_refresh_token(family_id)
+        expires_at = now + dt.timedelta(seconds=self._refresh_ttl)
+        when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        notice = OutboxRow(
+            uuid.uuid4(),
+            "login",
+            JobName.SEND_LOGIN_NOTIFICATION_EMAIL.value,
+            {"user_id": str(user.id), "ip_address": client.ip, "timestamp": when, "user_agent": user_agent},
         )
-        await self._limits.after_login(client.ip, username, user_id=user_id, also=remember)
-        metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
-        log.info("login.succeeded", user_id=str(user.id), ip=client.ip, alerts=len(notes) - 1)
-        issued = self._issue(user, family_id, refresh_token, self._refresh_ttl)
-        jobs = [
-            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
-            for n in notes
-        ]
-        return replace(issued, jobs=jobs)
-
-    async def _notify_login(self, user: User, client: ClientInfo) -> list[Notification]:
-        """Outbox rows for this login: always the notification, and an alert when suspicious.
-
-        Must run before this login's own record is written (it reads the history).
-        """
-        now = _now()
         rules = self._suspicion
-        user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
-        earlier, this_device, failures = await self._records.history(
-            user.id,
-            success_since=now - dt.timedelta(days=rules.new_device_days),
-            ip=client.ip[:45],
+        # One statement writes the refresh token, the login record and the notification's outbox
+        # row, and reads the history as it was before this login: they commit together or not at all.
+        outcome = await self._records.record_success(
+            user_id=user.id,
+            username=username[:255],
+            ip=ip,
             user_agent=user_agent,
+            refresh_token=(uuid.uuid4(), hash_refresh_token(refresh_token), family_id, now, expires_at),
+            note=notice,
+            success_since=now - dt.timedelta(days=rules.new_device_days),
             failures_since=now - dt.timedelta(minutes=rules.failure_window_minutes),
         )
-        history = LoginHistory(has_earlier_success=earlier, seen_this_device=this_device, recent_failures=failures)
-        when = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        notes = [
-            Notification(
-                kind="login",
-                job=JobName.SEND_LOGIN_NOTIFICATION_EMAIL.value,
-                user_id=user.id,
-                payload={"user_id": str(user.id), "ip_address": client.ip, "timestamp": when, "user_agent": user_agent},
-            )
-        ]
+        notes = [notice]
+        history = LoginHistory(
+            has_earlier_success=outcome.has_earlier_success,
+            seen_this_device=outcome.seen_this_device,
+            recent_failures=outcome.recent_failures,
+        )
         if reasons := suspicious_reasons(history, rules):
             details = {
                 "reasons": reasons,
@@ -206,19 +198,29 @@ class AuthService:
                 "timestamp": when,
                 "recent_failures": history.recent_failures,
             }
-            notes.append(
-                Notification(
-                    kind="suspicious",
-                    job=JobName.SEND_SUSPICIOUS_LOGIN_ALERT.value,
-                    user_id=user.id,
-                    payload={"user_id": str(user.id), "details": details},
-                )
+            alert = OutboxRow(
+                uuid.uuid4(),
+                "suspicious",
+                JobName.SEND_SUSPICIOUS_LOGIN_ALERT.value,
+                {"user_id": str(user.id), "details": details},
             )
+            await self._notifications.add_outbox(user.id, alert)
+            notes.append(alert)
             log.warning("login.suspicious", user_id=str(user.id), reasons=reasons, ip=client.ip)
-        for note in notes:
-            note.id = uuid.uuid4()
-            await self._notifications.add(note, auto_refresh=False)
-        return notes
+        await self._session.commit()
+        user_id = str(user.id)
+        remember = (
+            lambda pipe: self._revocation.queue_remember(pipe, user_id, user.is_active, user.tokens_valid_after),
+        )
+        await self._limits.after_login(client.ip, username, user_id=user_id, also=remember)
+        metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
+        log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
+        issued = self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
+        jobs = [
+            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
+            for n in notes
+        ]
+        return replace(issued, jobs=jobs)
 
     async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token: spend it and mint its successor.
@@ -240,49 +242,47 @@ class AuthService:
         now = _now()
         token_hash = hash_refresh_token(presented)
         successor = self._tokens.successor_of(presented)
-        successor_id = uuid.uuid4()
-        spent = await self._refresh.spend(token_hash, successor_id, now)
-        if spent is None:
-            return await self._refresh_not_live(presented, token_hash, successor, now)
-        user = await self._users.get_one_or_none(User.id == spent.user_id)
-        if user is None or not user.is_active:
-            await self._refresh.revoke_family(spent.family_id, now)
-            await self._session.commit()
-            raise TokenRevoked
-        row = RefreshToken(
-            id=successor_id,
-            token_hash=hash_refresh_token(successor),
-            family_id=spent.family_id,
-            user_id=user.id,
-            issued_at=now,
+        rotation = await self._refresh.rotate(
+            token_hash,
+            successor_id=uuid.uuid4(),
+            successor_hash=hash_refresh_token(successor),
+            now=now,
             expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
         )
-        await self._refresh.add(row, auto_refresh=False)
+        if rotation is None:
+            return await self._refresh_not_live(token_hash, successor, now)
+        if not rotation.is_active or rotation.username is None:
+            # The successor was not written; the session ends with its owner's account.
+            await self._refresh.revoke_family(rotation.family_id, now)
+            await self._session.commit()
+            raise TokenRevoked
         await self._session.commit()
-        return self._issue(user, spent.family_id, successor, self._refresh_ttl)
+        return self._issue(
+            rotation.user_id, rotation.username, rotation.roles, rotation.family_id, successor, self._refresh_ttl
+        )
 
-    async def _refresh_not_live(
-        self, presented: str, token_hash: str, successor: str, now: dt.datetime
-    ) -> IssuedTokens:
-        existing = await self._refresh.get_by_hash(token_hash)
+    async def _refresh_not_live(self, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
+        existing = await self._refresh.not_live(token_hash)
         if existing is None:
             raise TokenInvalid
         if existing.revoked_at is not None:
             raise TokenRevoked
         if existing.spent_at is None:
             raise TokenExpired
-        if now - existing.spent_at <= self._grace and existing.replaced_by_id is not None:
-            follower = await self._refresh.get_one_or_none(RefreshToken.id == existing.replaced_by_id)
-            user = await self._users.get_one_or_none(User.id == existing.user_id)
-            if (
-                follower is not None
-                and follower.token_hash == hash_refresh_token(successor)
-                and follower.revoked_at is None
-                and user is not None
-                and user.is_active
-            ):
-                remaining = int((follower.expires_at - now).total_seconds())
-                return self._issue(user, existing.family_id, successor, remaining)
+        if (
+            now - existing.spent_at <= self._grace
+            and existing.replaced_by_id is not None
+            and existing.successor_hash is not None
+            and existing.successor_expires_at is not None
+            and existing.successor_revoked_at is None
+            and hmac.compare_digest(existing.successor_hash, hash_refresh_token(successor))
+            and existing.is_active
+            and existing.username is not None
+        ):
+            remaining = int((existing.successor_expires_at - now).total_seconds())
+            return self._issue(
+                existing.user_id, existing.username, existing.roles, existing.family_id, successor, remaining
+            )
         # Reuse of a spent token: someone holds a copy. Kill the whole session.
         await self._refresh.revoke_family(existing.family_id, now)
         try:
@@ -348,38 +348,21 @@ class AuthService:
         )
         return True
 
-    def _issue(self, user: User, family_id: uuid.UUID, refresh_token: str, refresh_expires_in: int) -> IssuedTokens:
+    def _issue(
+        self,
+        user_id: uuid.UUID,
+        username: str,
+        roles: list[str] | None,
+        family_id: uuid.UUID,
+        refresh_token: str,
+        refresh_expires_in: int,
+    ) -> IssuedTokens:
         started = time.perf_counter()
         with tracer.start_as_current_span("auth.token.issue"):
             access, _ = self._tokens.issue_access(
-                user_id=str(user.id), username=user.username, roles=list(user.roles or []), session_id=str(family_id)
+                user_id=str(user_id), username=username, roles=list(roles or []), session_id=str(family_id)
             )
         metrics.token_generation_duration.record(time.perf_counter() - started)
         metrics.tokens_issued.add(1, {"type": "access"})
         metrics.tokens_issued.add(1, {"type": "refresh"})
-        return IssuedTokens(access, self._tokens.access_ttl, refresh_token, refresh_expires_in, str(user.id))
-
-    def _new_refresh_row(self, user_id: uuid.UUID, family_id: uuid.UUID) -> tuple[str, RefreshToken]:
-        now = _now()
-        token = new_refresh_token(family_id)
-        row = RefreshToken(
-            token_hash=hash_refresh_token(token),
-            family_id=family_id,
-            user_id=user_id,
-            issued_at=now,
-            expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
-        )
-        return token, row
-
-    async def _record(self, user: User | None, username: str, client: ClientInfo, *, failure: str | None) -> None:
-        await self._records.add(
-            LoginRecord(
-                user_id=user.id if user else None,
-                username=username[:255],
-                ip_address=client.ip[:45],
-                user_agent=(client.user_agent or "")[:_USER_AGENT_MAX] or None,
-                success=failure is None,
-                failure_reason=failure,
-            ),
-            auto_refresh=False,
-        )
+        return IssuedTokens(access, self._tokens.access_ttl, refresh_token, refresh_expires_in, str(user_id))

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.config import Settings
+from auth_service.security.tokens import hash_refresh_token
 from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
@@ -104,6 +105,35 @@ async def test_refresh_rotates_and_old_token_is_spent(client: AsyncTestClient[An
     assert (await verify(client, second["access_token"])).status_code == 200
     third = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
     assert third.status_code == 200
+
+
+async def test_rotation_rows_link_and_keep_what_they_had(
+    client: AsyncTestClient[Any], alice: User, db_session: AsyncSession
+) -> None:
+    """The one-statement rotation spends the old row in place (its hash and lifetime unchanged),
+    links it to a successor of the same family and owner, and writes nothing else."""
+    first = await login(client)
+    old = (
+        await db_session.execute(
+            select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(first["refresh_token"]))
+        )
+    ).scalar_one()
+    old_expires = old.expires_at
+    db_session.expunge_all()
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert response.status_code == 200
+    second = response.json()["refresh_token"]
+    rows = (await db_session.execute(select(RefreshToken).where(RefreshToken.user_id == alice.id))).scalars().all()
+    assert len(rows) == 2
+    spent = next(r for r in rows if r.id == old.id)
+    successor = next(r for r in rows if r.id != old.id)
+    assert spent.token_hash == hash_refresh_token(first["refresh_token"])
+    assert spent.expires_at == old_expires
+    assert spent.spent_at is not None and spent.revoked_at is None
+    assert spent.replaced_by_id == successor.id
+    assert successor.token_hash == hash_refresh_token(second)
+    assert (successor.family_id, successor.user_id) == (spent.family_id, alice.id)
+    assert successor.spent_at is None and successor.expires_at > spent.spent_at
 
 
 async def test_repeat_within_grace_gets_the_same_successor(client: AsyncTestClient[Any], alice: User) -> None:

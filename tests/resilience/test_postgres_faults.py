@@ -119,7 +119,8 @@ async def test_login_cut_mid_transaction_leaves_no_partial_write(
     admin = pg_settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(admin)
     try:
-        # Holds the login's transaction open inside its INSERT into the outbox, so the crash lands mid-write.
+        # Holds the login's transaction open inside its write of the outbox row (one statement with the
+        # session and the login record), so the crash lands mid-write.
         await conn.execute(
             """
             CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -136,7 +137,9 @@ async def test_login_cut_mid_transaction_leaves_no_partial_write(
             async def stalled() -> bool:
                 return bool(
                     await count_rows(
-                        admin, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO notifications%'"
+                        admin,
+                        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%INSERT INTO notifications%' "
+                        "AND wait_event = 'PgSleep'",
                     )
                 )
 
