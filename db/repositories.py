@@ -7,8 +7,8 @@ from typing import Any, NamedTuple, cast
 from uuid import UUID, uuid4
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import BindParameter, Select, Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BindParameter, Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from db.models import LoginRecord, Notification, RefreshToken, TokenBlacklist, User
 
@@ -27,8 +27,10 @@ __all__ = [
 
 # The login and refresh hot paths run prebuilt Core statements with bound parameters: no ORM
 # unit of work, no per-request statement construction, and a cache key computed once per
-# statement (SQLAlchemy memoizes it on the object). They still run on the request's session,
-# so the pool pre-ping and the OTel SQL spans apply as to every other query.
+# statement (SQLAlchemy memoizes it on the object). They use the generic `insert`: the PostgreSQL
+# dialect's has no cache key, so every execution would compile the whole statement again. They
+# still run on the request's session, so the pool pre-ping and the OTel SQL spans apply as to
+# every other query.
 #
 # Bind parameters of a statement holding an UPDATE never take a column's name: SQLAlchemy turns
 # an execute parameter named like a column into a SET of that column (even inside a CTE).
@@ -426,7 +428,7 @@ class TokenBlacklistRepository(SQLAlchemyAsyncRepository[TokenBlacklist]):
     async def blacklist(self, jti: str, user_id: UUID, expires_at: dt.datetime) -> None:
         """Insert a jti; a second logout with the same token changes nothing."""
         stmt = (
-            insert(TokenBlacklist)
+            pg_insert(TokenBlacklist)
             .values(token_jti=jti, user_id=user_id, expires_at=expires_at)
             .on_conflict_do_nothing(index_elements=[TokenBlacklist.token_jti])
         )
