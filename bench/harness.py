@@ -66,12 +66,16 @@ def wrk(url: str, seconds: float, connections: int, script: str | None = None, *
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(script)
         extra = ["-s", str(path)]
-    out = subprocess.run(
-        [*pin(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", *extra, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    try:
+        out = subprocess.run(
+            [*pin(LOAD_CORE), "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", *extra, url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        if script:
+            path.unlink(missing_ok=True)
 
     def number(pattern: str) -> float:
         found = re.search(pattern, out)
