@@ -95,10 +95,10 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     revocation = RevocationStore(
         redis, session_factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
     )
-    limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled)
+    scripts, lean_redis = script_runner(settings.redis_url, redis, timeout=timeout)
+    limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled, lean=lean_redis)
     activity = ActivityTracker(settings.redis_key_prefix)
     limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
-    scripts, lean_redis = script_runner(settings.redis_url, redis, timeout=timeout)
     verifier = TokenVerifier(tokens, revocation, limits, activity, scripts)
     queue = job_queue_for(settings)
     links = link_signer_for(settings)

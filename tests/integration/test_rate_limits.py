@@ -16,16 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.app import create_app
 from auth_service.config import RateLimit
 from auth_service.security.ratelimit import Check, RateLimiter
+from auth_service.security.resp import LeanRedis
 from db.models import LoginRecord, User
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer
 from tests.integration.test_auth_flow import assert_error
 
 
-@pytest.fixture
-async def limiter(redis_url: str) -> AsyncIterator[RateLimiter]:
+@pytest.fixture(params=["lean", "redis-py"])
+async def limiter(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+    """Both transports the service uses: the lean multiplexed connection, and redis-py (rediss://)."""
     redis = Redis.from_url(redis_url)
-    yield RateLimiter(redis, prefix=f"t{uuid.uuid4().hex[:6]}")
+    lean = LeanRedis(redis_url) if request.param == "lean" else None
+    yield RateLimiter(redis, prefix=f"t{uuid.uuid4().hex[:6]}", lean=lean)
+    if lean is not None:
+        await lean.aclose()
     await redis.aclose()
 
 
@@ -34,6 +39,15 @@ async def test_concurrent_checks_let_exactly_the_limit_through(limiter: RateLimi
     key = limiter.key("exact", "subject")
     decisions = await asyncio.gather(*(limiter.check([Check(key, rule)]) for _ in range(50)))
     assert sum(d[0].allowed for d in decisions) == 7
+
+
+async def test_checks_of_one_request_each_get_their_own_decision(limiter: RateLimiter) -> None:
+    tight, loose = RateLimit(2, 60), RateLimit(100, 60)
+    checks = [Check(limiter.key("pair", "tight"), tight), Check(limiter.key("pair", "loose"), loose)]
+    rounds = await asyncio.gather(*(limiter.check(checks) for _ in range(5)))
+    assert sum(r[0].allowed for r in rounds) == 2
+    assert all(r[1].allowed for r in rounds)
+    assert sorted(r[1].remaining for r in rounds) == [95, 96, 97, 98, 99]
 
 
 async def test_allowance_comes_back_as_the_window_slides(limiter: RateLimiter) -> None:

@@ -808,7 +808,7 @@ async def test_huge_tokens_are_refused_fast_in_flat_memory(targets: Targets) -> 
         assert time.perf_counter() - started < 2
 
 
-def test_cases_cover_every_algorithm() -> None:
+async def test_cases_cover_every_algorithm() -> None:
     """The matrix is not silently empty for any configuration."""
     for alg in ALGORITHMS:
         assert sum(len(p.values[1]) for p in GROUPS if p.values[0] == alg) >= 40
