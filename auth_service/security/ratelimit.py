@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -73,7 +72,6 @@ end
 """
 # KEYS[1]: the subject's key. ARGV: period (ms), limit, cost.
 GCRA_LUA = GCRA_FUNCTION + "return gcra(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
-_SHA = hashlib.sha1(GCRA_LUA.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 _GCRA_SCRIPT = Script(GCRA_LUA)
 
 
@@ -146,9 +144,7 @@ class RateLimiter:
 
     def queue(self, pipe: Pipeline, check: Check) -> None:
         """Queue one check on a pipeline (its reply goes to `read`)."""
-        pipe.evalsha(
-            _SHA, 1, check.key, str(check.rule.period_seconds * 1000), str(check.rule.limit), str(int(check.consume))
-        )
+        pipe.evalsha(_GCRA_SCRIPT.sha, 1, check.key, *self._args(check))
 
     def read(self, raw: Any, check: Check, *, remember: bool = True) -> Decision:
         """Turn a script reply into a Decision (and remember the tightest for the headers)."""
@@ -183,7 +179,7 @@ class RateLimiter:
     async def _eval(self, check: Check) -> Any:
         args = self._args(check)
         try:
-            return await self._redis.evalsha(_SHA, 1, check.key, *args)  # type: ignore[misc]
+            return await self._redis.evalsha(_GCRA_SCRIPT.sha, 1, check.key, *args)  # type: ignore[misc]
         except NoScriptError:
             return await self._redis.eval(GCRA_LUA, 1, check.key, *args)  # type: ignore[misc]
 
