@@ -16,9 +16,11 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar
+from litestar.types import Receive, Scope, Send
 
 from auth_service.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.auth.deps import apply_public_limit
+from auth_service.auth.fast_verify import FastVerify
 from auth_service.auth.not_me import NotMeController
 from auth_service.config import Settings, get_settings
 from auth_service.errors import exception_handlers
@@ -33,7 +35,7 @@ from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
 
-__all__ = ["create_app"]
+__all__ = ["AuthApp", "create_app"]
 
 log = structlog.get_logger()
 
@@ -55,7 +57,22 @@ def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+class AuthApp(Litestar):
+    """Litestar, with GET /verify answered by its fast path before the router (auth/fast_verify.py)."""
+
+    fast_verify: FastVerify | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        fast = self.fast_verify
+        if fast is not None and fast.takes(scope):
+            scope["app"] = scope["litestar_app"] = self
+            scope.setdefault("state", {})
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> AuthApp:
     """Build the ASGI app. Settings are read from the environment unless given."""
     settings = settings or get_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
@@ -91,17 +108,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     route_handlers: list[object] = [AuthController, NotMeController, HealthController, metrics_endpoint]
     if settings.docs_enabled:
         route_handlers.append(docs_assets_router())
-    return Litestar(
+    before_send = [add_response_headers, response_hardening(settings)]
+    cors = cors_config(settings)
+    app = AuthApp(
         route_handlers=route_handlers,  # type: ignore[arg-type]
         plugins=[SQLAlchemyPlugin(config=db_config)],
         lifespan=[lifespan],
         middleware=[RequestContextMiddleware],  # request id, server span (W3C traceparent), HTTP metrics
         before_request=apply_public_limit,
-        before_send=[add_response_headers, response_hardening(settings)],
+        before_send=before_send,
         exception_handlers=exception_handlers,
         openapi_config=openapi_config() if settings.docs_enabled else None,
-        cors_config=cors_config(settings),
+        cors_config=cors,
         request_max_body_size=settings.max_body_size,
         logging_config=None,
         debug=False,
     )
+    app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
+    return app

@@ -7,6 +7,7 @@ Every error, ours or the framework's (validation, 404, 405, 413, 500), leaves as
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -34,6 +35,7 @@ __all__ = [
     "TokenExpired",
     "TokenInvalid",
     "TokenRevoked",
+    "exception_handler_for",
     "exception_handlers",
 ]
 
@@ -246,3 +248,13 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     RepositoryError: _handle_unexpected,
     Exception: _handle_unexpected,
 }
+
+
+def exception_handler_for(exc: Exception) -> Callable[[Request[Any, Any, Any], Any], Response[ErrorEnvelope]]:
+    """The handler above for this exception (nearest class first), for code that answers
+    outside Litestar's exception middleware (the verify fast path)."""
+    for cls in type(exc).__mro__:
+        handler = exception_handlers.get(cls)
+        if handler is not None:
+            return handler  # type: ignore[no-any-return]
+    return _handle_unexpected

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
@@ -18,6 +16,7 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from auth_service.auth.deps import provide_auth_service, provide_claims, provide_client
+from auth_service.auth.fast_verify import verify_body
 from auth_service.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, TokenPair, VerifyResponse
 from auth_service.auth.services import AuthService, ClientInfo, IssuedTokens
 from auth_service.jobs import JobQueue, enqueue_all
@@ -120,14 +119,7 @@ class AuthController(Controller):
         },
     )
     async def verify(self, request: Request[Any, Any, Any]) -> ASGIResponse:
-        # The hot path: the claims dependency is called, not injected, and the body is encoded
-        # here; Litestar's generic response pipeline cost ~15 % of a verify.
+        # Served by the fast path (auth/fast_verify.py) in the common case; this handler answers
+        # what it leaves to Litestar (CORS requests) and describes the endpoint in OpenAPI.
         claims = await provide_claims(request)
-        body = VerifyResponse(
-            valid=True,
-            user_id=claims.sub,
-            username=claims.username,
-            roles=claims.roles,
-            expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.exp)),
-        )
-        return ASGIResponse(body=msgspec.json.encode(body), media_type=MediaType.JSON)
+        return ASGIResponse(body=verify_body(claims), media_type=MediaType.JSON)
