@@ -7,12 +7,17 @@ and the outbox (notifications table) makes sure the work is enqueued later.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from opentelemetry.propagate import inject
+
+from auth_service.security.resp import LeanRedis, Script
 
 __all__ = ["ArqQueue", "CeleryQueue", "JobName", "JobQueue", "QueuedJob", "enqueue_all", "make_queue"]
 
@@ -57,33 +62,64 @@ def _with_trace(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "traceparent": carrier["traceparent"]} if "traceparent" in carrier else kwargs
 
 
+# arq's enqueue_job in one round trip instead of three (WATCH + EXISTS, then MULTI/PSETEX/ZADD/EXEC):
+# the same keys, the same serialized job, and the same rule that a job id already queued or
+# finished is not queued again. KEYS: job, result, queue; ARGV: expiry ms, job, score, job id.
+ENQUEUE_SCRIPT = Script(
+    """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+)
+
+
 class ArqQueue:
-    """arq on the shared Redis. The job id makes a second enqueue of the same job a no-op."""
+    """arq on the shared Redis. The job id makes a second enqueue of the same job a no-op.
+
+    Jobs are written the way arq's `enqueue_job` writes them, by one Lua script over the lean
+    connection (security/resp.py); arq's own client is used only for URLs that one cannot
+    speak (rediss://). Login enqueues a notification every time, and arq's client spent
+    about a tenth of a login's event-loop time.
+    """
 
     def __init__(self, redis_url: str, *, timeout: float = 2.0) -> None:
         self._redis_url = redis_url
         self._timeout = timeout
+        self._lean = LeanRedis(redis_url, timeout=timeout) if LeanRedis.supports(redis_url) else None
         self._pool: Any = None
 
     async def enqueue(self, name: JobName, job_id: str, **kwargs: Any) -> bool:
-        from arq import create_pool
-        from arq.connections import RedisSettings
-
         try:
-            # arq sets no read timeout: bound the whole enqueue, so a frozen Redis cannot pile
-            # up post-response tasks (the outbox dispatcher sends what was not enqueued).
+            # Bound the whole enqueue, so a frozen Redis cannot pile up post-response tasks
+            # (the outbox dispatcher sends what was not enqueued).
             async with asyncio.timeout(self._timeout):
-                if self._pool is None:
-                    settings = RedisSettings.from_dsn(self._redis_url)
-                    settings.conn_timeout, settings.conn_retries = int(max(1, self._timeout)), 0
-                    self._pool = await create_pool(settings)
-                await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
+                if self._lean is not None:
+                    now_ms = int(time.time() * 1000)
+                    job = serialize_job(name.value, (), _with_trace(kwargs), None, now_ms)
+                    keys = (job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name)
+                    await self._lean.evalsha(ENQUEUE_SCRIPT, keys, (expires_extra_ms, job, now_ms, job_id))
+                else:
+                    await self._arq_pool()
+                    await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
             return True
         except Exception as exc:  # the queue being down must never fail the caller
             log.warning("jobs.enqueue_failed", job=name.value, error=type(exc).__name__)
             return False
 
+    async def _arq_pool(self) -> None:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        if self._pool is None:
+            settings = RedisSettings.from_dsn(self._redis_url)  # arq sets no read timeout: see enqueue
+            settings.conn_timeout, settings.conn_retries = int(max(1, self._timeout)), 0
+            self._pool = await create_pool(settings)
+
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         if self._pool is not None:
             await self._pool.aclose()
 

@@ -163,7 +163,7 @@ class LeanRedis:
             protocol = await self._connect()
         return await self._send(protocol, _pack(args))
 
-    async def evalsha(self, script: Script, keys: tuple[str, ...], args: tuple[str | int, ...]) -> Any:
+    async def evalsha(self, script: Script, keys: tuple[str, ...], args: tuple[bytes | str | int, ...]) -> Any:
         """EVALSHA, falling back to EVAL when Redis has not seen the script (restart, flush)."""
         try:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)

@@ -282,3 +282,30 @@ async def test_deleted_user_is_a_permanent_failure_not_retried(
     await db_session.refresh(note)
     assert note.dropped_at is not None and smtp[0].attempts == 0
     assert uuid.UUID(str(note.id))
+
+
+@pytest.mark.parametrize("transport", ["lean", "arq"])
+async def test_enqueue_writes_what_arq_writes_once_per_job_id(redis_url: str, transport: str) -> None:
+    """The one-round-trip enqueue script and arq's own enqueue_job leave the same thing behind."""
+    from auth_service.jobs import ArqQueue
+
+    queue = ArqQueue(redis_url)
+    if transport == "arq":
+        queue._lean = None  # the path rediss:// URLs take
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    try:
+        kwargs = {"user_id": "u-1", "ip_address": "192.0.2.1"}
+        assert await queue.enqueue(JobName.SEND_LOGIN_NOTIFICATION_EMAIL, "notification:n-1", **kwargs)
+        assert await queue.enqueue(JobName.SEND_LOGIN_NOTIFICATION_EMAIL, "notification:n-1", user_id="other")
+        await pool.set("arq:result:notification:n-2", b"done")  # a finished job is not queued again
+        assert await queue.enqueue(JobName.SEND_LOGIN_NOTIFICATION_EMAIL, "notification:n-2", **kwargs)
+        (job,) = await pool.queued_jobs()
+        assert job.job_id == "notification:n-1" and job.function == "send_login_notification_email"
+        assert {k: v for k, v in job.kwargs.items() if k != "traceparent"} == kwargs
+        assert job.args == () and job.job_try is None
+        assert abs(job.enqueue_time.timestamp() - dt.datetime.now(dt.UTC).timestamp()) < 60
+        assert 86_000 < await pool.ttl("arq:job:notification:n-1") <= 86_400
+        assert await pool.zscore("arq:queue", "notification:n-1") is not None
+    finally:
+        await queue.close()
+        await pool.aclose()
