@@ -16,16 +16,16 @@ DB work); the others follow RATE_LIMIT_FAIL_OPEN.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from auth_service.config import RateLimits
 from auth_service.errors import RateLimited, ServiceUnavailable
 from auth_service.security.activity import ActivityTracker
 from auth_service.security.ratelimit import Check, Decision, RateLimiter
+from auth_service.security.resp import Command
 from observability import metrics
 
 __all__ = ["EndpointLimits"]
@@ -85,11 +85,7 @@ class EndpointLimits:
         failures = Check(limiter.key("login-failures", tag), self.rules.login_failures, consume=False)
         known_key = limiter.key("known-ip", ip, tag=tag)
         try:
-            replies = await limiter.run(
-                lambda pipe: limiter.queue(pipe, by_ip),
-                lambda pipe: limiter.queue(pipe, failures),
-                lambda pipe: pipe.exists(known_key),
-            )
+            replies = await limiter.run(limiter.command(by_ip), limiter.command(failures), ("EXISTS", known_key))
             ip_decision = limiter.read(replies[0], by_ip)
             failure_decision = limiter.read(replies[1], failures, remember=False)
         except RedisError:
@@ -100,20 +96,15 @@ class EndpointLimits:
             log.info("ratelimit.username_budget_exhausted", ip=ip)
             raise _refused(failure_decision, "login")
 
-    async def after_login(
-        self, ip: str, username: str, *, user_id: str | None, also: Sequence[Callable[[Pipeline], object]] = ()
-    ) -> None:
+    async def after_login(self, ip: str, username: str, *, user_id: str | None, also: Sequence[Command] = ()) -> None:
         """Redis bookkeeping of a login (best effort, one round trip): on failure spend a slot of the
         username's budget; on success remember the IP as known for this user, mark the user active,
-        and run the caller's `also` commands in the same pipeline."""
+        and send the caller's `also` commands with them."""
         tag = _user_tag(username)
         try:
             if user_id is not None:
-                await self.limiter.run(
-                    lambda pipe: pipe.set(self.limiter.key("known-ip", ip, tag=tag), 1, ex=KNOWN_IP_TTL),
-                    lambda pipe: self.activity.queue(pipe, user_id),
-                    *also,
-                )
+                known_ip = ("SET", self.limiter.key("known-ip", ip, tag=tag), 1, "EX", KNOWN_IP_TTL)
+                await self.limiter.run(known_ip, *self.activity.commands(user_id), *also)
             elif self.enabled:
                 await self.limiter.check([Check(self.limiter.key("login-failures", tag), self.rules.login_failures)])
         except RedisError:

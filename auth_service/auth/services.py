@@ -227,9 +227,7 @@ class AuthService:
             log.warning("login.suspicious", user_id=str(user.id), reasons=reasons, ip=client.ip)
         await self._session.commit()
         user_id = str(user.id)
-        remember = (
-            lambda pipe: self._revocation.queue_remember(pipe, user_id, user.is_active, user.tokens_valid_after),
-        )
+        remember = (self._revocation.remember_command(user_id, user.is_active, user.tokens_valid_after),)
         await self._limits.after_login(client.ip, username, user_id=user_id, also=remember)
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)

@@ -1,7 +1,7 @@
 """Active users without table scans: one HyperLogLog per minute in Redis.
 
-Login and verify add the user to the current minute's HLL (inside their existing
-pipeline, so no extra round trip); a PFCOUNT over the last 15 keys gives the distinct
+Login and verify add the user to the current minute's HLL (with their other Redis
+commands, so no extra round trip); a PFCOUNT over the last 15 keys gives the distinct
 users of the last 15 minutes. All keys share one hash tag so PFCOUNT works on Cluster.
 """
 
@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+
+from auth_service.security.resp import Command
 
 __all__ = ["ActivityTracker"]
 
@@ -31,10 +32,10 @@ class ActivityTracker:
         """This minute's HLL (verify adds to it from its Lua script)."""
         return self._key(int(time.time() // 60))
 
-    def queue(self, pipe: Pipeline, user_id: str) -> None:
+    def commands(self, user_id: str) -> list[Command]:
+        """Mark the user active this minute (sent with the caller's other commands)."""
         key = self.current_key()
-        pipe.pfadd(key, user_id)
-        pipe.expire(key, self.ttl)
+        return [("PFADD", key, user_id), ("EXPIRE", key, self.ttl)]
 
     async def count(self, redis: Redis) -> int:
         now = int(time.time() // 60)

@@ -11,22 +11,19 @@ instances with skewed clocks still agree.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError, RedisError
 
 from auth_service.config import RateLimit
-from auth_service.security.resp import LeanRedis, Script
+from auth_service.security.resp import Command, LeanRedis, Script
 
 __all__ = [
     "GCRA_FUNCTION",
@@ -127,8 +124,8 @@ class RateLimiter:
         redis: the shared client.
         prefix: key prefix (REDIS_KEY_PREFIX).
         enabled: RATE_LIMIT_ENABLED; when off every check allows.
-        lean: the multiplexed connection `check` uses when given (a tenth of redis-py's CPU
-            per call); `run`, which pipelines other commands with the checks, uses `redis`.
+        lean: the multiplexed connection `check` and `run` use when given (a tenth of
+            redis-py's CPU per call); without it they use `redis`.
     """
 
     def __init__(self, redis: Redis, *, prefix: str, enabled: bool = True, lean: LeanRedis | None = None) -> None:
@@ -142,9 +139,9 @@ class RateLimiter:
         """`<prefix>:rl:{<tag>}:<scope>`: the hash tag keeps a subject's keys in one Cluster slot."""
         return f"{self._prefix}:rl:{{{tag or subject}}}:{scope}:{subject}"
 
-    def queue(self, pipe: Pipeline, check: Check) -> None:
-        """Queue one check on a pipeline (its reply goes to `read`)."""
-        pipe.evalsha(_GCRA_SCRIPT.sha, 1, check.key, *self._args(check))
+    def command(self, check: Check) -> Command:
+        """One check as a command for `run` (its reply goes to `read`)."""
+        return ("EVALSHA", _GCRA_SCRIPT.sha, 1, check.key, *self._args(check))
 
     def read(self, raw: Any, check: Check, *, remember: bool = True) -> Decision:
         """Turn a script reply into a Decision (and remember the tightest for the headers)."""
@@ -160,16 +157,9 @@ class RateLimiter:
         """Run checks in one round trip. Raises RedisError when Redis is unreachable."""
         if not self.enabled or not checks:
             return [Decision(True, c.rule.limit, c.rule.limit, 0, 0) for c in checks]
-        if self._lean is not None:
-            lean = self._lean
-            if len(checks) == 1:
-                return [self.read(await lean.evalsha(_GCRA_SCRIPT, (checks[0].key,), self._args(checks[0])), checks[0])]
-            # The calls of one event-loop turn go out in one write: one round trip.
-            replies = await asyncio.gather(*(lean.evalsha(_GCRA_SCRIPT, (c.key,), self._args(c)) for c in checks))
-            return [self.read(reply, c) for reply, c in zip(replies, checks, strict=True)]
-        if len(checks) == 1:  # a pipeline object costs more than the one command it would carry
+        if len(checks) == 1:  # a pipeline costs more than the one command it would carry
             return [self.read(await self._eval(checks[0]), checks[0])]
-        replies = await self.run(*[partial(self.queue, check=c) for c in checks])
+        replies = await self.run(*(self.command(c) for c in checks))
         return [self.read(reply, c) for reply, c in zip(replies, checks, strict=True)]
 
     @staticmethod
@@ -178,18 +168,24 @@ class RateLimiter:
 
     async def _eval(self, check: Check) -> Any:
         args = self._args(check)
+        if self._lean is not None:
+            return await self._lean.evalsha(_GCRA_SCRIPT, (check.key,), args)
         try:
             return await self._redis.evalsha(_GCRA_SCRIPT.sha, 1, check.key, *args)  # type: ignore[misc]
         except NoScriptError:
             return await self._redis.eval(GCRA_LUA, 1, check.key, *args)  # type: ignore[misc]
 
-    async def run(self, *commands: Callable[[Pipeline], object]) -> list[Any]:
-        """One pipeline, one round trip: each command queues itself; loads the script if Redis lost it."""
+    async def run(self, *commands: Command) -> list[Any]:
+        """Commands (checks from `command`, and any others) in one round trip, replies in order;
+        loads the script when Redis lost it. Raises the first RedisError among the replies."""
         for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for command in commands:
-                    command(pipe)
-                replies = await pipe.execute(raise_on_error=False)
+            if self._lean is not None:
+                replies = await self._lean.pipeline(commands)
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
                 await self._redis.script_load(GCRA_LUA)
                 continue

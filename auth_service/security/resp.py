@@ -23,6 +23,7 @@ import asyncio
 import collections
 import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import hiredis
@@ -31,7 +32,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["LeanRedis", "Script"]
+__all__ = ["Command", "LeanRedis", "Script"]
+
+# One Redis command as its words: ("SET", key, value, "EX", 60).
+Command = tuple[bytes | str | int, ...]
 
 
 class Script:
@@ -44,7 +48,7 @@ class Script:
         self.sha = hashlib.sha1(body.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 
-def _pack(args: tuple[bytes | str | int, ...]) -> bytes:
+def _pack(args: Command) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
@@ -162,6 +166,20 @@ class LeanRedis:
         if protocol is None or not protocol.usable():
             protocol = await self._connect()
         return await self._send(protocol, _pack(args))
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands in one write, their replies in order. A command's error comes back
+        as its reply (ResponseError, NoScriptError), like redis-py's execute(raise_on_error=False);
+        a lost or frozen connection raises."""
+        protocol = self._protocol
+        if protocol is None or not protocol.usable():
+            protocol = await self._connect()
+        futures = [self._send(protocol, _pack(command)) for command in commands]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply
+        return replies
 
     async def evalsha(self, script: Script, keys: tuple[str, ...], args: tuple[bytes | str | int, ...]) -> Any:
         """EVALSHA, falling back to EVAL when Redis has not seen the script (restart, flush)."""

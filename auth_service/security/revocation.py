@@ -23,10 +23,10 @@ from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.security.resp import Command
 from auth_service.security.tokens import AccessClaims
 from db.models import User
 from db.repositories import RefreshTokenRepository, TokenBlacklistRepository, UserRepository
@@ -148,12 +148,12 @@ class RevocationStore:
         except RedisError:
             log.warning("revocation.refill_failed")
 
-    def queue_remember(self, pipe: Pipeline, user_id: str, active: bool, valid_after: dt.datetime | None) -> None:
+    def remember_command(self, user_id: str, active: bool, valid_after: dt.datetime | None) -> Command:
         """After a login, let Redis answer for this user (never overwriting a newer state).
 
-        Queued on the caller's pipeline, so the login's Redis bookkeeping is one round trip.
+        A command for the caller to send with its others: the login's Redis bookkeeping is one round trip.
         """
-        pipe.set(self._user_key(user_id), _state(active, valid_after), ex=USER_STATE_TTL, nx=True)
+        return ("SET", self._user_key(user_id), _state(active, valid_after), "EX", USER_STATE_TTL, "NX")
 
     async def revoke(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from auth_service.auth.verify import VERIFY_SCRIPT
@@ -161,3 +161,23 @@ async def test_a_reply_never_reaches_another_caller_across_a_reconnect(redis_url
         assert all(reply == f"caller-{i}".encode() for i, reply in answered)
     finally:
         await lean.aclose()
+
+
+async def test_pipeline_answers_in_order_with_errors_as_replies(redis_url: str) -> None:
+    lean = LeanRedis(redis_url)
+    try:
+        replies = await lean.pipeline(
+            [("SET", "lean:p", "x"), ("INCR", "lean:p"), ("GET", "lean:p"), ("EVALSHA", "0" * 40, 0)]
+        )
+        assert replies[0] == b"OK" and replies[2] == b"x"
+        assert isinstance(replies[1], ResponseError) and isinstance(replies[3], NoScriptError)
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        await lean.aclose()
+
+
+async def test_pipeline_to_nothing_listening_raises() -> None:
+    lean = LeanRedis(f"redis://127.0.0.1:{free_port()}/0", timeout=1)
+    with pytest.raises(RedisConnectionError):
+        await lean.pipeline([("PING",), ("PING",)])
+    await lean.aclose()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,6 +86,24 @@ async def test_script_is_reloaded_after_a_redis_flush(limiter: RateLimiter, redi
     await redis.script_flush()
     await redis.aclose()
     assert (await limiter.check([Check(limiter.key("reload", "s"), rule)]))[0].remaining == 3
+
+
+async def test_run_sends_checks_and_commands_together(limiter: RateLimiter, redis_url: str) -> None:
+    rule = RateLimit(5, 60)
+    spend, peek = Check(limiter.key("run", "a"), rule), Check(limiter.key("run", "b"), rule, consume=False)
+    marker = limiter.key("run", "marker")
+    redis = Redis.from_url(redis_url)
+    await redis.script_flush()  # run loads the script again and repeats the round trip
+    replies = await limiter.run(
+        limiter.command(spend), limiter.command(peek), ("SET", marker, "x", "EX", 60), ("EXISTS", marker)
+    )
+    assert limiter.read(replies[0], spend).remaining == 4
+    assert limiter.read(replies[1], peek).remaining == 5
+    assert replies[3] == 1 and 0 < await redis.ttl(marker) <= 60
+    with pytest.raises(ResponseError):  # a command's error is raised, after every command ran
+        await limiter.run(("INCR", marker), ("SET", limiter.key("run", "after"), 1))
+    assert await redis.get(limiter.key("run", "after")) == b"1"
+    await redis.aclose()
 
 
 @pytest.fixture
