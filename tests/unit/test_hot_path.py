@@ -80,3 +80,24 @@ def test_login_and_refresh_statements_are_compiled_once() -> None:
     }
     uncached = [name for name, stmt in statements.items() if stmt._generate_cache_key() is None]
     assert uncached == []
+
+
+def test_sessions_drop_the_cache_listener_and_keep_updated_at() -> None:
+    """Advanced Alchemy's cache listener copied the engine twice per commit (we use no AA cache);
+    its updated_at listener must stay."""
+    from advanced_alchemy._listeners import AsyncCacheListener, touch_updated_timestamp
+    from sqlalchemy import event
+
+    from auth_service.app import sqlalchemy_config
+    from auth_service.config import load_settings
+
+    env = {
+        "DATABASE_URL": "postgresql://u@localhost/db",
+        "REDIS_URL": "redis://localhost/0",
+        "JWT_SECRET_KEY": "x" * 32,
+    }
+    maker = sqlalchemy_config(load_settings(env=env, env_file=None)).create_session_maker()
+    sync_maker = maker.kw["sync_session_class"]  # type: ignore[attr-defined]
+    assert not event.contains(sync_maker, "after_commit", AsyncCacheListener.after_commit)
+    assert not event.contains(sync_maker, "after_rollback", AsyncCacheListener.after_rollback)
+    assert event.contains(sync_maker, "before_flush", touch_updated_timestamp)
