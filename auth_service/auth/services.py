@@ -155,6 +155,9 @@ class AuthService:
         """
         await self._limits.before_login(client.ip, username)
         user = await self._users.for_login(username)
+        # End the read before hashing: a login waiting for the hash pool must not hold a pooled
+        # connection (and an open transaction), or a burst of logins starves every other endpoint.
+        await self._session.commit()
         try:
             with tracer.start_as_current_span("auth.password.verify"):
                 result = await self._hasher.verify(user.password_hash if user else None, password)

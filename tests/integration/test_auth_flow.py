@@ -336,3 +336,36 @@ async def test_with_redis_down_verify_asks_postgres_and_logout_changes_nothing(
         assert (await verify(client, live["access_token"])).status_code == 200
     blacklisted_after = (await db_session.execute(select(func.count()).select_from(TokenBlacklist))).scalar_one()
     assert blacklisted_after == blacklisted_before
+
+
+async def test_a_login_waiting_for_its_hash_holds_no_database_connection(
+    client: AsyncTestClient[Any], alice: User, settings: Settings
+) -> None:
+    """Logins queue for the hash pool; if each held a pooled connection meanwhile, a burst of
+    logins would starve refresh, logout and every other endpoint of the database."""
+    import asyncpg
+
+    hasher = client.app.state.resources.hasher
+    original = hasher.verify
+    seen: list[int] = []
+
+    async def watching_verify(stored_hash: str | None, password: str) -> Any:
+        # Runs in the app's event loop, where the login is about to hash: who holds a transaction?
+        conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            seen.append(
+                await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+                )
+            )
+        finally:
+            await conn.close()
+        return await original(stored_hash, password)
+
+    hasher.verify = watching_verify
+    try:
+        assert (await login(client))["access_token"]
+    finally:
+        hasher.verify = original
+    assert seen == [0]
