@@ -2,7 +2,7 @@
 
 Hashing is CPU- and memory-heavy, so it runs on a bounded thread pool (argon2-cffi
 and bcrypt release the GIL) and never on the event loop. The hashing threads run at a
-lower OS priority than the event loop's (nice +5 on Linux): when the CPU is short,
+lower OS priority than the event loop's (nice +10 on Linux): when the CPU is short,
 logins wait for verify, not the other way round. A semaphore caps the work
 in flight; past it, callers get `HasherBusyError` at once instead of queueing
 without bound, so a flood of logins cannot exhaust memory.
@@ -28,9 +28,11 @@ __all__ = ["HasherBusyError", "PasswordHasher", "VerifyResult"]
 
 T = TypeVar("T")
 _LEGACY_PREFIXES = ("$2a$", "$2b$", "$2y$")
-# CFS weight 335 vs the event loop's 1024: under full contention hashing still gets ~25 % of
-# a core (logins keep flowing) while verify's latency stays close to its unloaded figure.
-HASH_THREAD_NICE = 5
+# CFS weight 110 vs the event loop's 1024: when the loop wants the whole core, hashing still
+# gets ~10 % of it (about two logins a second), and it has every moment the loop waits on
+# I/O. At +5 (weight 335) verify's p99 with logins at a quarter of capacity was 1.44-1.58x
+# its unloaded p99 in three bench runs; at +10, 1.25-1.36x (logins kept their pace in both).
+HASH_THREAD_NICE = 10
 # bcrypt only ever looked at the first 72 bytes; bcrypt>=5 raises instead of truncating.
 _BCRYPT_MAX_BYTES = 72
 
