@@ -1,4 +1,5 @@
-"""A lean Redis connection for the verify hot path.
+"""A lean Redis connection for the hot paths: verify's script, the rate-limit checks, the
+login's Redis bookkeeping and the job enqueue.
 
 redis-py's asyncio client spends 150-200 µs of CPU per call (connection-pool checkout,
 per-call timeouts, pipeline objects); at thousands of verifies a second that is most of
