@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -37,6 +39,8 @@ __all__ = ["Command", "LeanRedis", "Script"]
 
 # One Redis command as its words: ("SET", key, value, "EX", 60).
 Command = tuple[bytes | str | int, ...]
+
+_tracer = trace.get_tracer("auth_service.redis")
 
 
 class Script:
@@ -55,6 +59,12 @@ def _pack(args: Command) -> bytes:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _failed(span: trace.Span | None, exc: Exception) -> None:
+    if span is not None:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def _reply_error(message: str) -> ResponseError:
@@ -163,24 +173,60 @@ class LeanRedis:
 
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command, return its reply. Raises redis-py's RedisError subclasses."""
-        protocol = self._protocol
-        if protocol is None or not protocol.usable():
-            protocol = await self._connect()
-        return await self._send(protocol, _pack(args))
+        span = self._span((args,))
+        try:
+            protocol = self._protocol
+            if protocol is None or not protocol.usable():
+                protocol = await self._connect()
+            return await self._send(protocol, _pack(args))
+        except Exception as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
         """Several commands in one write, their replies in order. A command's error comes back
         as its reply (ResponseError, NoScriptError), like redis-py's execute(raise_on_error=False);
         a lost or frozen connection raises."""
-        protocol = self._protocol
-        if protocol is None or not protocol.usable():
-            protocol = await self._connect()
-        futures = [self._send(protocol, _pack(command)) for command in commands]
-        replies = await asyncio.gather(*futures, return_exceptions=True)
-        for reply in replies:
-            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
-                raise reply
-        return replies
+        span = self._span(commands)
+        try:
+            protocol = self._protocol
+            if protocol is None or not protocol.usable():
+                protocol = await self._connect()
+            futures = [self._send(protocol, _pack(command)) for command in commands]
+            replies = await asyncio.gather(*futures, return_exceptions=True)
+            for reply in replies:
+                if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                    raise reply
+            return replies
+        except Exception as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    def _span(self, commands: Sequence[Command]) -> trace.Span | None:
+        """A client span like the redis-py instrumentation's, only under a recorded span: a
+        sampled-out verify pays one is_recording() check. Command names only, never keys or
+        values (they hold user ids and addresses)."""
+        if not trace.get_current_span().is_recording():
+            return None
+        names = [str(command[0]).upper() for command in commands]
+        return _tracer.start_span(
+            " ".join(dict.fromkeys(names)),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system": "redis",
+                "db.statement": " ".join(names),
+                "db.redis.database_index": self._db,
+                "db.redis.pipeline_length": len(names),
+                "net.peer.name": self._path or self._host,
+                "net.peer.port": self._port,
+            },
+        )
 
     async def evalsha(self, script: Script, keys: tuple[str, ...], args: tuple[bytes | str | int, ...]) -> Any:
         """EVALSHA, falling back to EVAL when Redis has not seen the script (restart, flush)."""

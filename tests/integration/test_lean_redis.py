@@ -181,3 +181,34 @@ async def test_pipeline_to_nothing_listening_raises() -> None:
     with pytest.raises(RedisConnectionError):
         await lean.pipeline([("PING",), ("PING",)])
     await lean.aclose()
+
+
+async def test_calls_get_a_client_span_only_under_a_recorded_span(redis_url: str) -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from observability.setup import init_telemetry
+
+    telemetry = init_telemetry(service_name="auth-service-api", version="test", environment="test")
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    telemetry.tracer_provider.add_span_processor(processor)
+    lean = LeanRedis(redis_url)
+    try:
+        await lean.execute("PING")  # no request span: no span at all
+        assert exporter.get_finished_spans() == ()
+        with trace.get_tracer("test").start_as_current_span("request") as parent:
+            await lean.execute("SET", "lean:span", "secret-value")
+            await lean.pipeline([("GET", "lean:span"), ("INCR", "lean:span"), ("GET", "lean:span")])
+        one, many = (s for s in exporter.get_finished_spans() if s.name != "request")
+        assert one.name == "SET" and many.name == "GET INCR"
+        for span in (one, many):
+            assert span.kind == trace.SpanKind.CLIENT and span.attributes is not None
+            assert span.attributes["db.system"] == "redis"
+            assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+            assert "secret-value" not in str(span.attributes) and "lean:span" not in str(span.attributes)
+        assert many.attributes is not None and many.attributes["db.statement"] == "GET INCR GET"
+    finally:
+        await lean.aclose()
+        processor.shutdown()
