@@ -173,12 +173,19 @@ class LeanRedis:
 
     async def execute(self, *args: bytes | str | int) -> Any:
         """Send one command, return its reply. Raises redis-py's RedisError subclasses."""
-        span = self._span((args,))
+        return await self._traced((args,), self._one)
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Several commands in one write, their replies in order. A command's error comes back
+        as its reply (ResponseError, NoScriptError), like redis-py's execute(raise_on_error=False);
+        a lost or frozen connection raises."""
+        replies: list[Any] = await self._traced(commands, self._many)
+        return replies
+
+    async def _traced(self, commands: Sequence[Command], call: Any) -> Any:
+        span = self._span(commands)
         try:
-            protocol = self._protocol
-            if protocol is None or not protocol.usable():
-                protocol = await self._connect()
-            return await self._send(protocol, _pack(args))
+            return await call(await self._usable(), commands)
         except Exception as exc:
             _failed(span, exc)
             raise
@@ -186,27 +193,22 @@ class LeanRedis:
             if span is not None:
                 span.end()
 
-    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
-        """Several commands in one write, their replies in order. A command's error comes back
-        as its reply (ResponseError, NoScriptError), like redis-py's execute(raise_on_error=False);
-        a lost or frozen connection raises."""
-        span = self._span(commands)
-        try:
-            protocol = self._protocol
-            if protocol is None or not protocol.usable():
-                protocol = await self._connect()
-            futures = [self._send(protocol, _pack(command)) for command in commands]
-            replies = await asyncio.gather(*futures, return_exceptions=True)
-            for reply in replies:
-                if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
-                    raise reply
-            return replies
-        except Exception as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
+    async def _usable(self) -> _Protocol:
+        protocol = self._protocol
+        if protocol is None or not protocol.usable():
+            protocol = await self._connect()
+        return protocol
+
+    async def _one(self, protocol: _Protocol, commands: Sequence[Command]) -> Any:
+        return await self._send(protocol, _pack(commands[0]))
+
+    async def _many(self, protocol: _Protocol, commands: Sequence[Command]) -> list[Any]:
+        futures = [self._send(protocol, _pack(command)) for command in commands]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply
+        return replies
 
     def _span(self, commands: Sequence[Command]) -> trace.Span | None:
         """A client span like the redis-py instrumentation's, only under a recorded span: a
