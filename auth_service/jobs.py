@@ -13,6 +13,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
+from arq import create_pool
+from arq.connections import RedisSettings
 from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from opentelemetry.propagate import inject
@@ -101,21 +103,19 @@ class ArqQueue:
                     keys = (job_key_prefix + job_id, result_key_prefix + job_id, default_queue_name)
                     await self._lean.evalsha(ENQUEUE_SCRIPT, keys, (expires_extra_ms, job, now_ms, job_id))
                 else:
-                    await self._arq_pool()
-                    await self._pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
+                    pool = await self._arq_pool()
+                    await pool.enqueue_job(name.value, _job_id=job_id, **_with_trace(kwargs))
             return True
         except Exception as exc:  # the queue being down must never fail the caller
             log.warning("jobs.enqueue_failed", job=name.value, error=type(exc).__name__)
             return False
 
-    async def _arq_pool(self) -> None:
-        from arq import create_pool
-        from arq.connections import RedisSettings
-
+    async def _arq_pool(self) -> Any:
         if self._pool is None:
             settings = RedisSettings.from_dsn(self._redis_url)  # arq sets no read timeout: see enqueue
             settings.conn_timeout, settings.conn_retries = int(max(1, self._timeout)), 0
             self._pool = await create_pool(settings)
+        return self._pool
 
     async def close(self) -> None:
         if self._lean is not None:

@@ -61,7 +61,8 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._fields: frozenset[bytes] | None = None  # the header names the propagators read
+        # The header names the configured propagators read (traceparent, tracestate, baggage).
+        self._fields = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -104,8 +105,6 @@ class RequestContextMiddleware:
     def _parent(self, scope: Scope) -> otel_context.Context:
         """The caller's trace context (W3C traceparent, baggage), read only when the request
         carries one of the propagators' headers: most carry none, and extract() is not free."""
-        if self._fields is None:
-            self._fields = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
         fields = self._fields
         if any(name.lower() in fields for name, _ in scope["headers"]):
             return propagate.extract(cast("dict[str, Any]", scope), getter=asgi_getter)
