@@ -2,7 +2,7 @@
 
 Revocation is shared at once (logout on one, rejected by the other on the next request), and
 losing an instance costs clients at most the requests it had in flight: nginx passes new
-requests, and GETs that were in flight, to the survivor. (Rate limits shared by both
+requests, and in-flight GETs whose answer had not started, to the survivor. (Rate limits shared by both
 instances: tests/e2e/test_rate_limits_e2e.py::test_two_instances_behind_nginx_share_one_limit.)
 """
 
@@ -91,11 +91,14 @@ async def test_losing_one_instance_behind_nginx_costs_at_most_its_in_flight_requ
     finished_before = [o for o in load.outcomes if o.started + o.elapsed < killed_at]
     assert Load.statuses(finished_before).keys() == {200}, Load.statuses(finished_before)
     failed = [o for o in load.outcomes if o.status != 200]
-    # Decided: only requests in flight on the killed instance may fail (nginx answers 502 for a
-    # POST it had already sent; a GET it retries on the other instance), never more than the clients.
+    # Decided: only requests in flight on the killed instance may fail, never more than the clients.
+    # How one fails depends on where the kill lands: before the instance's response header, nginx
+    # passes a GET to the survivor and answers 502 to a POST it had already sent (POST is not
+    # idempotent); once the header is out (uvicorn writes it before the body), nginx can only cut
+    # the client's connection, which the client sees as a transport error (status 0).
     assert len(failed) <= workers, Load.statuses(load.outcomes)
-    assert all(o.status == 502 and o.started < killed_at + 0.5 for o in failed), failed
-    assert all(o.kind == "login" for o in failed), failed  # verify (GET) was retried by nginx
+    assert all(o.started < killed_at + 0.5 for o in failed), failed
+    assert all(o.status == 0 or (o.status == 502 and o.kind == "login") for o in failed), failed
     after = load.since(killed_at + 0.5)
     assert Load.statuses(after).keys() == {200} and len(after) > 20
     assert survivor.status_code == 200
