@@ -31,7 +31,7 @@ from auth_service.request_context import RequestContextMiddleware, add_response_
 from auth_service.resources import build_resources
 from auth_service.system.controllers import HealthController, metrics_endpoint
 from auth_service.system.gauges import poll_gauges
-from db.config import engine_options
+from db.config import engine_options, ping_on_checkout
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
@@ -110,7 +110,9 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = build_resources(settings, db_config.create_session_maker())
         app.state.resources = resources
-        instrument_engine(db_config.get_engine())  # SQL spans, and the pool-usage gauge
+        engine = db_config.get_engine()
+        ping_on_checkout(engine)
+        instrument_engine(engine)  # SQL spans, and the pool-usage gauge
         stop_polling = asyncio.Event()
         poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity, stop_polling))
         # Everything allocated so far lives for the whole process: keep it out of GC scans (p99).

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from auth_service.config import Settings, get_settings
 from auth_service.jobs import JobName
 from auth_service.resources import job_queue_for, link_signer_for
-from db.config import engine_options
+from db.config import engine_options, ping_on_checkout
 from observability.tracing import instrument_engine
 from tasks.email.sender import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from tasks.instrument import instrumented
@@ -66,6 +66,7 @@ async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
             statement_timeout=float(settings.worker_job_timeout),
         ),
     )
+    ping_on_checkout(engine)
     instrument_engine(engine)
     ctx["settings"] = settings
     ctx["engine"] = engine
