@@ -71,10 +71,10 @@ def ping_on_checkout(engine: AsyncEngine) -> None:
     and the whole pool is replaced, so a restart costs no request an error. The built-in
     pre-ping wraps its probe in BEGIN and ROLLBACK (for PgBouncer's transaction mode), which
     made it 4 of a login's 12 round trips; here the probe is one `SELECT 1` (simple query
-    protocol). A connection opened for this checkout is not probed. A connection whose probe
-    fails otherwise (a timeout on a frozen server, asyncpg's `command_timeout`; a protocol
-    state left by an operation cut short) is replaced alone; when no new connection can be
-    opened either, the request fails with a 503, as with the built-in pre-ping.
+    protocol). A connection opened for this checkout is not probed. A probe that times out
+    (a frozen server: asyncpg's `command_timeout`) fails the request with a 503, as the
+    built-in one does; a connection that fails its probe otherwise (a protocol state left by
+    an operation cut short) is replaced alone.
     """
     pool = engine.sync_engine.pool
 
@@ -88,12 +88,16 @@ def ping_on_checkout(engine: AsyncEngine) -> None:
             return
         try:
             dbapi_connection.run_async(lambda driver: driver.execute("SELECT 1"))
+        except TimeoutError:
+            # A frozen server (asyncpg's `command_timeout`): fail this request now rather than
+            # spend a connect timeout too; the pool discards the connection.
+            raise
         except _DISCONNECTS as exc:
             # The server went away: retry with a new connection, and drop every older one.
             raise InvalidatePoolError(f"pre-ping: {type(exc).__name__}") from exc
         except Exception as exc:
-            # This connection alone is unusable (a timed-out probe, or a protocol state left
-            # behind by an operation cut short): retry with a new one.
+            # This connection alone is unusable (a protocol state left behind by an operation
+            # cut short): retry with a new one.
             raise DisconnectionError(f"pre-ping: {type(exc).__name__}") from exc
 
 
