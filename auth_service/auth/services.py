@@ -52,6 +52,7 @@ log = structlog.get_logger()
 tracer = trace.get_tracer("auth_service")
 
 _USER_AGENT_MAX = 512
+_NO_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +155,12 @@ class AuthService:
             ServiceUnavailable: Redis is down, or the hashing pool is saturated.
         """
         await self._limits.before_login(client.ip, username)
+        # One statement with nothing to keep atomic: read it outside a transaction (two round
+        # trips fewer, BEGIN and COMMIT), and give the connection back before hashing: a login
+        # waiting for the hash pool must hold no pooled connection, or a burst of logins starves
+        # every other endpoint.
+        await self._session.connection(execution_options=_NO_TRANSACTION)
         user = await self._users.for_login(username)
-        # End the read before hashing: a login waiting for the hash pool must not hold a pooled
-        # connection (and an open transaction), or a burst of logins starves every other endpoint.
         await self._session.commit()
         try:
             with tracer.start_as_current_span("auth.password.verify"):
