@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auth_service.config import Settings
@@ -42,12 +44,8 @@ async def test_without_the_ping_the_dead_connection_reaches_the_caller(settings:
     engine = create_async_engine(settings.async_database_url, pool_size=1, max_overflow=0)
     try:
         await _terminate(await _backend_pid(engine))
-        failed = False
-        try:
+        with pytest.raises(DBAPIError):
             await _backend_pid(engine)
-        except Exception:
-            failed = True
-        assert failed
     finally:
         await engine.dispose()
 

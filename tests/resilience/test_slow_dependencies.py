@@ -34,7 +34,7 @@ FAST_FAIL = {
     "DATABASE_STATEMENT_TIMEOUT": "1.5",
     "REDIS_TIMEOUT": "1",
 }
-DEADLINE = 3.5  # the worst case is a stale pre-ping (1.5 s) then a reconnect (1 s), plus a busy machine
+DEADLINE = 3.5  # worst cases: a pooled connection's probe (1.5 s), or a wait for one (1 s) then a connect (1 s)
 
 
 def _via(url: str, proxy: TcpProxy) -> str:
