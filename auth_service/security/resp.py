@@ -203,6 +203,9 @@ class LeanRedis:
         return await self._send(protocol, _pack(commands[0]))
 
     async def _many(self, protocol: _Protocol, commands: Sequence[Command]) -> list[Any]:
+        # All or none: a cap tripping halfway would leave the first commands running in Redis
+        # with nobody to read their replies.
+        self._make_room(protocol, len(commands))
         futures = [self._send(protocol, _pack(command)) for command in commands]
         replies = await asyncio.gather(*futures, return_exceptions=True)
         for reply in replies:
@@ -237,9 +240,12 @@ class LeanRedis:
         except NoScriptError:
             return await self.execute("EVAL", script.body, len(keys), *keys, *args)
 
-    def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
-        if len(protocol.pending) >= self._max_pending:
+    def _make_room(self, protocol: _Protocol, calls: int) -> None:
+        if len(protocol.pending) + calls > self._max_pending:
             raise RedisConnectionError("too many Redis calls in flight")
+
+    def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
+        self._make_room(protocol, 1)
         future = protocol.send(payload, time.monotonic() + self._timeout)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)

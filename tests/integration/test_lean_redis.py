@@ -183,6 +183,22 @@ async def test_pipeline_to_nothing_listening_raises() -> None:
     await lean.aclose()
 
 
+async def test_a_pipeline_over_the_in_flight_cap_sends_none_of_its_commands(redis_url: str) -> None:
+    lean = LeanRedis(redis_url, max_pending=3)
+    counter = redis.Redis.from_url(redis_url)
+    counter.delete("lean:cap")
+    try:
+        blocked = asyncio.ensure_future(lean.execute("BLPOP", "lean:cap-wait", 1))  # one call in flight
+        await asyncio.sleep(0.05)
+        with pytest.raises(RedisConnectionError, match="too many"):
+            await lean.pipeline([("INCR", "lean:cap")] * 3)  # 1 + 3 > 3: all refused, none sent
+        assert await lean.pipeline([("INCR", "lean:cap")] * 2) == [1, 2]  # 1 + 2 fits
+        assert await blocked is None
+        assert counter.get("lean:cap") == b"2"
+    finally:
+        await lean.aclose()
+
+
 async def test_calls_get_a_client_span_only_under_a_recorded_span(redis_url: str) -> None:
     from opentelemetry import trace
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
