@@ -200,6 +200,7 @@ class LeanRedis:
         return protocol
 
     async def _one(self, protocol: _Protocol, commands: Sequence[Command]) -> Any:
+        self._make_room(protocol, 1)
         return await self._send(protocol, _pack(commands[0]))
 
     async def _many(self, protocol: _Protocol, commands: Sequence[Command]) -> list[Any]:
@@ -245,7 +246,7 @@ class LeanRedis:
             raise RedisConnectionError("too many Redis calls in flight")
 
     def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
-        self._make_room(protocol, 1)
+        """Queue one command; the caller has made room for it (`_make_room`)."""
         future = protocol.send(payload, time.monotonic() + self._timeout)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
