@@ -2,6 +2,9 @@
 # Every recipe installs the locked dependencies first (uv sync), so a fresh clone needs nothing else.
 
 set dotenv-load := false
+# Recipe arguments reach commands as "$@" / "$1": one argument each, never re-split or run by the
+# shell (`just create-user 'eve$(touch /tmp/x)'` is a username, and a refused one).
+set positional-arguments := true
 
 python := ".venv/bin/python"
 
@@ -15,7 +18,7 @@ sync:
 
 # Write .env with fresh secrets (if absent), migrate, create the first admin; safe to re-run
 init *ARGS: sync
-    {{python}} -m auth_service init {{ARGS}}
+    {{python}} -m auth_service init "$@"
 
 # Run the API and the worker together (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set); Ctrl-C stops both
 up: init
@@ -51,23 +54,27 @@ celery-beat: init
 
 # Upgrade the database schema to the latest migration (or: just migrate --revision <rev>)
 migrate *ARGS: sync
-    {{python}} -m auth_service migrate {{ARGS}}
+    {{python}} -m auth_service migrate "$@"
 
 # Downgrade the database schema one step (or: just downgrade --revision base)
 downgrade *ARGS: sync
-    {{python}} -m auth_service downgrade {{ARGS}}
+    {{python}} -m auth_service downgrade "$@"
 
 # Add a user: just create-user alice --email alice@example.com [--role admin] [--password-stdin]
 create-user +ARGS: sync
-    {{python}} -m auth_service create-user {{ARGS}}
+    {{python}} -m auth_service create-user "$@"
 
 # Disable a user and revoke all of its tokens
 deactivate-user USERNAME: sync
-    {{python}} -m auth_service deactivate-user {{USERNAME}}
+    {{python}} -m auth_service deactivate-user "$1"
+
+# Re-enable a deactivated user (its old tokens stay dead)
+activate-user USERNAME: sync
+    {{python}} -m auth_service activate-user "$1"
 
 # Change a user's password (from stdin with --password-stdin, else generated); revokes its tokens
 set-password +ARGS: sync
-    {{python}} -m auth_service set-password {{ARGS}}
+    {{python}} -m auth_service set-password "$@"
 
 # Lint, format check, type check and layer contracts
 lint: sync
@@ -83,20 +90,20 @@ fmt: sync
 
 # Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e)
 test *ARGS: lint
-    {{python}} -m pytest {{ARGS}}
+    {{python}} -m pytest "$@"
 
 # Fuzz the API contract longer than CI does (schemathesis on the app's own OpenAPI document): just fuzz [EXAMPLES] [SEED]
 fuzz EXAMPLES="500" SEED="20261128": sync
-    FUZZ_EXAMPLES={{EXAMPLES}} FUZZ_SEED={{SEED}} {{python}} -m pytest tests/security/test_fuzz.py -q
+    FUZZ_EXAMPLES={{quote(EXAMPLES)}} FUZZ_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_fuzz.py -q
 
 # Soak, not in CI: steady mixed traffic against our own API, sampling RSS, fds, PG and Redis connections; writes bench/results/soak-*.json
 soak MINUTES="10" *ARGS: sync
-    {{python}} -m bench.soak --spawn --minutes {{MINUTES}} {{ARGS}}
+    {{python}} -m bench.soak --spawn --minutes "$@"
 
 # Benchmarks, every figure a ratio against a baseline from the same run (needs wrk; < 10 min): writes bench/results/latest.{json,md}
 bench *ARGS: sync
-    {{python}} -m bench.run {{ARGS}}
+    {{python}} -m bench.run "$@"
 
 # The short benchmark for development (< 60 s): verify, login and the user journeys, one short round each
 bench-quick *ARGS: sync
-    {{python}} -m bench.run --quick {{ARGS}}
+    {{python}} -m bench.run --quick "$@"

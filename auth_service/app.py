@@ -28,10 +28,11 @@ from auth_service.errors import exception_handlers
 from auth_service.hardening import cors_config, response_hardening
 from auth_service.openapi import docs_assets_router, openapi_config
 from auth_service.request_context import RequestContextMiddleware, add_response_headers
-from auth_service.resources import build_resources
+from auth_service.resources import Resources, build_resources
 from auth_service.system.controllers import HealthController, metrics_endpoint
 from auth_service.system.gauges import poll_gauges
 from db.config import engine_options, ping_on_checkout
+from db.repositories import UserRepository
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
@@ -78,6 +79,17 @@ def _drop_cache_listener(config: SQLAlchemyAsyncConfig) -> None:
             event.remove(sync_maker, name, listener)
 
 
+async def _calibrate_failure_floor(resources: Resources) -> None:
+    """Time a check of every kind of hash the users table holds, so a failed login against a
+    legacy hash costs what any other failure costs from the first request on (passwords.py)."""
+    try:
+        async with asyncio.timeout(10), resources.session_factory() as session:
+            kinds = await UserRepository(session=session).hash_kinds()
+        await asyncio.wait_for(resources.hasher.calibrate(kinds), 10)
+    except Exception as exc:  # a database down at start-up: the floor learns from real checks instead
+        log.warning("passwords.calibration_skipped", error=type(exc).__name__)
+
+
 class AuthApp(Litestar):
     """Litestar, with GET /verify answered by its fast path before the router (auth/fast_verify.py)."""
 
@@ -113,6 +125,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         engine = db_config.get_engine()
         ping_on_checkout(engine)
         instrument_engine(engine)  # SQL spans, and the pool-usage gauge
+        await _calibrate_failure_floor(resources)
         stop_polling = asyncio.Event()
         poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity, stop_polling))
         # Everything allocated so far lives for the whole process: keep it out of GC scans (p99).
@@ -127,6 +140,8 @@ def create_app(settings: Settings | None = None) -> AuthApp:
             except TimeoutError:
                 log.warning("gauges.poller_stuck_at_shutdown")
             await resources.close()
+            # Advanced Alchemy disposes only the engine it put in the app state; this one too.
+            await engine.dispose()
 
     route_handlers: list[object] = [AuthController, NotMeController, HealthController, metrics_endpoint]
     if settings.docs_enabled:

@@ -103,7 +103,7 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
 
     from auth_service.resources import build_resources
 
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.async_database_url, hide_parameters=True)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     resources = build_resources(settings, factory)
     try:
@@ -138,7 +138,7 @@ def _run_user_action(settings: Settings, action: Callable[[UserService], Awaitab
     try:
         asyncio.run(_with_users(settings, action))
     except (PasswordPolicyError, UserExistsError, LookupError) as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(str(exc.args[0]) if exc.args else type(exc).__name__)
     except msgspec.ValidationError as exc:
         _fail(f"invalid user data: {exc}")
     except RedisError:

@@ -240,8 +240,15 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
 
 
+def _handle_bad_encoding(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[ErrorEnvelope]:
+    """A body that is not UTF-8 (JSON is UTF-8 only, RFC 8259; a `charset=latin-1` changes nothing)."""
+    details = [ErrorDetail(field="body", message="must be JSON encoded as UTF-8")]
+    return _envelope(request, 400, *_HTTP_CODES[400], details=details)
+
+
 exception_handlers: dict[type[Exception] | int, Any] = {
     AuthServiceError: _handle_ours,
+    UnicodeDecodeError: _handle_bad_encoding,
     HTTPException: _handle_http,
     # Advanced Alchemy's repository errors, here so its plugin does not install its own handler
     # (which answered a lost connection with 409 Conflict, outside the envelope).

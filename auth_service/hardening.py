@@ -57,15 +57,17 @@ def _over_tls(scope: Scope, trusted: Sequence[Network]) -> bool:
         return True
     if not trusted:
         return False
-    proto = next((value for name, value in scope.get("headers", ()) if name == b"x-forwarded-proto"), None)
+    # Every line, in order: a proxy may append its own line rather than extend the client's.
+    lines = [value for name, value in scope.get("headers", ()) if name == b"x-forwarded-proto"]
     client = scope.get("client")
-    if proto is None or not client:
+    if not lines or not client:
         return False
     try:
         peer = ipaddress.ip_address(client[0])
     except ValueError:
         return False
     # The right-most value is the one our proxy wrote; anything left of it came from the client.
+    proto = b",".join(lines)
     return any(peer in network for network in trusted) and proto.split(b",")[-1].strip().lower() == b"https"
 
 

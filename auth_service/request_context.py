@@ -73,7 +73,8 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         current_decision.set(DecisionBox())
         scope["state"][_MEASURED] = True
-        route = scope.get("path_template") or scope["path"]
+        # A route template, never the raw path: it is a metric label, and labels stay a bounded set.
+        route = scope.get("path_template") or "unmatched"
         method = str(scope.get("method", ""))
         started = time.perf_counter()
         status = 500

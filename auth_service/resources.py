@@ -36,6 +36,7 @@ class Resources:
     activity: ActivityTracker
     queue: JobQueue
     links: LinkSigner
+    session_factory: Callable[[], AsyncSession]
 
     # Parsed once: the client-IP rule runs on every limited request.
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
@@ -43,6 +44,7 @@ class Resources:
     lean_redis: LeanRedis | None = None
 
     async def close(self) -> None:
+        await self.revocation.close()
         self.hasher.close()
         await self.queue.close()
         await self.redis.aclose()
@@ -113,6 +115,7 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
         activity,
         queue,
         links,
+        session_factory,
         settings.trusted_proxy_networks,
         lean_redis,
     )

@@ -47,6 +47,8 @@ def engine_options(
     Pair it with `ping_on_checkout(engine)`, which tests connections as they leave the pool.
     """
     return {
+        # Errors and logs never carry statement parameters: they hold password hashes and tokens.
+        "hide_parameters": True,
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_timeout": pool_timeout,

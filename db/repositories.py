@@ -7,10 +7,23 @@ from typing import Any, NamedTuple, cast
 from uuid import UUID, uuid4
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from sqlalchemy import BindParameter, Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from db.models import LoginRecord, Notification, RefreshToken, TokenBlacklist, User
+from db.models import LoginRecord, Notification, RefreshToken, TokenBlacklist, User, identity_key
 
 __all__ = [
     "LoginOutcome",
@@ -18,6 +31,7 @@ __all__ = [
     "LoginUser",
     "NotificationRepository",
     "OutboxRow",
+    "RefreshOwner",
     "RefreshTokenRepository",
     "Rotation",
     "SpentToken",
@@ -53,6 +67,13 @@ class LoginUser(NamedTuple):
     is_active: bool
     roles: list[str]
     tokens_valid_after: dt.datetime | None
+
+
+class RefreshOwner(NamedTuple):
+    """The family and owner of a presented refresh token, read under the owner's share lock."""
+
+    family_id: UUID
+    user_id: UUID
 
 
 class OutboxRow(NamedTuple):
@@ -108,12 +129,14 @@ _LOGIN_USER = select(
     _users.c.is_active,
     _users.c.roles,
     _users.c.tokens_valid_after,
-).where(func.lower(_users.c.username) == bindparam("username"))
+).where(_users.c.username_key == bindparam("username_key"))
 
-_SET_PASSWORD_HASH = (
+# A login's rehash (legacy bcrypt, or argon2id with old parameters): only over the hash that
+# was checked, so a password change committed meanwhile is never overwritten.
+_REHASH = (
     update(_users)
-    .where(_users.c.id == _param("user_id", _users.c.id))
-    .values(password_hash=bindparam("password_hash"), updated_at=_param("now", _users.c.updated_at))
+    .where(_users.c.id == _param("user_id", _users.c.id), _users.c.password_hash == bindparam("checked_hash"))
+    .values(password_hash=bindparam("new_hash"), updated_at=_param("now", _users.c.updated_at))
 )
 
 _INSERT_RECORD = insert(_records).values(
@@ -136,14 +159,77 @@ _INSERT_OUTBOX = insert(_outbox).values(
     attempts=0,
 )
 
-_INSERT_TOKEN = insert(_tokens).values(
-    id=_param("token_id", _tokens.c.id),
-    token_hash=bindparam("token_hash"),
-    family_id=_param("family_id", _tokens.c.family_id),
-    user_id=_param("user_id", _tokens.c.user_id),
-    issued_at=_param("now", _tokens.c.issued_at),
-    expires_at=_param("expires_at", _tokens.c.expires_at),
-)
+
+def _checked_user() -> Any:
+    """The login's user, still as its password check saw it (same hash, same
+    tokens_valid_after, active), under a share lock held to the end of the transaction.
+
+    A revocation (password change, logout everywhere, deactivation, "this wasn't me") locks
+    the same row for update first: if it committed after the check, this finds no row and the
+    session is not opened; if it comes later, it waits for this login to commit and then sees,
+    and revokes, the new session.
+    """
+    u = _users.c
+    return (
+        select(u.id)
+        .where(
+            u.id == _param("user_id", u.id),
+            u.password_hash == bindparam("checked_hash"),
+            u.tokens_valid_after.is_not_distinct_from(_param("checked_valid_after", u.tokens_valid_after)),
+            u.is_active.is_(True),
+        )
+        .with_for_update(read=True)
+        .cte("checked_user")
+    )
+
+
+def _insert_from(table: Table, source: Any, values: dict[str, Any]) -> Any:
+    """INSERT INTO table (values' columns) SELECT values FROM source: one row when source has one."""
+    return insert(table).from_select(list(values), select(*values.values()).select_from(source)).returning(table.c.id)
+
+
+def _session_writes(checked: Any) -> tuple[Any, Any, Any]:
+    """The refresh token, outbox row and login record of a successful login, each written only
+    when the checked user is there."""
+    t, o, r = _tokens.c, _outbox.c, _records.c
+    token = _insert_from(
+        _tokens,
+        checked,
+        {
+            "id": _param("token_id", t.id),
+            "token_hash": _param("token_hash", t.token_hash),
+            "family_id": _param("family_id", t.family_id),
+            "user_id": _param("user_id", t.user_id),
+            "issued_at": _param("now", t.issued_at),
+            "expires_at": _param("expires_at", t.expires_at),
+        },
+    )
+    note = _insert_from(
+        _outbox,
+        checked,
+        {
+            "id": _param("note_id", o.id),
+            "kind": _param("kind", o.kind),
+            "job": _param("job", o.job),
+            "user_id": _param("user_id", o.user_id),
+            "payload": _param("payload", o.payload),
+            "attempts": literal(0, o.attempts.type),
+        },
+    )
+    record = _insert_from(
+        _records,
+        checked,
+        {
+            "id": _param("record_id", r.id),
+            "user_id": _param("user_id", r.user_id),
+            "username": _param("username", r.username),
+            "ip_address": _param("ip", r.ip_address),
+            "user_agent": _param("user_agent", r.user_agent),
+            "success": literal(True, r.success.type),
+            "failure_reason": null(),
+        },
+    )
+    return token, note, record
 
 
 def _history(*, any_agent: bool) -> Select[Any]:
@@ -164,12 +250,18 @@ def _history(*, any_agent: bool) -> Select[Any]:
 
 
 def _open_session(*, any_agent: bool) -> Select[Any]:
-    """A successful login's writes (refresh token, outbox row, login record) and the history it is
-    judged against, in one statement. Every part of a statement sees the same snapshot, taken
-    before it ran, so the history does not include this login's own record."""
-    return _history(any_agent=any_agent).add_cte(
-        _INSERT_TOKEN.cte("new_token"), _INSERT_OUTBOX.cte("new_note"), _INSERT_RECORD.cte("new_record")
-    )
+    """A successful login's writes (refresh token, outbox row, login record), the history it
+    is judged against, and whether the session was opened, in one statement.
+
+    Every part of a statement sees the same snapshot, taken before it ran, so the history
+    does not include this login's own record. The writes happen only if the user is still
+    as the password check saw it (`_checked_user`)."""
+    checked = _checked_user()
+    names = ("new_token", "new_note", "new_record")
+    token, note, record = (part.cte(name) for part, name in zip(_session_writes(checked), names, strict=True))
+    opened = select(func.count()).select_from(token).scalar_subquery()
+    history = _history(any_agent=any_agent)
+    return select(*history.selected_columns, opened).add_cte(checked, token, note, record)
 
 
 _OPEN_SESSION = {False: _open_session(any_agent=False), True: _open_session(any_agent=True)}
@@ -246,24 +338,33 @@ def _not_live() -> Select[Any]:
 
 _NOT_LIVE = _not_live()
 
+_LOCK_OWNER = (
+    select(_tokens.c.family_id, _tokens.c.user_id)
+    .join_from(_tokens, _users, _users.c.id == _tokens.c.user_id)
+    .where(_tokens.c.token_hash == bindparam("presented_hash"))
+    .with_for_update(read=True, of=_users)
+)
+
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):
     model_type = User
 
     async def get_by_username(self, username: str) -> User | None:
-        return await self.get_one_or_none(func.lower(User.username) == username.lower())
+        return await self.get_one_or_none(User.username_key == identity_key(username))
 
     async def for_login(self, username: str) -> LoginUser | None:
-        """The user a login names (case-insensitive), as plain values."""
-        row = (await self.session.execute(_LOGIN_USER, {"username": username.lower()})).first()
+        """The user a login names (compared as identity keys), as plain values."""
+        row = (await self.session.execute(_LOGIN_USER, {"username_key": identity_key(username)})).first()
         return None if row is None else LoginUser(*row)
 
-    async def set_password_hash(self, user_id: UUID, password_hash: str, now: dt.datetime) -> None:
-        await self.session.execute(_SET_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash, "now": now})
+    async def rehash(self, user_id: UUID, checked_hash: str, new_hash: str, now: dt.datetime) -> bool:
+        """Replace the hash a login checked with its upgrade; False when it changed meanwhile."""
+        params = {"user_id": user_id, "checked_hash": checked_hash, "new_hash": new_hash, "now": now}
+        return bool((await self.session.execute(_REHASH, params)).rowcount)  # type: ignore[attr-defined]
 
     async def exists_username_or_email(self, username: str, email: str) -> bool:
         stmt = select(User.id).where(
-            (func.lower(User.username) == username.lower()) | (func.lower(User.email) == email.lower())
+            (User.username_key == identity_key(username)) | (User.email_key == identity_key(email))
         )
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
@@ -275,11 +376,43 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
         stmt = select(func.count()).select_from(User).where(User.roles.any("admin"))  # type: ignore[arg-type]
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def revocation_state(self, user_id: UUID) -> tuple[bool, dt.datetime | None] | None:
-        """(is_active, tokens_valid_after) of a user, or None when the user is gone."""
+    async def hash_kinds(self, limit: int = 32) -> list[str]:
+        """The distinct algorithm-and-parameter prefixes of the stored password hashes
+        (`$argon2id$v=19$m=19456,t=2,p=1`, `$2b$12`), for the failure floor's calibration."""
+        h = User.password_hash
+        argon2 = func.concat(
+            "$", func.split_part(h, "$", 2), "$", func.split_part(h, "$", 3), "$", func.split_part(h, "$", 4)
+        )
+        other = func.concat("$", func.split_part(h, "$", 2), "$", func.split_part(h, "$", 3))
+        kind = case((h.startswith("$argon2"), argon2), else_=other)
+        stmt = select(kind).distinct().limit(limit)
+        return [str(value) for value in (await self.session.execute(stmt)).scalars()]
+
+    async def revocation_state(
+        self, user_id: UUID, *, share_lock: bool = False
+    ) -> tuple[bool, dt.datetime | None] | None:
+        """(is_active, tokens_valid_after) of a user, or None when the user is gone; with
+        `share_lock`, the row stays share-locked until the transaction ends (the refill)."""
         stmt = select(User.is_active, User.tokens_valid_after).where(User.id == user_id)
+        if share_lock:
+            stmt = stmt.with_for_update(read=True)
         row = (await self.session.execute(stmt)).first()
         return None if row is None else (row[0], row[1])
+
+    async def lock_for_update(self, user_id: UUID) -> tuple[bool, dt.datetime | None] | None:
+        """Lock the user's row for this transaction (every revocation's first statement)."""
+        stmt = select(User.is_active, User.tokens_valid_after).where(User.id == user_id).with_for_update()
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None else (row[0], row[1])
+
+    async def set_tokens_valid_after(self, user_id: UUID, now: dt.datetime) -> None:
+        await self.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=now))
+
+    async def set_active(self, user_id: UUID, active: bool) -> None:
+        await self.session.execute(update(User).where(User.id == user_id).values(is_active=active))
+
+    async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
+        await self.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
 
 
 class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
@@ -302,9 +435,12 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
         note: OutboxRow,
         success_since: dt.datetime,
         failures_since: dt.datetime,
-    ) -> LoginOutcome:
+        checked_hash: str,
+        checked_valid_after: dt.datetime | None,
+    ) -> LoginOutcome | None:
         """Write a successful login, its refresh token and its outbox row, and read the history it
-        is judged against (as it was before this login), in one statement.
+        is judged against (as it was before this login), in one statement; None (nothing written)
+        when the user's hash, tokens_valid_after or active flag changed since the password check.
 
         Args:
             refresh_token: (id, token hash, family id, issued at, expires at).
@@ -319,8 +455,6 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
             "username": username,
             "ip": ip,
             "user_agent": user_agent,
-            "success": True,
-            "failure_reason": None,
             "token_id": token_id,
             "token_hash": token_hash,
             "family_id": family_id,
@@ -332,8 +466,12 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
             "payload": note.payload,
             "success_since": success_since,
             "failures_since": failures_since,
+            "checked_hash": checked_hash,
+            "checked_valid_after": checked_valid_after,
         }
         row = (await self.session.execute(_OPEN_SESSION[user_agent is None], params)).one()
+        if not row[3]:
+            return None
         return LoginOutcome(bool(row[0]), bool(row[1]), int(row[2]))
 
     async def day_totals(self, start: dt.datetime, end: dt.datetime) -> tuple[int, int, int]:
@@ -458,6 +596,13 @@ class RefreshTokenRepository(SQLAlchemyAsyncRepository[RefreshToken]):
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
         return await self.get_one_or_none(RefreshToken.token_hash == token_hash)
 
+    async def lock_owner(self, token_hash: str) -> RefreshOwner | None:
+        """The family and owner of a refresh token (live or not), share-locking the owner's row
+        to the end of the transaction: a rotation and a revocation of the same user never
+        interleave (the revocation locks the row for update first). None when unknown."""
+        row = (await self.session.execute(_LOCK_OWNER, {"presented_hash": token_hash})).first()
+        return None if row is None else RefreshOwner(*row)
+
     async def rotate(
         self, token_hash: str, *, successor_id: UUID, successor_hash: str, now: dt.datetime, expires_at: dt.datetime
     ) -> Rotation | None:
@@ -491,25 +636,18 @@ class RefreshTokenRepository(SQLAlchemyAsyncRepository[RefreshToken]):
         return int((await self.session.execute(stmt)).rowcount or 0)  # type: ignore[attr-defined]
 
     async def revoke_user(self, user_id: UUID, now: dt.datetime) -> int:
+        """Revoke every token of the user; returns how many sessions (families) still had one."""
         stmt = (
             update(RefreshToken)
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=now)
+            .returning(RefreshToken.family_id)
         )
-        return int((await self.session.execute(stmt)).rowcount or 0)  # type: ignore[attr-defined]
+        return len(set((await self.session.execute(stmt)).scalars()))
 
     async def family_revoked(self, family_id: UUID) -> bool:
         stmt = select(RefreshToken.id).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
         return (await self.session.execute(stmt.limit(1))).first() is not None
-
-    async def families_issued_since(self, user_id: UUID, since: dt.datetime) -> list[UUID]:
-        """Families of a user that minted a token since `since` (their access tokens may still live)."""
-        stmt = (
-            select(RefreshToken.family_id)
-            .where(RefreshToken.user_id == user_id, RefreshToken.issued_at > since)
-            .distinct()
-        )
-        return list((await self.session.execute(stmt)).scalars())
 
     async def families_revoked_since(self, user_id: UUID, since: dt.datetime) -> list[UUID]:
         stmt = (

@@ -17,6 +17,7 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | db.client.connections.usage | db_client_connections_usage_connections | state (used, idle); from the SQLAlchemy instrumentation |
 | redis.memory.used (By) | redis_memory_used_bytes | |
 | jobs.queue.length | jobs_queue_length | |
+| redis.eviction.risk | redis_eviction_risk | 1 when Redis's maxmemory-policy may evict our keys (anything but noeviction), else 0 |
 | db.connection.errors | db_connection_errors_total | source (request, health) |
 | jobs.runs | jobs_runs_total | task, outcome |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
@@ -93,6 +94,13 @@ class _Gauges:
         self.redis_memory: int | None = None
         self.queue_length: int | None = None
         self.smtp_circuit: int | None = None
+        # Redis's maxmemory-policy, as last read (None: unknown).
+        self.redis_eviction_policy: str | None = None
+
+    @property
+    def redis_eviction_risk(self) -> int | None:
+        policy = self.redis_eviction_policy
+        return None if policy is None else int(policy != "noeviction")
 
 
 gauges = _Gauges()
@@ -121,4 +129,9 @@ _meter.create_observable_gauge(
 )
 _meter.create_observable_gauge(
     "jobs.queue.length", callbacks=[_observe(lambda: gauges.queue_length)], description="Jobs waiting in the arq queue"
+)
+_meter.create_observable_gauge(
+    "redis.eviction.risk",
+    callbacks=[_observe(lambda: gauges.redis_eviction_risk)],
+    description="1 when Redis may evict keys (maxmemory-policy other than noeviction): limits weaken",
 )

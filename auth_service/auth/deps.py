@@ -54,7 +54,7 @@ async def provide_auth_service(state: State, db_session: NamedDependency[AsyncSe
 
 def client_ip_of(request: Request[Any, Any, Any], resources: Resources) -> str:
     peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), resources.trusted_proxies)
+    return client_ip(peer, request.headers.getall("x-forwarded-for", []), resources.trusted_proxies)
 
 
 def provide_client(request: Request[Any, Any, Any], state: State) -> ClientInfo:
@@ -91,13 +91,13 @@ async def claims_of_request(scope: Scope, resources: Resources, endpoint: str) -
     """
     # One pass over the raw headers: building Litestar's Headers object costs more than this whole check.
     authorization: list[str] = []
-    forwarded: str | None = None
+    forwarded: list[str] = []
     for raw_name, value in scope["headers"]:
         name = raw_name.lower()
         if name == b"authorization":
             authorization.append(value.decode("latin-1"))
-        elif name == b"x-forwarded-for" and forwarded is None:
-            forwarded = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
     client = scope.get("client")
     ip = client_ip(client[0] if client else None, forwarded, resources.trusted_proxies)
     try:
@@ -114,4 +114,6 @@ async def apply_public_limit(request: Request[Any, Any, Any]) -> None:
     if request.route_handler.opt.get("rate_limit"):
         return  # limits itself ("login", "verify", …) or is exempt ("none": the metrics scrape)
     resources = resources_of(request.app.state)
-    await resources.limits.public(client_ip_of(request, resources), request.url.path)
+    # The route template, never the raw path: it becomes a metric label (a bounded set).
+    endpoint = str(request.scope.get("path_template") or "unmatched")
+    await resources.limits.public(client_ip_of(request, resources), endpoint)

@@ -78,6 +78,7 @@ class FastVerify:
         return not (self._cors and any(name.lower() == b"origin" for name, _ in scope["headers"]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["path_template"] = self._path  # type: ignore[typeddict-unknown-key]
         await self._handle(scope, receive, send)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,11 +1,16 @@
 """Which limit applies where, and what happens when Redis is down.
 
 - login: per client IP (RATE_LIMIT_LOGIN, spends a slot on every attempt), plus a
-  per-username failure budget (RATE_LIMIT_LOGIN_FAILURES, spent only by failures).
+  per-username failure budget (RATE_LIMIT_LOGIN_FAILURES). A slot of the budget is
+  reserved atomically before the password is hashed and given back when the password was
+  right, so a burst of concurrent guesses gets exactly the allowance that is left.
   When a username's budget is exhausted, only IPs that logged in to it successfully
   in the last 30 days may still try: a credential-stuffing run cannot lock the real
   user out from where they usually log in.
-- refresh: per refresh-token family (RATE_LIMIT_REFRESH) and per IP (RATE_LIMIT_PUBLIC).
+- refresh: per IP (RATE_LIMIT_PUBLIC) before any work, and per refresh-token family
+  (RATE_LIMIT_REFRESH), charged only when the presented token is one of that family's
+  rows: the family id is readable in an access token (`sid`), and bogus tokens naming it
+  must not lock the real session out (they count against their IP).
 - authenticated endpoints: per user (RATE_LIMIT_API; verify may use RATE_LIMIT_VERIFY).
 - everything else (health, docs, bad tokens): per IP (RATE_LIMIT_PUBLIC).
 
@@ -24,15 +29,39 @@ from redis.exceptions import RedisError
 from auth_service.config import RateLimits
 from auth_service.errors import RateLimited, ServiceUnavailable
 from auth_service.security.activity import ActivityTracker
-from auth_service.security.ratelimit import Check, Decision, RateLimiter
-from auth_service.security.resp import Command
+from auth_service.security.ratelimit import GCRA_FUNCTION, Check, Decision, RateLimiter
+from auth_service.security.resp import Command, Script
 from observability import metrics
 
-__all__ = ["EndpointLimits"]
+__all__ = ["EndpointLimits", "LoginGate"]
 
 log = structlog.get_logger()
 
 KNOWN_IP_TTL = 30 * 86400
+
+# The per-username failure budget, reserved before the hash. KEYS: budget, known-IP mark (one
+# hash tag). ARGV: period (ms), limit. Returns {allowed, remaining, reset_ms, retry_ms, reserved}:
+# a slot is reserved when one is free; else an IP that logged in to this account before may
+# still try (nothing reserved); else refused.
+USERNAME_GATE = Script(
+    GCRA_FUNCTION
+    + """
+local d = gcra(KEYS[1], ARGV[1], ARGV[2], 1)
+if d[1] == 1 then return {1, d[2], d[3], d[4], 1} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0, d[3], 0, 0} end
+return {0, d[2], d[3], d[4], 0}
+"""
+)
+
+
+class LoginGate:
+    """What before_login decided: whether a failure-budget slot is held for this attempt."""
+
+    __slots__ = ("budget", "reserved")
+
+    def __init__(self, budget: Check | None, reserved: bool) -> None:
+        self.budget = budget
+        self.reserved = reserved
 
 
 def _refused(decision: Decision, endpoint: str) -> RateLimited:
@@ -63,6 +92,7 @@ class EndpointLimits:
 
     def __init__(self, limiter: RateLimiter, rules: RateLimits, activity: ActivityTracker, *, fail_open: bool) -> None:
         self.limiter = limiter
+        limiter.register(USERNAME_GATE)
         self.activity = activity
         self.rules = rules
         self.fail_open = fail_open
@@ -71,52 +101,70 @@ class EndpointLimits:
     def enabled(self) -> bool:
         return self.limiter.enabled
 
-    async def before_login(self, ip: str, username: str) -> None:
-        """Spend the IP's slot and peek at the username's failure budget, in one round trip.
+    async def before_login(self, ip: str, username: str) -> LoginGate:
+        """Spend the IP's slot and reserve one of the username's failure budget, in one round trip.
 
         Raises:
-            RateLimited: over a limit.
+            RateLimited: over a limit (nothing stays reserved).
             ServiceUnavailable: Redis is down (fail closed).
         """
         if not self.enabled:
-            return
+            return LoginGate(None, False)
         limiter, tag = self.limiter, _user_tag(username)
         by_ip = Check(limiter.key("login", ip), self.rules.login)
-        failures = Check(limiter.key("login-failures", tag), self.rules.login_failures, consume=False)
+        budget = Check(limiter.key("login-failures", tag), self.rules.login_failures)
         known_key = limiter.key("known-ip", ip, tag=tag)
+        gate = limiter.script_command(USERNAME_GATE, (budget.key, known_key), limiter.args(budget)[:2])
         try:
-            replies = await limiter.run(limiter.command(by_ip), limiter.command(failures), ("EXISTS", known_key))
+            replies = await limiter.run(limiter.command(by_ip), gate)
             ip_decision = limiter.read(replies[0], by_ip)
-            failure_decision = limiter.read(replies[1], failures, remember=False)
+            allowed, remaining, reset_ms, retry_ms, reserved = (int(v) for v in replies[1])
         except RedisError:
             raise _fail_closed("login") from None
         if not ip_decision.allowed:
+            if reserved:
+                await self._refund(budget)
             raise _refused(ip_decision, "login")
-        if not failure_decision.allowed and not replies[2]:
+        if not allowed:
             log.info("ratelimit.username_budget_exhausted", ip=ip)
-            raise _refused(failure_decision, "login")
+            decision = Decision(False, budget.rule.limit, remaining, reset_ms / 1000, retry_ms / 1000)
+            raise _refused(decision, "login")
+        return LoginGate(budget, bool(reserved))
 
-    async def after_login(self, ip: str, username: str, *, user_id: str | None, also: Sequence[Command] = ()) -> None:
-        """Redis bookkeeping of a login (best effort, one round trip): on failure spend a slot of the
-        username's budget; on success remember the IP as known for this user, mark the user active,
-        and send the caller's `also` commands with them."""
-        tag = _user_tag(username)
+    async def _refund(self, budget: Check) -> None:
         try:
-            if user_id is not None:
-                known_ip = ("SET", self.limiter.key("known-ip", ip, tag=tag), 1, "EX", KNOWN_IP_TTL)
-                await self.limiter.run(known_ip, *self.activity.commands(user_id), *also)
-            elif self.enabled:
-                await self.limiter.check([Check(self.limiter.key("login-failures", tag), self.rules.login_failures)])
+            await self.limiter.run(self.limiter.refund_command(budget))
+        except RedisError:
+            log.warning("ratelimit.redis_unavailable", endpoint="login")
+
+    async def after_login(
+        self, ip: str, username: str, gate: LoginGate, *, user_id: str | None, also: Sequence[Command] = ()
+    ) -> None:
+        """Redis bookkeeping of a login (best effort, one round trip). A failure keeps its
+        reserved budget slot; a success gives it back, remembers the IP as known for this
+        user, marks the user active, and sends the caller's `also` commands with them."""
+        if user_id is None:
+            return
+        tag = _user_tag(username)
+        commands: list[Command] = [
+            ("SET", self.limiter.key("known-ip", ip, tag=tag), 1, "EX", KNOWN_IP_TTL),
+            *self.activity.commands(user_id),
+            *also,
+        ]
+        if gate.reserved and gate.budget is not None:
+            commands.append(self.limiter.refund_command(gate.budget))
+        try:
+            await self.limiter.run(*commands)
         except RedisError:
             log.warning("ratelimit.redis_unavailable", endpoint="login")
 
     async def before_refresh(self, ip: str, family: str) -> None:
-        """Per family and per IP, before any DB work. Fails closed."""
+        """Per IP (spent) and per family (only looked at), before any DB work. Fails closed."""
         if not self.enabled:
             return
         checks = [
             Check(self.limiter.key("refresh-ip", ip), self.rules.public),
-            Check(self.limiter.key("refresh", family), self.rules.refresh),
+            Check(self.limiter.key("refresh", family), self.rules.refresh, consume=False),
         ]
         try:
             decisions = await self.limiter.check(checks)
@@ -125,6 +173,17 @@ class EndpointLimits:
         for decision in decisions:
             if not decision.allowed:
                 raise _refused(decision, "refresh")
+
+    async def charge_refresh(self, family: str) -> None:
+        """Spend the family's slot, once the presented token turned out to be one of its rows."""
+        if not self.enabled:
+            return
+        try:
+            (decision,) = await self.limiter.check([Check(self.limiter.key("refresh", family), self.rules.refresh)])
+        except RedisError:
+            raise _fail_closed("refresh") from None
+        if not decision.allowed:
+            raise _refused(decision, "refresh")
 
     async def public(self, ip: str, endpoint: str) -> None:
         """The per-IP limit of unauthenticated endpoints."""

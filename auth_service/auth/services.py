@@ -25,7 +25,7 @@ from auth_service.errors import (
 )
 from auth_service.jobs import JobName, QueuedJob
 from auth_service.security.links import SignedLink
-from auth_service.security.passwords import HasherBusyError, PasswordHasher
+from auth_service.security.passwords import HasherBusyError, PasswordHasher, VerifyResult
 from auth_service.security.revocation import RevocationStore
 from auth_service.security.tokens import (
     AccessClaims,
@@ -34,7 +34,6 @@ from auth_service.security.tokens import (
     hash_refresh_token,
     new_refresh_token,
 )
-from db.models import User
 from db.repositories import (
     LoginRecordRepository,
     LoginUser,
@@ -154,7 +153,35 @@ class AuthService:
             RateLimited: over the per-IP or per-username limit (checked before any work).
             ServiceUnavailable: Redis is down, or the hashing pool is saturated.
         """
-        await self._limits.before_login(client.ip, username)
+        gate = await self._limits.before_login(client.ip, username)
+        user, result = await self._authenticate(username, password)
+        user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
+        failure = _failure_reason(user, result.ok)
+        if failure is not None or user is None:
+            await self._fail_login(user, username, client, user_agent, failure or "unknown_user", result)
+        assert user is not None
+        opened = await self._open_session(user, username, client, user_agent)
+        if opened is None:
+            # The password was right for a user who changed meanwhile (password change, logout
+            # everywhere, deactivation committed during the hash): no session for it.
+            await self._fail_login(user, username, client, user_agent, "credentials_changed", result)
+        assert opened is not None
+        family_id, refresh_token, notes = opened
+        user_id = str(user.id)
+        if result.new_hash:
+            await self._rehash(user, result.new_hash)
+        await self._limits.after_login(client.ip, username, gate, user_id=user_id)
+        metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
+        log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
+        issued = self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
+        jobs = [
+            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
+            for n in notes
+        ]
+        return replace(issued, jobs=jobs)
+
+    async def _authenticate(self, username: str, password: str) -> tuple[LoginUser | None, VerifyResult]:
+        """The user a login names and whether the password matches it (a dummy hash for none)."""
         # One statement with nothing to keep atomic: read it outside a transaction (two round
         # trips fewer, BEGIN and COMMIT), and give the connection back before hashing: a login
         # waiting for the hash pool must hold no pooled connection, or a burst of logins starves
@@ -168,24 +195,39 @@ class AuthService:
         except HasherBusyError:
             metrics.login_attempts.add(1, {"outcome": "failure", "reason": "busy"})
             raise ServiceUnavailable(headers={"Retry-After": "1"}) from None
-        user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
-        ip = client.ip[:45]
-        # Checked after the hash, so every failure costs the same time.
-        failure = _failure_reason(user, result.ok)
-        if failure is not None or user is None:
-            reason = failure or "unknown_user"
-            await self._records.record_failure(
-                user_id=user.id if user else None, username=username[:255], ip=ip, user_agent=user_agent, reason=reason
-            )
-            await self._session.commit()
-            await self._limits.after_login(client.ip, username, user_id=None)
-            metrics.login_attempts.add(1, {"outcome": "failure", "reason": reason})
-            log.info("login.failed", reason=reason, ip=client.ip)
-            raise InvalidCredentials
+        return user, result
+
+    async def _fail_login(
+        self,
+        user: LoginUser | None,
+        username: str,
+        client: ClientInfo,
+        user_agent: str | None,
+        reason: str,
+        result: VerifyResult,
+    ) -> None:
+        """Record a failed login and raise InvalidCredentials, after the failure floor: every
+        failure takes the same time, whatever the account and its stored hash."""
+        await self._session.rollback()
+        await self._records.record_failure(
+            user_id=user.id if user else None,
+            username=username[:255],
+            ip=client.ip[:45],
+            user_agent=user_agent,
+            reason=reason,
+        )
+        await self._session.commit()
+        metrics.login_attempts.add(1, {"outcome": "failure", "reason": reason})
+        log.info("login.failed", reason=reason, ip=client.ip)
+        await self._hasher.pad_failure(result)
+        raise InvalidCredentials
+
+    async def _open_session(
+        self, user: LoginUser, username: str, client: ClientInfo, user_agent: str | None
+    ) -> tuple[uuid.UUID, str, list[OutboxRow]] | None:
+        """Write the session, its login record and its notifications, only while the user is as
+        the password check saw it; None when not (nothing written)."""
         now = _now()
-        if result.new_hash:
-            await self._users.set_password_hash(user.id, result.new_hash, now)
-            log.info("login.password_rehashed", user_id=str(user.id))
         family_id = uuid.uuid4()
         refresh_token = new_refresh_token(family_id)
         expires_at = now + dt.timedelta(seconds=self._refresh_ttl)
@@ -202,13 +244,17 @@ class AuthService:
         outcome = await self._records.record_success(
             user_id=user.id,
             username=username[:255],
-            ip=ip,
+            ip=client.ip[:45],
             user_agent=user_agent,
             refresh_token=(uuid.uuid4(), hash_refresh_token(refresh_token), family_id, now, expires_at),
             note=notice,
             success_since=now - dt.timedelta(days=rules.new_device_days),
             failures_since=now - dt.timedelta(minutes=rules.failure_window_minutes),
+            checked_hash=user.password_hash,
+            checked_valid_after=user.tokens_valid_after,
         )
+        if outcome is None:
+            return None
         notes = [notice]
         history = LoginHistory(
             has_earlier_success=outcome.has_earlier_success,
@@ -233,17 +279,14 @@ class AuthService:
             notes.append(alert)
             log.warning("login.suspicious", user_id=str(user.id), reasons=reasons, ip=client.ip)
         await self._session.commit()
-        user_id = str(user.id)
-        remember = (self._revocation.remember_command(user_id, user.is_active, user.tokens_valid_after),)
-        await self._limits.after_login(client.ip, username, user_id=user_id, also=remember)
-        metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
-        log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
-        issued = self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
-        jobs = [
-            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
-            for n in notes
-        ]
-        return replace(issued, jobs=jobs)
+        return family_id, refresh_token, notes
+
+    async def _rehash(self, user: LoginUser, new_hash: str) -> None:
+        """Store the upgraded hash (its own transaction, after the session is open: the session's
+        share lock must not be turned into an update lock, which two logins would deadlock on)."""
+        if await self._users.rehash(user.id, user.password_hash, new_hash, _now()):
+            log.info("login.password_rehashed", user_id=str(user.id))
+        await self._session.commit()
 
     async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
         """Rotate a refresh token: spend it and mint its successor.
@@ -255,31 +298,42 @@ class AuthService:
             TokenInvalid: unknown token.
             TokenExpired: the token's lifetime ended.
             TokenRevoked: the token or its family was revoked, or it was reused.
-            RateLimited: over the per-session or per-IP limit (checked before any DB work).
+            RateLimited: over the per-session or per-IP limit.
             ServiceUnavailable: Redis is down.
         """
         family = family_of(presented)
         if family is None:
             raise TokenInvalid
         await self._limits.before_refresh(client.ip, family)
-        now = _now()
         token_hash = hash_refresh_token(presented)
-        successor = self._tokens.successor_of(presented)
-        rotation = await self._refresh.rotate(
-            token_hash,
-            successor_id=uuid.uuid4(),
-            successor_hash=hash_refresh_token(successor),
-            now=now,
-            expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
-        )
-        if rotation is None:
-            return await self._refresh_not_live(token_hash, successor, now)
-        if not rotation.is_active or rotation.username is None:
-            # The successor was not written; the session ends with its owner's account.
-            await self._refresh.revoke_family(rotation.family_id, now)
+        try:
+            # The owner's share lock, held to the commit: a revocation of this user (logout,
+            # password change, theft …) waits for this rotation and then revokes its successor
+            # too, or has committed before and this rotation finds the token revoked.
+            owner = await self._refresh.lock_owner(token_hash)
+            if owner is None or owner.family_id.hex != family:
+                raise TokenInvalid
+            await self._limits.charge_refresh(family)
+            now = _now()
+            successor = self._tokens.successor_of(presented)
+            rotation = await self._refresh.rotate(
+                token_hash,
+                successor_id=uuid.uuid4(),
+                successor_hash=hash_refresh_token(successor),
+                now=now,
+                expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
+            )
+            if rotation is None:
+                return await self._refresh_not_live(token_hash, successor, now)
+            if not rotation.is_active or rotation.username is None:
+                # The successor was not written; the session ends with its owner's account.
+                await self._session.rollback()
+                await self._revoke_session(rotation.user_id, rotation.family_id)
+                raise TokenRevoked
             await self._session.commit()
-            raise TokenRevoked
-        await self._session.commit()
+        except BaseException:
+            await self._session.rollback()
+            raise
         return self._issue(
             rotation.user_id, rotation.username, rotation.roles, rotation.family_id, successor, self._refresh_ttl
         )
@@ -302,48 +356,52 @@ class AuthService:
             and existing.is_active
             and existing.username is not None
         ):
+            await self._session.commit()
             remaining = int((existing.successor_expires_at - now).total_seconds())
             return self._issue(
                 existing.user_id, existing.username, existing.roles, existing.family_id, successor, remaining
             )
-        # Reuse of a spent token: someone holds a copy. Kill the whole session.
-        await self._refresh.revoke_family(existing.family_id, now)
-        try:
-            await self._revocation.revoke(str(existing.user_id), families=[existing.family_id])
-        except RedisError:
-            log.warning("refresh.reuse_redis_unavailable")
-        await self._session.commit()
+        # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
+        # of its own (this one's share lock cannot become the revocation's update lock).
+        await self._session.rollback()
+        await self._revoke_session(existing.user_id, existing.family_id)
         log.warning("refresh.reuse_detected", user_id=str(existing.user_id), family_id=str(existing.family_id))
         raise TokenRevoked
+
+    async def _revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
+        """The revocation protocol for one session (revocation.py); 503 when Redis cannot be told."""
+        if await self._revocation.lock(self._session, user_id) is not None:
+            await self._revocation.revoke_families(self._session, [family_id])
+        await self._commit_revocation(user_id)
+
+    async def _commit_revocation(self, user_id: uuid.UUID | str) -> None:
+        try:
+            await self._revocation.commit(self._session, user_id)
+        except RedisError:
+            raise ServiceUnavailable from None
 
     async def logout(self, claims: AccessClaims, refresh_token: str | None, everywhere: bool) -> None:
         """Revoke the access token and its session, or every session of the user.
 
-        PostgreSQL and Redis change together: when Redis cannot be written, nothing is
-        committed and the caller gets ServiceUnavailable, so a retry is safe.
+        PostgreSQL first, under the user's lock, then Redis is told, then the commit: when
+        Redis cannot be told nothing is committed and the caller gets ServiceUnavailable, so a
+        retry is safe.
         """
-        now = _now()
         user_id = uuid.UUID(claims.sub)
+        if await self._revocation.lock(self._session, user_id) is None:
+            await self._session.rollback()
+            raise TokenRevoked  # a well-signed token of a deleted user
         families: set[uuid.UUID] = {uuid.UUID(claims.sid)}
         if refresh_token:
             row = await self._refresh.get_by_hash(hash_refresh_token(refresh_token))
             if row is not None and row.user_id == user_id:
                 families.add(row.family_id)
         await self._blacklist.blacklist(claims.jti, user_id, dt.datetime.fromtimestamp(claims.exp, dt.UTC))
-        user = await self._users.get_one_or_none(User.id == user_id) if everywhere else None
-        try:
-            if user is not None:
-                await self._revocation.revoke_all_sessions(
-                    self._session, user, jti=claims.jti, token_exp=claims.exp, also=families
-                )
-            else:
-                for family in families:
-                    await self._refresh.revoke_family(family, now)
-                await self._revocation.revoke(claims.sub, jti=claims.jti, token_exp=claims.exp, families=families)
-        except RedisError:
-            await self._session.rollback()
-            raise ServiceUnavailable from None
-        await self._session.commit()
+        if everywhere:
+            await self._revocation.revoke_everything(self._session, user_id)
+        else:
+            await self._revocation.revoke_families(self._session, families)
+        await self._commit_revocation(user_id)
         log.info("logout.succeeded", user_id=claims.sub, everywhere=everywhere, sessions=len(families))
 
     async def disavow(self, link: SignedLink) -> bool:
@@ -351,21 +409,17 @@ class AuthService:
 
         Returns False when the link was already used (or its notification is gone).
         """
-        now = _now()
-        if not await self._notifications.disavow(link.notification_id, link.user_id, now):
-            return False
-        user = await self._users.get_one_or_none(User.id == link.user_id)
-        if user is None:
-            return False
-        try:
-            sessions = await self._revocation.revoke_all_sessions(self._session, user)
-        except RedisError:
+        if await self._revocation.lock(self._session, link.user_id) is None:
             await self._session.rollback()
-            raise ServiceUnavailable from None
-        await self._session.commit()
+            return False
+        if not await self._notifications.disavow(link.notification_id, link.user_id, _now()):
+            await self._session.rollback()
+            return False
+        sessions = await self._revocation.revoke_everything(self._session, link.user_id)
+        await self._commit_revocation(link.user_id)
         log.warning(
             "account.login_disavowed",
-            user_id=str(user.id),
+            user_id=str(link.user_id),
             notification_id=str(link.notification_id),
             sessions=sessions,
         )

@@ -28,20 +28,26 @@ from observability import metrics
 
 __all__ = ["ClaimsCache", "ScriptRunner", "TokenVerifier", "script_runner"]
 
-# KEYS: user state, jti mark, session mark, activity HLL[, rate-limit key]
-# ARGV: user id, HLL ttl[, period ms, limit]
-# Returns {gcra reply or {}, {state, jti mark, session mark}}; a refusal returns {gcra reply} alone.
+# KEYS: the user's revocation hash, activity HLL[, rate-limit key]
+# ARGV: user id, HLL ttl, jti field, session field[, period ms, limit]
+# Returns {gcra reply or {}, {state, jti mark, session mark}[, Redis clock in ms when the
+# hash has no state: the refill's deadline starts there]}; a refusal returns {gcra reply} alone.
 VERIFY_SCRIPT = Script(
     GCRA_FUNCTION
     + """
 local limit = {}
-if #KEYS == 5 then
-  limit = gcra(KEYS[5], ARGV[3], ARGV[4], 1)
+if #KEYS == 3 then
+  limit = gcra(KEYS[3], ARGV[5], ARGV[6], 1)
   if limit[1] == 0 then return {limit} end
 end
-redis.call('PFADD', KEYS[4], ARGV[1])
-redis.call('EXPIRE', KEYS[4], ARGV[2])
-return {limit, redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])}
+redis.call('PFADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local marks = redis.call('HMGET', KEYS[1], 's', ARGV[3], ARGV[4])
+if not marks[1] then
+  local t = redis.call('TIME')
+  return {limit, marks, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
+end
+return {limit, marks}
 """
 )
 
@@ -150,12 +156,13 @@ class TokenVerifier:
             await self._limits.public(ip, endpoint)
             raise (TokenExpired if isinstance(exc, TokenExpiredError) else TokenInvalid)() from None
         check = self._limits.authenticated(claims.sub, verify=endpoint == "verify") if self._limits.enabled else None
-        keys: tuple[str, ...] = (*self._revocation.keys(claims), self._activity.current_key())
-        args: tuple[str | int, ...] = (claims.sub, self._activity.ttl)
+        keys: tuple[str, ...] = (self._revocation.key(claims.sub), self._activity.current_key())
+        args: tuple[str | int, ...] = (claims.sub, self._activity.ttl, *self._revocation.fields(claims))
         if check is not None:
             keys += (check.key,)
             args += (check.rule.period_seconds * 1000, check.rule.limit)
         marks: list[bytes | None] | None
+        redis_now_ms: int | None = None
         try:
             reply = await self._scripts.evalsha(VERIFY_SCRIPT, keys, args)
         except RedisError:
@@ -166,7 +173,9 @@ class TokenVerifier:
             if check is not None:
                 self._limits.enforce(self._limits.limiter.read(reply[0], check), endpoint)
             marks = reply[1]
-        revoked = await self._revocation.decide(claims, marks)
+            if len(reply) > 2:
+                redis_now_ms = int(reply[2])
+        revoked = await self._revocation.decide(claims, marks, redis_now_ms)
         metrics.token_validation_duration.record(time.perf_counter() - started)
         if revoked:
             raise TokenRevoked

@@ -18,7 +18,7 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
     return any(ip in network for network in trusted)
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+def client_ip(peer: str | None, forwarded_for: str | Sequence[str] | None, trusted: Sequence[Network]) -> str:
     """The client address for limits and login records.
 
     When the socket peer is a trusted proxy, walk X-Forwarded-For from the right and
@@ -27,10 +27,14 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Net
 
     Args:
         peer: the socket peer address.
-        forwarded_for: the X-Forwarded-For header, if any.
+        forwarded_for: the X-Forwarded-For header, or every line of it in the order received:
+            a proxy may append its own line (HAProxy's `option forwardfor`) instead of
+            extending the client's, and then the first line is the client's own words.
         trusted: the TRUSTED_PROXIES networks.
     """
     peer = peer or "unknown"
+    if forwarded_for is not None and not isinstance(forwarded_for, str):
+        forwarded_for = ",".join(forwarded_for)
     if not forwarded_for or not trusted or not _is_trusted(peer, trusted):
         return peer
     current = peer

@@ -27,6 +27,7 @@ from auth_service.security.resp import Command, LeanRedis, Script
 
 __all__ = [
     "GCRA_FUNCTION",
+    "REFUND_SCRIPT",
     "Check",
     "Decision",
     "DecisionBox",
@@ -70,6 +71,27 @@ end
 # KEYS[1]: the subject's key. ARGV: period (ms), limit, cost.
 GCRA_LUA = GCRA_FUNCTION + "return gcra(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
 _GCRA_SCRIPT = Script(GCRA_LUA)
+
+# A budget reserved before costly work and given back when the work turned out not to be
+# what the budget counts (a failed-login slot, refunded when the password was right).
+# KEYS[1]: the subject's key. ARGV: period (ms), limit. Moves the TAT back one interval,
+# never before now. Returns 1 when something was given back.
+REFUND_SCRIPT = Script(
+    """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local interval = tonumber(ARGV[1]) * 1000 / tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
+if tat <= now then return 0 end
+tat = math.floor(tat - interval)
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+end
+return 1
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +156,8 @@ class RateLimiter:
         self._prefix = prefix
         self.enabled = enabled
         self._last_failure_log = 0.0
+        self._scripts: dict[str, Script] = {}
+        self.register(_GCRA_SCRIPT, REFUND_SCRIPT)
 
     def key(self, scope: str, subject: str, tag: str | None = None) -> str:
         """`<prefix>:rl:{<tag>}:<scope>`: the hash tag keeps a subject's keys in one Cluster slot."""
@@ -141,7 +165,16 @@ class RateLimiter:
 
     def command(self, check: Check) -> Command:
         """One check as a command for `run` (its reply goes to `read`)."""
-        return ("EVALSHA", _GCRA_SCRIPT.sha, 1, check.key, *self._args(check))
+        return ("EVALSHA", _GCRA_SCRIPT.sha, 1, check.key, *self.args(check))
+
+    @staticmethod
+    def script_command(script: Script, keys: Sequence[str], args: Sequence[str | int]) -> Command:
+        """Another of our scripts as a command for `run` (loaded by `run` when Redis lost it)."""
+        return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def refund_command(self, check: Check) -> Command:
+        """Give back one slot of `check` (see REFUND_SCRIPT)."""
+        return self.script_command(REFUND_SCRIPT, (check.key,), self.args(check)[:2])
 
     def read(self, raw: Any, check: Check, *, remember: bool = True) -> Decision:
         """Turn a script reply into a Decision (and remember the tightest for the headers)."""
@@ -163,11 +196,11 @@ class RateLimiter:
         return [self.read(reply, c) for reply, c in zip(replies, checks, strict=True)]
 
     @staticmethod
-    def _args(check: Check) -> tuple[str, str, str]:
+    def args(check: Check) -> tuple[str, str, str]:
         return str(check.rule.period_seconds * 1000), str(check.rule.limit), str(int(check.consume))
 
     async def _eval(self, check: Check) -> Any:
-        args = self._args(check)
+        args = self.args(check)
         if self._lean is not None:
             return await self._lean.evalsha(_GCRA_SCRIPT, (check.key,), args)
         try:
@@ -175,25 +208,44 @@ class RateLimiter:
         except NoScriptError:
             return await self._redis.eval(GCRA_LUA, 1, check.key, *args)  # type: ignore[misc]
 
+    def register(self, *scripts: Script) -> None:
+        """Scripts that `run` may be asked to send; it loads them when Redis lost them."""
+        for script in scripts:
+            self._scripts[script.sha] = script
+
     async def run(self, *commands: Command) -> list[Any]:
-        """Commands (checks from `command`, and any others) in one round trip, replies in order;
-        loads the script when Redis lost it. Raises the first RedisError among the replies."""
-        for attempt in (1, 2):
-            if self._lean is not None:
-                replies = await self._lean.pipeline(commands)
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                await self._redis.script_load(GCRA_LUA)
-                continue
-            for reply in replies:
-                if isinstance(reply, RedisError) and not isinstance(reply, NoScriptError):
-                    raise reply
-            return list(replies)
-        raise RedisError("rate limit script could not be loaded")  # pragma: no cover
+        """Commands (checks from `command`, and any others) in one round trip, replies in order.
+        A script Redis lost (restart, flush) is loaded and only the commands it refused are sent
+        again (the others ran: a check must not be spent twice). Raises the first RedisError
+        among the replies."""
+        replies = await self._send(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            for sha in {str(commands[i][1]) for i in missing}:
+                script = self._scripts.get(sha)
+                if script is None:
+                    raise replies[missing[0]]
+                await self._script_load(script)
+            for i, reply in zip(missing, await self._send([commands[i] for i in missing]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, RedisError):
+                raise reply
+        return replies
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        if self._lean is not None:
+            return list(await self._lean.pipeline(commands))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _script_load(self, script: Script) -> None:
+        if self._lean is not None:
+            await self._lean.execute("SCRIPT", "LOAD", script.body)
+        else:
+            await self._redis.script_load(script.body)
 
     def note_redis_failure(self, endpoint: str) -> None:
         """Fail-open path: log at most once a minute (the metric counts every one)."""

@@ -8,11 +8,14 @@ command and waits on a future; replies come back in order (Redis answers in orde
 commands from concurrent requests go out together, so Redis pipelines them for free.
 A call costs ~15 µs of CPU.
 
-Failure behaviour matches the rest of the service (it raises redis-py's exceptions):
-- the connection drops -> every waiting call fails with ConnectionError, the next call
-  reconnects;
-- Redis stops answering (paused, partitioned) -> a watchdog fails every call older than
-  `timeout` with TimeoutError and drops the connection, so nothing piles up;
+Failure behaviour matches the rest of the service (it raises redis-py's exceptions), and
+every call ends within `timeout` whatever the server does:
+- the connection drops (also at once after accepting it, as Redis does at `maxclients`)
+  -> every waiting call fails with ConnectionError, a call handed a connection that is
+  already closed fails at once, and the next call reconnects;
+- Redis stops answering (paused, partitioned) -> each connection's own watchdog fails every
+  call older than `timeout` with TimeoutError and drops that connection, so nothing piles up
+  (a connection that was replaced keeps its watchdog until its last caller is answered);
 - more than `max_pending` calls in flight -> the new call fails at once.
 
 Only plain TCP and unix sockets: for `rediss://` the caller keeps using redis-py.
@@ -75,26 +78,36 @@ class _Protocol(asyncio.Protocol):
     """One connection and the callers waiting on it, in the order their commands were sent.
 
     The queue belongs to the connection: a reply can only ever reach a caller whose command
-    went out on this same connection.
+    went out on this same connection. So does the watchdog: it runs while this connection has
+    callers waiting, whether or not the client still uses it for new calls.
     """
 
-    def __init__(self, client: LeanRedis) -> None:
+    def __init__(self, client: LeanRedis, timeout: float) -> None:
         self._client = client
+        self._timeout = timeout
         self._reader = hiredis.Reader(replyError=_reply_error)
         self.transport: asyncio.Transport | None = None
         self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.closed = False
+        self._error: Exception = RedisConnectionError("connection to Redis lost")
+        self._watchdog: asyncio.TimerHandle | None = None
         # Commands of one event-loop turn leave in one write (one syscall, not one per request).
         self._outgoing: list[bytes] = []
 
     def usable(self) -> bool:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
-    def send(self, payload: bytes, deadline: float) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending.append((future, deadline))
+    def send(self, payload: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self.closed:  # closed while its caller was being resumed: nothing would ever answer
+            future.set_exception(self._error)
+            return future
+        self.pending.append((future, time.monotonic() + self._timeout))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout / 4, self._watch)
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._outgoing.append(payload)
         return future
 
@@ -102,7 +115,19 @@ class _Protocol(asyncio.Protocol):
         if self.usable():
             assert self.transport is not None
             self.transport.write(b"".join(self._outgoing))
-        self._outgoing.clear()
+            self._outgoing.clear()
+        elif not self.closed:  # the transport went away without connection_lost (yet)
+            self.fail(RedisConnectionError("connection to Redis lost"))
+
+    def _watch(self) -> None:
+        """Runs while callers wait: one past its deadline means Redis stopped answering."""
+        self._watchdog = None
+        if not self.pending:
+            return
+        if self.pending[0][1] < time.monotonic():
+            self.fail(RedisTimeoutError("Redis did not answer in time"))
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -117,8 +142,9 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            if not self.pending:  # a reply nobody asked for: the stream is out of step
-                self.fail(RedisConnectionError("unexpected reply from Redis"))
+            if not self.pending:  # a reply nobody asked for (an error on accept, or out of step)
+                message = str(reply) if isinstance(reply, Exception) else "unexpected reply from Redis"
+                self.fail(RedisConnectionError(message))
                 return
             future, _ = self.pending.popleft()
             if not future.done():  # its caller may have given up already
@@ -132,9 +158,15 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, error: Exception) -> None:
         """Close this connection and fail every caller still waiting on it."""
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            self._error = error
         if self.transport is not None:
             self.transport.abort()
+        self._outgoing.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self.pending:
             future, _ = self.pending.popleft()
             if not future.done():
@@ -165,7 +197,6 @@ class LeanRedis:
         self._max_pending = max_pending
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -245,23 +276,10 @@ class LeanRedis:
         if len(protocol.pending) + calls > self._max_pending:
             raise RedisConnectionError("too many Redis calls in flight")
 
-    def _send(self, protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
+    @staticmethod
+    def _send(protocol: _Protocol, payload: bytes) -> asyncio.Future[Any]:
         """Queue one command; the caller has made room for it (`_make_room`)."""
-        future = protocol.send(payload, time.monotonic() + self._timeout)
-        if self._watchdog is None:
-            self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
-        return future
-
-    def _watch(self) -> None:
-        """Runs while calls are in flight: a call past its deadline means Redis stopped answering."""
-        self._watchdog = None
-        protocol = self._protocol
-        if protocol is None or not protocol.pending:
-            return
-        if protocol.pending[0][1] < time.monotonic():
-            protocol.fail(RedisTimeoutError("Redis did not answer in time"))
-            return
-        self._watchdog = asyncio.get_running_loop().call_later(self._timeout / 4, self._watch)
+        return protocol.send(payload)
 
     def _forget(self, protocol: _Protocol) -> None:
         if self._protocol is protocol:
@@ -280,37 +298,39 @@ class LeanRedis:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        timeout = self._timeout
         if self._protocol is not None:  # a connection that stopped being usable: fail its callers
             self._protocol.fail(RedisConnectionError("connection to Redis lost"))
         protocol: _Protocol | None = None
         try:
             async with asyncio.timeout(self._timeout):
                 if self._path:
-                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self._path)
+                    _, protocol = await loop.create_unix_connection(lambda: _Protocol(self, timeout), self._path)
                 else:
-                    _, protocol = await loop.create_connection(lambda: _Protocol(self), self._host, self._port)
-                deadline = time.monotonic() + self._timeout
+                    _, protocol = await loop.create_connection(lambda: _Protocol(self, timeout), self._host, self._port)
+                # PING always: a server that accepts and then refuses (maxclients) says so here,
+                # and the connection is handed out only once it has answered.
                 if self._password:
                     auth = (self._username, self._password) if self._username else (self._password,)
-                    await protocol.send(_pack(("AUTH", *auth)), deadline)
+                    await protocol.send(_pack(("AUTH", *auth)))
                 if self._db:
-                    await protocol.send(_pack(("SELECT", self._db)), deadline)
+                    await protocol.send(_pack(("SELECT", self._db)))
+                await protocol.send(_pack(("PING",)))
         except TimeoutError:
             if protocol is not None:
                 protocol.fail(RedisTimeoutError("Redis did not answer in time"))
             raise RedisTimeoutError("connecting to Redis timed out") from None
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc.strerror or exc}") from None
-        except ResponseError as exc:  # AUTH or SELECT refused: a settings problem, say which
+        except ResponseError as exc:  # AUTH or SELECT refused (settings), or an error on accept (maxclients)
             if protocol is not None:
                 protocol.fail(RedisConnectionError("Redis refused the connection"))
-            raise RedisConnectionError(f"Redis refused AUTH/SELECT: {exc}") from None
+            raise RedisConnectionError(f"Redis refused the connection: {exc}") from None
+        if not protocol.usable():
+            raise RedisConnectionError("connection to Redis lost")
         self._protocol = protocol
         return protocol
 
     async def aclose(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
         if self._protocol is not None:
             self._protocol.fail(RedisConnectionError("client closed"))

@@ -7,7 +7,7 @@ import contextlib
 import hmac
 import ipaddress
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import structlog
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth_service.errors import Forbidden, TokenInvalid
 from auth_service.openapi import error_responses
 from auth_service.resources import Resources
+from auth_service.system.gauges import redis_check
 from observability import metrics
 
 __all__ = ["HealthController", "HealthResponse", "metrics_endpoint"]
@@ -34,11 +35,17 @@ CheckStatus = Literal["ok", "unavailable"]
 
 class HealthChecks(msgspec.Struct):
     database: CheckStatus
-    redis: CheckStatus
+    redis: Annotated[
+        str,
+        msgspec.Meta(description='"ok", "unavailable", or "degraded: eviction policy …" when Redis may evict keys'),
+    ]
 
 
 class HealthResponse(msgspec.Struct):
-    status: Literal["ok", "unavailable"]
+    status: Annotated[
+        Literal["ok", "degraded", "unavailable"],
+        msgspec.Meta(description="unavailable (503) when a dependency is down; degraded (200) when one is at risk"),
+    ]
     checks: HealthChecks
     version: str
 
@@ -57,13 +64,13 @@ async def _check_database(engine: AsyncEngine) -> CheckStatus:
     return "ok"
 
 
-async def _check_redis(resources: Resources) -> CheckStatus:
+async def _check_redis(resources: Resources) -> str:
     try:
         await asyncio.wait_for(resources.redis.ping(), CHECK_TIMEOUT)
     except Exception as exc:
         log.warning("health.redis_unavailable", error=type(exc).__name__)
-        return "unavailable"
-    return "ok"
+        return redis_check(False)
+    return redis_check(True)
 
 
 class HealthController(Controller):
@@ -81,20 +88,25 @@ class HealthController(Controller):
     )
     async def health(self, state: State, db_engine: NamedDependency[AsyncEngine]) -> Response[HealthResponse]:
         database, redis = await asyncio.gather(_check_database(db_engine), _check_redis(state.resources))
-        healthy = database == "ok" and redis == "ok"
+        healthy = database == "ok" and redis != "unavailable"
         body = HealthResponse(
-            status="ok" if healthy else "unavailable",
+            status=("ok" if redis == "ok" else "degraded") if healthy else "unavailable",
             checks=HealthChecks(database=database, redis=redis),
             version=version("auth-service"),
         )
         return Response(body, status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
 
 
+# Any of these says the loopback peer is a proxy relaying someone else.
+PROXY_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded", "x-forwarded-host", "x-forwarded-proto", "via")
+
+
 def _metrics_allowed(request: Request[Any, Any, Any], token: str) -> bool:
-    """Loopback peers that are not relaying someone else (no X-Forwarded-For), or the operator token."""
+    """Loopback peers that are not relaying someone else (no proxy header), or the operator token."""
     peer = request.client.host if request.client else ""
     with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(peer).is_loopback and "x-forwarded-for" not in request.headers:
+        relayed = any(name in request.headers for name in PROXY_HEADERS)
+        if ipaddress.ip_address(peer).is_loopback and not relayed:
             return True
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     return (

@@ -6,14 +6,33 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["UserCreate", "UserRead"]
+__all__ = ["EMAIL_PATTERN", "USERNAME_PATTERN", "UserCreate", "UserRead"]
+
+# msgspec matches patterns with re.search, where `$` also matches before a final newline:
+# `(?!\n)` after it refuses "admin1\n" (which would otherwise be a second account beside
+# "admin1"). The same text is the OpenAPI pattern, where it means the same.
+USERNAME_PATTERN = r"^[A-Za-z0-9._@+-]+$(?!\n)"
+# One @, no whitespace or control characters anywhere, a dot in the domain.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$(?!\n)"
+
+Username = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=64,
+        pattern=USERNAME_PATTERN,
+        description="3-64 characters: letters, digits and . _ @ + -",
+    ),
+]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=255, pattern=EMAIL_PATTERN, description="E-mail address")]
+Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$(?!\n)", description="Role name")]
 
 
 class UserCreate(msgspec.Struct):
-    username: Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9._@+-]+$")]
-    email: Annotated[str, msgspec.Meta(max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    username: Username
+    email: Email
     password: str
-    roles: list[Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]] = msgspec.field(default_factory=list)
+    roles: list[Role] = msgspec.field(default_factory=list)
 
 
 class UserRead(msgspec.Struct):

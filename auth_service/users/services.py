@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
+from typing import Any
+
 import msgspec
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.security.passwords import PasswordHasher
@@ -68,13 +73,18 @@ class UserService:
             raise UserExistsError("a user with that username or e-mail already exists")
         user = User(
             username=data.username,
-            email=data.email,
+            email=unicodedata.normalize("NFKC", data.email),
             password_hash=await self._hasher.hash(data.password),
             roles=sorted(set(data.roles)),
             is_active=True,
         )
-        await self._users.add(user)
-        await self._session.commit()
+        try:
+            await self._users.add(user)
+            await self._session.commit()
+        except (IntegrityError, RepositoryIntegrityError):
+            # The same name was created meanwhile: the unique keys have the last word.
+            await self._session.rollback()
+            raise UserExistsError("a user with that username or e-mail already exists") from None
         return _read(user)
 
     async def get_by_username(self, username: str) -> UserRead | None:
@@ -87,24 +97,44 @@ class UserService:
     async def set_active(self, username: str, active: bool) -> UserRead:
         """Enable or disable a user; disabling kills every token at once.
 
-        Redis is told either way, so a re-enabled user's new tokens are not refused.
+        Either way the user's cached revocation state is dropped (revocation.py), so Redis
+        never answers from a state that PostgreSQL no longer has.
+
+        Raises:
+            LookupError: no such user.
+            RedisError: Redis could not be told; nothing changed.
         """
         user = await self._require(username)
-        user.is_active = active
-        if active:
-            await self._revocation.revoke(str(user.id), user_state=(True, user.tokens_valid_after))
-        else:
-            await self._revocation.revoke_all_sessions(self._session, user)
-        await self._session.commit()
-        return _read(user)
+        await self._revocation.lock(self._session, user.id)
+        await self._users.set_active(user.id, active)
+        if not active:
+            await self._revocation.revoke_everything(self._session, user.id)
+        await self._revocation.commit(self._session, user.id)
+        return await self._read_again(user.id)
 
     async def set_password(self, username: str, password: str) -> UserRead:
-        """Change a password (policy applies); every existing token dies."""
+        """Change a password (policy applies); every existing token dies.
+
+        Raises:
+            LookupError: no such user.
+            PasswordPolicyError: the password breaks the policy.
+            RedisError: Redis could not be told; nothing changed.
+        """
         user = await self._require(username)
         check_password_policy(password, user.username)
-        user.password_hash = await self._hasher.hash(password)
-        await self._revocation.revoke_all_sessions(self._session, user)
+        password_hash = await self._hasher.hash(password)
+        await self._revocation.lock(self._session, user.id)
+        await self._users.set_password_hash(user.id, password_hash)
+        await self._revocation.revoke_everything(self._session, user.id)
+        await self._revocation.commit(self._session, user.id)
+        return await self._read_again(user.id)
+
+    async def _read_again(self, user_id: Any) -> UserRead:
+        self._session.expunge_all()
+        user = await self._users.get_one_or_none(User.id == user_id)
         await self._session.commit()
+        if user is None:
+            raise LookupError("the user was deleted meanwhile")
         return _read(user)
 
     async def _require(self, username: str) -> User:

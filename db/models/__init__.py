@@ -8,8 +8,8 @@ from db.models.login_record import LoginRecord
 from db.models.notification import Notification
 from db.models.refresh_token import RefreshToken
 from db.models.token_blacklist import TokenBlacklist
-from db.models.user import User
+from db.models.user import User, identity_key
 
 metadata = orm_registry.metadata
 
-__all__ = ["LoginRecord", "Notification", "RefreshToken", "TokenBlacklist", "User", "metadata"]
+__all__ = ["LoginRecord", "Notification", "RefreshToken", "TokenBlacklist", "User", "identity_key", "metadata"]

@@ -1,26 +1,42 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
+from typing import Any
 
 from advanced_alchemy.base import UUIDAuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import Boolean, Index, String, func, text
+from sqlalchemy import Boolean, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
+
+__all__ = ["User", "identity_key"]
+
+
+def identity_key(value: str) -> str:
+    """The form two names or addresses are compared in: NFKC, then case-folded (Unicode's
+    NFKC_Casefold, approximately). Computed in Python, never by PostgreSQL's lower(), which
+    disagrees with Python on characters such as `İ` and would let a duplicate past the check."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+
+
+def _key_of(column: str) -> Any:
+    def default(context: Any) -> str:
+        return identity_key(str(context.get_current_parameters()[column]))
+
+    return default
 
 
 class User(UUIDAuditBase):
     """An account that can log in."""
 
     __tablename__ = "users"
-    __table_args__ = (
-        # Usernames and e-mails are unique regardless of case; lookups use lower().
-        Index("uq_users_username_lower", func.lower(text("username")), unique=True),
-        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
-    )
 
     username: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(255))
+    # Uniqueness and lookups go through these (identity_key of the column above), never lower().
+    username_key: Mapped[str] = mapped_column(String(255), unique=True, default=_key_of("username"))
+    email_key: Mapped[str] = mapped_column(String(255), unique=True, default=_key_of("email"))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list, server_default=text("'{}'"))

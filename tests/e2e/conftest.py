@@ -26,7 +26,7 @@ def child_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("DATABASE_URL", "REDIS_URL", "JWT_", "ADMIN_", "RATE_LIMIT"))
     }
-    env.update(PYTHONUNBUFFERED="1", LOG_FORMAT="json", PASSWORD_HASH_WORKERS="2", **extra)
+    env.update({"PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "PASSWORD_HASH_WORKERS": "2", **extra})
     return env
 
 
@@ -73,8 +73,7 @@ def api_process(
         DATABASE_URL=settings.database_url,
         REDIS_URL=settings.redis_url,
         JWT_SECRET_KEY=TEST_SECRET,
-        RATE_LIMIT_PUBLIC="10000/minute",
-        **env,
+        **{"RATE_LIMIT_PUBLIC": "10000/minute", **env},
     )
     log = (workdir / f"api-{port}.log").open("w")
     proc = subprocess.Popen(

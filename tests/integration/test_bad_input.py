@@ -219,3 +219,20 @@ async def test_cors_only_for_configured_origins(database_url: str, redis_url: st
         assert good.headers.get("access-control-allow-origin") == "https://app.example.com"
         evil = await client.get("/api/v1/health", headers={"Origin": "https://evil.example.com"})
         assert "evil" not in evil.headers.get("access-control-allow-origin", "")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"])
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=latin-1"])
+async def test_a_body_that_is_not_utf8_is_a_validation_error(
+    client: AsyncTestClient[Any], alice: Any, db_session: AsyncSession, path: str, content_type: str, caplog: Any
+) -> None:
+    tokens = await login(client)
+    before = await counts(db_session)
+    body = '{"username": "alic\xe9", "password": "p\xe4ss", "refresh_token": "\xff"}'.encode("latin-1")
+    response = await client.post(
+        path, content=body, headers={**bearer(tokens["access_token"]), "Content-Type": content_type}
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert response.json()["error"]["details"] == [{"field": "body", "message": "must be JSON encoded as UTF-8"}]
+    assert await counts(db_session) == before
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # no traceback, no 5xx alert fodder

@@ -63,14 +63,17 @@ async def test_error_replies_raise_and_leave_the_connection_usable(redis_url: st
 
 async def test_verify_script_reads_revocation_marks_and_counts_the_limit(redis_url: str) -> None:
     lean = LeanRedis(redis_url)
-    keys = ("t:{u}:u", "t:{u}:j:1", "t:{u}:f:2", "t:active:{hll}:1", "t:rl:{u}:verify:u")
+    keys = ("t:{u}:rv", "t:active:{hll}:1", "t:rl:{u}:verify:u")
+    args = ("u", 60, "j:1", "f:2", 60_000, 2)
     try:
-        redis.Redis.from_url(redis_url).set("t:{u}:u", "1:0")
-        first = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
-        assert first[0][0] == 1 and first[1] == [b"1:0", None, None]
-        second = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
+        missing = await lean.evalsha(VERIFY_SCRIPT, keys[:2], args[:4])
+        assert missing[1] == [None, None, None] and abs(missing[2] / 1000 - time.time()) < 5  # Redis's clock
+        redis.Redis.from_url(redis_url).hset("t:{u}:rv", mapping={"s": "1:0", "f:2": "1"})
+        first = await lean.evalsha(VERIFY_SCRIPT, keys, args)
+        assert first[0][0] == 1 and first[1] == [b"1:0", None, b"1"] and len(first) == 2
+        second = await lean.evalsha(VERIFY_SCRIPT, keys, args)
         assert second[0][:2] == [1, 0]
-        refused = await lean.evalsha(VERIFY_SCRIPT, keys, ("u", 60, 60_000, 2))
+        refused = await lean.evalsha(VERIFY_SCRIPT, keys, args)
         assert refused[0][0] == 0 and len(refused) == 1  # refused before any other work
         assert redis.Redis.from_url(redis_url).pfcount("t:active:{hll}:1") == 1
     finally:

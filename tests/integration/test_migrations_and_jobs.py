@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
@@ -31,6 +32,71 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
+HEAD = "0003"
+
+
+def _scratch_database() -> tuple[str, Any]:
+    name = f"auth_mig_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_PG_ADMIN_URL)
+        await conn.execute(sql)
+        await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _with_database(_PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    return url, lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _sql(url: str, *statements: str) -> list[Any]:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return [await conn.fetch(statement) for statement in statements]
+    finally:
+        await conn.close()
+
+
+_INSERT_USER = (
+    "INSERT INTO users (id, username, email, password_hash, created_at, updated_at)"
+    " VALUES (gen_random_uuid(), '{}', '{}', 'x', now(), now())"
+)
+
+
+def test_identity_keys_migration_fills_keys_and_then_refuses_case_and_unicode_duplicates() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0002")
+        asyncio.run(_sql(url, _INSERT_USER.format("Alice", "ALICE@Example.com"), _INSERT_USER.format("bob", "b@x.io")))
+        upgrade(url)
+        (rows,) = asyncio.run(_sql(url, "SELECT username_key, email_key FROM users ORDER BY username_key"))
+        assert [tuple(row) for row in rows] == [("alice", "alice@example.com"), ("bob", "b@x.io")]
+        # PostgreSQL's lower() and Python disagree on İ; the keys are Python's, so this is a duplicate.
+        with pytest.raises(asyncpg.UniqueViolationError):
+            asyncio.run(
+                _sql(
+                    url,
+                    "INSERT INTO users (id, username, username_key, email, email_key, password_hash,"
+                    " created_at, updated_at) VALUES (gen_random_uuid(), 'x', 'bob', 'y@x.io', 'y@x.io',"
+                    " 'x', now(), now())",
+                )
+            )
+    finally:
+        drop()
+
+
+def test_identity_keys_migration_names_clashing_accounts_instead_of_failing_on_an_index() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0002")
+        # lower() keeps these apart (ß vs SS), case folding does not.
+        asyncio.run(_sql(url, _INSERT_USER.format("straße", "a@x.io"), _INSERT_USER.format("STRASSE", "b@x.io")))
+        with pytest.raises(RuntimeError, match="differ only by case or Unicode form"):
+            upgrade(url)
+        assert current_revision(url) == "0002"  # the migration's transaction was rolled back
+    finally:
+        drop()
+
+
 def test_migrations_upgrade_downgrade_upgrade() -> None:
     name = f"auth_mig_{uuid.uuid4().hex[:8]}"
 
@@ -43,17 +109,18 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
     url = _with_database(_PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         upgrade(url)
-        assert current_revision(url) == "0002"
+        assert current_revision(url) == HEAD
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
-        assert current_revision(url) == "0001"
+        assert current_revision(url) == "0002"
+        downgrade(url, "0001")
         assert "notifications" not in asyncio.run(_tables(url))
         downgrade(url, "base")
         assert current_revision(url) is None
         assert asyncio.run(_tables(url)) <= {"alembic_version"}
         upgrade(url)
-        assert current_revision(url) == "0002"
+        assert current_revision(url) == HEAD
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -112,3 +179,19 @@ async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired
     jtis = (await db_session.execute(select(TokenBlacklist.token_jti))).scalars().all()
     assert jtis == ["live"]
     assert (await db_session.execute(select(func.count()).select_from(RefreshToken))).scalar_one() == 2
+
+
+async def test_the_models_and_the_migrations_describe_the_same_schema(database_url: str) -> None:
+    """Alembic's autogenerate finds nothing to do on a database built by the migrations."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from db.models import metadata
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+    finally:
+        await engine.dispose()
+    assert diff == []

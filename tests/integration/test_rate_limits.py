@@ -184,3 +184,18 @@ async def test_limits_can_be_turned_off(database_url: str, redis_url: str, alice
     settings = make_settings(database_url, redis_url, rate_limit_enabled="false", rate_limit_login="1/minute")
     async with AsyncTestClient(app=create_app(settings)) as client:
         assert [(await _login(client)).status_code for _ in range(3)] == [200, 200, 200]
+
+
+async def test_bogus_tokens_naming_a_session_cannot_block_its_refreshes(
+    limited: AsyncTestClient[Any], alice: User
+) -> None:
+    """The session id is readable in any access token (`sid`); refresh tokens made up around it
+    count against their sender's IP, not against the session's own refresh budget."""
+    tokens = (await _login(limited)).json()
+    family = tokens["refresh_token"].split(".")[0]
+    for i in range(4):  # RATE_LIMIT_PUBLIC is 5/minute per IP here: these spend the IP's budget
+        bogus = await limited.post("/api/v1/auth/refresh", json={"refresh_token": f"{family}.x{i}"})
+        assert_error(bogus, 401, "AUTH_TOKEN_INVALID")
+    real = await limited.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert real.status_code == 200, real.text
+    assert real.headers["x-ratelimit-limit"] in ("2", "5")

@@ -22,3 +22,10 @@ def test_no_trusted_proxies_means_socket_peer() -> None:
 def test_garbage_forwarded_for_falls_back_to_last_good_hop() -> None:
     assert client_ip("10.0.0.2", "<script>, 10.0.0.9", PROXIES) == "10.0.0.9"
     assert client_ip("10.0.0.2", "nonsense", PROXIES) == "10.0.0.2"
+
+
+def test_every_forwarded_for_line_counts_in_order() -> None:
+    """HAProxy's `option forwardfor` appends its own line: the first is the client's own words."""
+    assert client_ip("10.0.0.2", ["6.6.6.6", "198.51.100.7"], PROXIES) == "198.51.100.7"
+    assert client_ip("10.0.0.2", ["6.6.6.6, 7.7.7.7", "198.51.100.7, 10.0.0.1"], PROXIES) == "198.51.100.7"
+    assert client_ip("10.0.0.2", [], PROXIES) == "10.0.0.2"

@@ -76,7 +76,8 @@ def test_login_and_refresh_statements_are_compiled_once() -> None:
         "suspicious alert": repos._INSERT_OUTBOX,
         "rotate": repos._ROTATE,
         "not live": repos._NOT_LIVE,
-        "rehash": repos._SET_PASSWORD_HASH,
+        "rehash": repos._REHASH,
+        "lock owner": repos._LOCK_OWNER,
     }
     uncached = [name for name, stmt in statements.items() if stmt._generate_cache_key() is None]
     assert uncached == []
