@@ -70,10 +70,13 @@ def api_process(
     """Like `api_server`, but also yields the process, for tests that kill or pause it."""
     port = port or free_port()
     full_env = child_env(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        JWT_SECRET_KEY=TEST_SECRET,
-        **{"RATE_LIMIT_PUBLIC": "10000/minute", **env},
+        **{
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "JWT_SECRET_KEY": TEST_SECRET,
+            "RATE_LIMIT_PUBLIC": "10000/minute",
+            **env,
+        }
     )
     log = (workdir / f"api-{port}.log").open("w")
     proc = subprocess.Popen(

@@ -231,3 +231,83 @@ async def test_calls_get_a_client_span_only_under_a_recorded_span(redis_url: str
     finally:
         await lean.aclose()
         processor.shutdown()
+
+
+async def _calls_end_in_time(lean: LeanRedis, timeout: float, calls: int = 60) -> list[Any]:
+    """Every call ends (with a reply or redis-py's error) within `timeout` plus a little."""
+    results = []
+    for _ in range(calls):
+        started = time.monotonic()
+        try:
+            results.append(await asyncio.wait_for(lean.execute("PING"), timeout * 3))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            results.append(exc)
+        waited = time.monotonic() - started
+        assert waited < timeout + 0.5, f"a call took {waited:.2f}s with timeout {timeout}s"
+    return results
+
+
+async def test_a_server_that_sends_an_error_on_accept_fails_every_call_in_time() -> None:
+    """What Redis does at maxclients: accept, send `-ERR max number of clients reached`, close.
+    The fake server does it at once, after a pause, or in pieces, on every connection."""
+    behaviours = [b"", b"", b"pause", b"split"]
+    seen = 0
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal seen
+        how = behaviours[seen % len(behaviours)]
+        seen += 1
+        if how == b"pause":
+            await asyncio.sleep(0.05)
+        message = b"-ERR max number of clients reached\r\n"
+        if how == b"split":
+            writer.write(message[:7])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            message = message[7:]
+        writer.write(message)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lean = LeanRedis(f"redis://127.0.0.1:{port}/0", timeout=2)
+    try:
+        results = await _calls_end_in_time(lean, 2)
+        assert all(isinstance(r, RedisConnectionError) for r in results), results[:3]
+        assert any("max number of clients" in str(r) for r in results)
+    finally:
+        await lean.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_server_that_accepts_and_never_answers_times_every_call_out() -> None:
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lean = LeanRedis(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+    try:
+        results = await asyncio.gather(*(_calls_end_in_time(lean, 0.3, calls=5) for _ in range(10)))
+        assert all(isinstance(r, RedisTimeoutError) for batch in results for r in batch)
+    finally:
+        await lean.aclose()
+        server.close()
+
+
+async def test_a_real_redis_at_maxclients_fails_calls_in_time_then_recovers(own_redis: Any) -> None:  # noqa: F811
+    admin = redis.Redis(port=own_redis.port, single_connection_client=True)
+    lean = LeanRedis(own_redis.url, timeout=1)
+    try:
+        assert await lean.execute("PING") == b"PONG"
+        admin.config_set("maxclients", 1)
+        admin.client_kill_filter(_type="normal", skipme=True)  # ours holds the only slot
+        results = await _calls_end_in_time(lean, 1)
+        assert all(isinstance(r, RedisConnectionError) for r in results), results[:3]
+        admin.config_set("maxclients", 100)
+        assert await lean.execute("PING") == b"PONG"
+    finally:
+        admin.close()
+        await lean.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -107,3 +108,29 @@ async def test_metrics_endpoint_is_for_loopback_or_the_token(database_url: str, 
     async with AsyncTestClient(app=create_app(no_token)) as client:
         forbidden = await client.get("/metrics")
         assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "FORBIDDEN"
+
+
+async def test_request_paths_never_become_metric_labels(database_url: str, redis_url: str) -> None:
+    """Labels come from route templates or a fixed set: random paths add no series."""
+    import uuid
+
+    from prometheus_client import REGISTRY, generate_latest
+
+    settings = make_settings(database_url, redis_url, rate_limit_public="5/minute")
+    marks = [uuid.uuid4().hex for _ in range(200)]
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        for i, mark in enumerate(marks):
+            path = f"/docs-assets/{mark}" if i % 2 else f"/{mark}/x"
+            assert (await client.get(path)).status_code in (404, 429)
+    exposition = generate_latest(REGISTRY).decode()
+    assert not [mark for mark in marks if mark in exposition]
+    endpoints = set(re.findall(r'^ratelimit_rejections_total\{[^}]*endpoint="([^"]*)"', exposition, re.MULTILINE))
+    assert endpoints and endpoints <= {
+        "/docs-assets/{file_path:path}",
+        "/docs-assets/{file_path}",
+        "unmatched",
+        "login",
+        "refresh",
+        "verify",
+        "logout",
+    }, endpoints

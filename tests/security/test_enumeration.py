@@ -100,3 +100,53 @@ async def test_failures_take_the_same_time(client: AsyncTestClient[Any]) -> None
     spread = max(medians.values()) / min(medians.values())
     print(f"  max/min of medians: {spread:.3f}")
     assert spread <= 1.33
+
+
+# ---- whatever the stored hash (issue: timing tells which accounts have a legacy hash) -------
+
+LEGACY_TRIES = 20
+
+
+@pytest.fixture
+async def hash_zoo(database_url: str, redis_url: str) -> Any:
+    """A server at raised argon2id parameters (t=3), and accounts whose hashes are legacy
+    bcrypt (cost 10: slower than a current check; cost 4: faster) or argon2id at the old t=2."""
+    import bcrypt
+    from argon2 import PasswordHasher as Argon2
+
+    settings = hardened_settings(database_url, redis_url, argon2_time_cost=3)
+    await create_user(settings, username="alice")
+    old = Argon2(memory_cost=19456, time_cost=2, parallelism=1).hash(DEFAULT_PASSWORD)
+    await create_user(settings, username="olga", password_hash=old)
+    for name, rounds in (("bert", 10), ("bella", 4)):
+        legacy = bcrypt.hashpw(DEFAULT_PASSWORD.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+        await create_user(settings, username=name, password_hash=legacy)
+    async with running(settings) as test_client:
+        yield test_client
+
+
+async def test_failures_take_the_same_time_whatever_the_stored_hash(hash_zoo: AsyncTestClient[Any]) -> None:
+    kinds = {
+        "unknown user": "nobody-by-that-name",
+        "current argon2id": "alice",
+        "old argon2id (t=2)": "olga",
+        "bcrypt cost 10": "bert",
+        "bcrypt cost 4": "bella",
+    }
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for round_ in range(WARM_UP + LEGACY_TRIES):
+        order = list(kinds)[round_ % len(kinds) :] + list(kinds)[: round_ % len(kinds)]
+        for kind in order:
+            started = time.perf_counter()
+            response = await hash_zoo.post(LOGIN, json={"username": kinds[kind], "password": "not the password"})
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 401
+            if round_ >= WARM_UP:
+                timings[kind].append(elapsed)
+    medians = {kind: statistics.median(values) for kind, values in timings.items()}
+    base = medians["unknown user"]
+    print(f"\nlogin failure timing by stored hash, {LEGACY_TRIES} tries each (median ms; ratio to unknown user):")
+    for kind, median in medians.items():
+        print(f"  {kind:20s} {median * 1000:7.1f}   ratio {median / base:.3f}")
+    for kind, median in medians.items():
+        assert 0.85 <= median / base <= 1.15, f"{kind}: median {median * 1000:.1f} ms vs {base * 1000:.1f} ms"
