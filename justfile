@@ -96,6 +96,10 @@ test *ARGS: lint
 fuzz EXAMPLES="500" SEED="20261128": sync
     FUZZ_EXAMPLES={{quote(EXAMPLES)}} FUZZ_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_fuzz.py -q
 
+# The revocation model, longer than CI's 300 steps: a seeded random walk over logins, refreshes, revocations and Redis losses on two instances; just fuzz-state [STEPS] [SEED]
+fuzz-state STEPS="3000" SEED="20261202": sync
+    FUZZ_STATE_STEPS={{quote(STEPS)}} FUZZ_STATE_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_state_machine.py -q -s
+
 # Soak, not in CI: steady mixed traffic against our own API, sampling RSS, fds, PG and Redis connections; writes bench/results/soak-*.json
 soak MINUTES="10" *ARGS: sync
     {{python}} -m bench.soak --spawn --minutes "$@"
