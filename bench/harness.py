@@ -266,8 +266,9 @@ def _create_users(database_url: str, names: list[str]) -> None:
     hashed = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID).hash(PASSWORD)
     rows = ", ".join(f"('{name}', '{name}@example.com', '{hashed}')" for name in names)
     _admin(
-        "INSERT INTO users (id, username, email, password_hash, created_at, updated_at) "
-        f"SELECT gen_random_uuid(), v.u, v.e, v.h, now(), now() FROM (VALUES {rows}) AS v(u, e, h)",
+        "INSERT INTO users (id, username, username_key, email, email_key, password_hash, created_at, updated_at) "
+        "SELECT gen_random_uuid(), v.u, lower(v.u), v.e, lower(v.e), v.h, now(), now() "
+        f"FROM (VALUES {rows}) AS v(u, e, h)",
         database_url,
     )
 

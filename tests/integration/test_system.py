@@ -118,19 +118,17 @@ async def test_request_paths_never_become_metric_labels(database_url: str, redis
 
     settings = make_settings(database_url, redis_url, rate_limit_public="5/minute")
     marks = [uuid.uuid4().hex for _ in range(200)]
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as client:
         for i, mark in enumerate(marks):
             path = f"/docs-assets/{mark}" if i % 2 else f"/{mark}/x"
             assert (await client.get(path)).status_code in (404, 429)
     exposition = generate_latest(REGISTRY).decode()
     assert not [mark for mark in marks if mark in exposition]
+    # The registry is shared by the whole test process, so other tests' series are there too:
+    # every label must be one of the app's own route templates or a fixed name.
+    templates = {route.path for route in app.routes} | {route.path_format for route in app.routes}
+    allowed = templates | {"unmatched", "login", "refresh", "verify", "logout"}
     endpoints = set(re.findall(r'^ratelimit_rejections_total\{[^}]*endpoint="([^"]*)"', exposition, re.MULTILINE))
-    assert endpoints and endpoints <= {
-        "/docs-assets/{file_path:path}",
-        "/docs-assets/{file_path}",
-        "unmatched",
-        "login",
-        "refresh",
-        "verify",
-        "logout",
-    }, endpoints
+    assert endpoints and endpoints <= allowed, endpoints - allowed
+    assert "/docs-assets/{file_path:path}" in endpoints or "/docs-assets/{file_path}" in endpoints or "unmatched" in endpoints
