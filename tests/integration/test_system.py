@@ -131,4 +131,8 @@ async def test_request_paths_never_become_metric_labels(database_url: str, redis
     allowed = templates | {"unmatched", "login", "refresh", "verify", "logout"}
     endpoints = set(re.findall(r'^ratelimit_rejections_total\{[^}]*endpoint="([^"]*)"', exposition, re.MULTILINE))
     assert endpoints and endpoints <= allowed, endpoints - allowed
-    assert "/docs-assets/{file_path:path}" in endpoints or "/docs-assets/{file_path}" in endpoints or "unmatched" in endpoints
+    assert (
+        "/docs-assets/{file_path:path}" in endpoints
+        or "/docs-assets/{file_path}" in endpoints
+        or "unmatched" in endpoints
+    )
