@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from auth_service.cli import main
+from auth_service.cli.main import main
 
 sys.exit(main())

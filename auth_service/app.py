@@ -19,20 +19,22 @@ from litestar import Litestar
 from litestar.types import Receive, Scope, Send
 from sqlalchemy import event
 
-from auth_service.auth.controllers import VERIFY_PATH, AuthController
-from auth_service.auth.deps import apply_public_limit
-from auth_service.auth.fast_verify import FastVerify
-from auth_service.auth.not_me import NotMeController
-from auth_service.config import Settings, get_settings
-from auth_service.errors import exception_handlers
-from auth_service.hardening import cors_config, response_hardening
-from auth_service.openapi import docs_assets_router, openapi_config
-from auth_service.request_context import RequestContextMiddleware, add_response_headers
-from auth_service.resources import Resources, build_resources
-from auth_service.system.controllers import HealthController, metrics_endpoint
-from auth_service.system.gauges import poll_gauges
+from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
+from auth_service.domain.sessions.pages import NotMeController
+from auth_service.domain.system.controllers import HealthController, metrics_endpoint
+from auth_service.domain.system.gauges import poll_gauges
+from auth_service.domain.users.repository import UserRepository
+from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
+from auth_service.server.dispatch import FastVerify
+from auth_service.server.exception_handlers import exception_handlers
+from auth_service.server.hardening import cors_config, response_hardening
+from auth_service.server.openapi import docs_assets_router, openapi_config
+from auth_service.server.providers import app_dependencies
+from auth_service.server.public_limit import apply_public_limit
+from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
+from auth_service.server.resources import Resources, build_resources
+from auth_service.settings import Settings, get_settings
 from db.config import engine_options, ping_on_checkout
-from db.repositories import UserRepository
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
@@ -91,7 +93,7 @@ async def _calibrate_failure_floor(resources: Resources) -> None:
 
 
 class AuthApp(Litestar):
-    """Litestar, with GET /verify answered by its fast path before the router (auth/fast_verify.py)."""
+    """Litestar, with GET /verify answered by its fast path before the router (server/dispatch.py)."""
 
     fast_verify: FastVerify | None = None
 
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         resources = build_resources(settings, db_config.create_session_maker())
         app.state.resources = resources
+        setattr(app.state, AUTHENTICATOR_STATE_KEY, resources.authenticator)  # for guards (lib/principal.py)
         engine = db_config.get_engine()
         ping_on_checkout(engine)
         instrument_engine(engine)  # SQL spans, and the pool-usage gauge
@@ -154,6 +157,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         lifespan=[lifespan],
         middleware=[RequestContextMiddleware],  # request id, server span (W3C traceparent), HTTP metrics
         before_request=apply_public_limit,
+        dependencies=app_dependencies(),
         before_send=before_send,
         exception_handlers=exception_handlers,
         openapi_config=openapi_config() if settings.docs_enabled else None,

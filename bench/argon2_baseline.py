@@ -11,7 +11,7 @@ import time
 
 from argon2 import PasswordHasher, Type
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 from litestar import Litestar, get
 from redis.asyncio import Redis
 
-from auth_service.config import RateLimit
-from auth_service.security.ratelimit import Check, RateLimiter
+from auth_service.lib.redis.ratelimit import Check, RateLimiter
+from auth_service.settings import RateLimit
 
 _state: dict[str, RateLimiter] = {}
 # A limit never reached, so every request runs the whole script and is allowed.

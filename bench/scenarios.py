@@ -551,7 +551,7 @@ def _token_generation() -> Row:
     from joserfc import jwt
     from joserfc.jwk import OctKey
 
-    from auth_service.security.tokens import TokenService
+    from auth_service.lib.crypto.tokens import TokenService
 
     secret = os.urandom(32).hex()
     tokens = TokenService(

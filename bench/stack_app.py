@@ -9,10 +9,10 @@ import secrets
 
 from litestar import Litestar, get
 
-from auth_service.config import load_settings
-from auth_service.errors import exception_handlers
-from auth_service.hardening import response_hardening
-from auth_service.request_context import RequestContextMiddleware, add_response_headers
+from auth_service.server.exception_handlers import exception_handlers
+from auth_service.server.hardening import response_hardening
+from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
+from auth_service.settings import load_settings
 from observability.setup import init_telemetry
 
 

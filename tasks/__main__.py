@@ -8,7 +8,7 @@ import structlog
 from arq.worker import run_worker
 from prometheus_client import start_http_server
 
-from auth_service.config import get_settings
+from auth_service.settings import get_settings
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
 from observability.tracing import instrument_redis

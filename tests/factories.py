@@ -8,9 +8,9 @@ from typing import Any
 import bcrypt
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from auth_service.config import Settings
+from auth_service.domain.users.repository import UserRepository
+from auth_service.settings import Settings
 from db.models import User
-from db.repositories import UserRepository
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import PYTHON, TEST_SECRET, free_port
 
 

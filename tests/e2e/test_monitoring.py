@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port, make_settings
 from tests.e2e.conftest import api_server, child_env, stop_process
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

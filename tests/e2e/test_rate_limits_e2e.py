@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from db.models import LoginRecord
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import PYTHON, ROOT, free_port
 from tests.e2e.conftest import api_server, child_env
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import PYTHON, ROOT, free_port
 from tests.e2e.conftest import api_server, child_env, wait_healthy
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

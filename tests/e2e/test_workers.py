@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.config import Settings
-from auth_service.jobs import ArqQueue, CeleryQueue, JobName
+from auth_service.lib.queue import ArqQueue, CeleryQueue, JobName
+from auth_service.settings import Settings
 from db.models import Notification
 from tests.conftest import PYTHON, TEST_SECRET, free_port
 from tests.e2e.conftest import child_env, stop_process

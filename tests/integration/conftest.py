@@ -7,7 +7,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.factories import DEFAULT_PASSWORD, create_user
 
 

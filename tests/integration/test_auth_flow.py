@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.config import Settings
-from auth_service.security.tokens import hash_refresh_token
+from auth_service.lib.crypto.tokens import hash_refresh_token
+from auth_service.settings import Settings
 from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
@@ -275,8 +275,8 @@ async def test_deactivation_and_password_change_revoke_tokens(
 ) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from auth_service.resources import build_resources
-    from auth_service.users.services import UserService
+    from auth_service.domain.users.service import UserService
+    from auth_service.server.resources import build_resources
 
     tokens = await login(client)
     engine = create_async_engine(settings.async_database_url)
@@ -301,8 +301,8 @@ async def test_reactivated_user_gets_working_tokens(
 ) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from auth_service.resources import build_resources
-    from auth_service.users.services import UserService
+    from auth_service.domain.users.service import UserService
+    from auth_service.server.resources import build_resources
 
     await login(client)
     engine = create_async_engine(settings.async_database_url)

@@ -148,7 +148,7 @@ async def test_request_id_is_echoed_or_generated(client: AsyncTestClient[Any]) -
 async def test_unhandled_exception_is_a_plain_500(
     client: AsyncTestClient[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auth_service.auth.services import AuthService
+    from auth_service.domain.auth.service import AuthService
 
     async def explode(*_: Any, **__: Any) -> None:
         raise RuntimeError("secret internals /etc/passwd")
@@ -167,7 +167,7 @@ def _forge(settings: Any, **claims: Any) -> str:
     from joserfc import jwt
     from joserfc.jwk import OctKey
 
-    from auth_service.security.tokens import TokenService
+    from auth_service.lib.crypto.tokens import TokenService
 
     kid = TokenService(
         algorithm="HS256",

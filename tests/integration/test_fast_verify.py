@@ -1,4 +1,4 @@
-"""The verify fast path (auth/fast_verify.py) answers exactly like the Litestar route it
+"""The verify fast path (server/dispatch.py) answers exactly like the Litestar route it
 stands in front of: same status, body and headers for every kind of request, and it is the
 one that answers unless CORS needs Litestar."""
 
@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from auth_service.app import AuthApp, create_app
-from auth_service.auth.fast_verify import FastVerify
-from auth_service.config import Settings
+from auth_service.server.dispatch import FastVerify
+from auth_service.settings import Settings
 from db.models import User
 from observability.setup import init_telemetry
 from tests.conftest import make_settings

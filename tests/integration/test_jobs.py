@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.app import create_app
-from auth_service.config import Settings
-from auth_service.jobs import JobName
+from auth_service.domain.auth.jobs import generate_daily_login_report
+from auth_service.lib.queue import JobName
+from auth_service.settings import Settings
 from db.models import LoginRecord, Notification, User
-from tasks.jobs.reports import generate_daily_login_report
 from tasks.worker import FUNCTIONS, job_context
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
@@ -287,7 +287,7 @@ async def test_deleted_user_is_a_permanent_failure_not_retried(
 @pytest.mark.parametrize("transport", ["lean", "arq"])
 async def test_enqueue_writes_what_arq_writes_once_per_job_id(redis_url: str, transport: str) -> None:
     """The one-round-trip enqueue script and arq's own enqueue_job leave the same thing behind."""
-    from auth_service.jobs import ArqQueue
+    from auth_service.lib.queue import ArqQueue
 
     queue = ArqQueue(redis_url)
     if transport == "arq":

@@ -1,4 +1,4 @@
-"""The verify hot path's own Redis connection (security/resp.py) against real redis-servers:
+"""The verify hot path's own Redis connection (lib/redis/lean.py) against real redis-servers:
 replies reach the right callers under concurrency, scripts survive a flush, and a dead,
 killed or frozen server fails calls quickly with redis-py's exceptions, then recovers."""
 
@@ -15,8 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from auth_service.auth.verify import VERIFY_SCRIPT
-from auth_service.security.resp import LeanRedis, Script
+from auth_service.domain.auth.verify import VERIFY_SCRIPT
+from auth_service.lib.redis.lean import LeanRedis, Script
 from tests.conftest import free_port
 from tests.e2e.conftest import own_redis  # noqa: F401 - a fixture
 

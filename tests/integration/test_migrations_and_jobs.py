@@ -15,8 +15,8 @@ from arq.worker import Worker
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from auth_service.config import Settings
-from auth_service.jobs import JobName
+from auth_service.lib.queue import JobName
+from auth_service.settings import Settings
 from db.config import current_revision, downgrade, upgrade
 from db.models import RefreshToken, TokenBlacklist
 from tests.conftest import _PG_ADMIN_URL, _with_database

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from db.config import ping_on_checkout
 from tests.conftest import _PG_ADMIN_URL
 

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.app import create_app
-from auth_service.config import RateLimit
-from auth_service.security.ratelimit import Check, RateLimiter
-from auth_service.security.resp import LeanRedis
+from auth_service.lib.redis.lean import LeanRedis
+from auth_service.lib.redis.ratelimit import Check, RateLimiter
+from auth_service.settings import RateLimit
 from db.models import LoginRecord, User
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer

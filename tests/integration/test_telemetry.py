@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from auth_service.config import Settings
-from auth_service.jobs import JobName
+from auth_service.lib.queue import JobName
+from auth_service.settings import Settings
 from db.models import User
 from observability.setup import init_telemetry
 from tests.factories import DEFAULT_PASSWORD

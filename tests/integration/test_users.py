@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from auth_service.config import Settings
-from auth_service.resources import build_resources
-from auth_service.users.schemas import UserCreate
-from auth_service.users.services import UserExistsError, UserService
+from auth_service.domain.users.schemas import UserCreate
+from auth_service.domain.users.service import UserExistsError, UserService
+from auth_service.server.resources import build_resources
+from auth_service.settings import Settings
 
 
 @pytest.fixture

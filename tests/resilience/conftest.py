@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import TABLES, free_port, make_settings
 from tests.e2e.conftest import nginx_in_front, own_redis  # noqa: F401 - fixtures shared with e2e
 

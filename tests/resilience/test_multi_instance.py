@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.e2e.conftest import api_process, api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.resilience.conftest import Load

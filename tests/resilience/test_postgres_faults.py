@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.resilience.conftest import Load, OwnPostgres, count_rows, envelope_ok, wait_until

@@ -8,7 +8,7 @@ import signal
 import time
 from typing import Any
 
-from auth_service.jobs import ArqQueue, JobName
+from auth_service.lib.queue import ArqQueue, JobName
 
 
 async def test_enqueue_to_a_frozen_redis_gives_up_within_its_timeout(own_redis: Any) -> None:

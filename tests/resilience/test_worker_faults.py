@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from db.models import LoginRecord, Notification
 from tests.conftest import PYTHON
 from tests.e2e.conftest import api_server, stop_process

@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD
 

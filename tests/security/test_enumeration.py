@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.factories import DEFAULT_PASSWORD, create_user
 from tests.security.harness import assert_envelope, hardened_settings, running
 

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.security.harness import assert_envelope, hardened_settings, login, running

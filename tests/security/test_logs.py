@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from auth_service.config import Settings
+from auth_service.settings import Settings
 from tests.conftest import TEST_SECRET
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, create_user

@@ -21,8 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
-from auth_service.config import Settings
-from auth_service.security.tokens import hash_refresh_token
+from auth_service.lib.crypto.tokens import hash_refresh_token
+from auth_service.settings import Settings
 from db.models import User
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

@@ -20,9 +20,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from auth_service.app import create_app
-from auth_service.config import Settings
-from auth_service.security.tokens import hash_refresh_token
-from auth_service.users.services import UserService
+from auth_service.domain.users.service import UserService
+from auth_service.lib.crypto.tokens import hash_refresh_token
+from auth_service.settings import Settings
 from db.models import User
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
@@ -72,7 +72,7 @@ async def resources(settings: Settings) -> AsyncIterator[Any]:
     client runs on another loop): what the CLI builds to run a UserService."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from auth_service.resources import build_resources
+    from auth_service.server.resources import build_resources
 
     engine = create_async_engine(settings.async_database_url)
     built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
@@ -159,7 +159,7 @@ async def test_a_refill_that_arrives_after_its_deadline_writes_nothing(
     seconds, micros = await redis.time()
     now_ms = seconds * 1000 + micros // 1000
     key = store.key(str(alice.id))
-    from auth_service.security.revocation import UserState
+    from auth_service.domain.sessions.revocation import UserState
 
     await store._write(str(alice.id), now_ms - 6000, UserState(True, None), [], [])  # 6 s late
     assert not await redis.exists(key)

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from auth_service.config import MIN_SECRET_BYTES, WELL_KNOWN_SECRETS, SettingsError, load_settings
+from auth_service.settings import MIN_SECRET_BYTES, WELL_KNOWN_SECRETS, SettingsError, load_settings
 from tests.conftest import PYTHON, free_port
 from tests.e2e.conftest import child_env
 from tests.security.forge import new_keypair

@@ -36,9 +36,9 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from auth_service.config import Settings
-from auth_service.resources import build_resources
-from auth_service.users.services import UserService
+from auth_service.domain.users.service import UserService
+from auth_service.server.resources import build_resources
+from auth_service.settings import Settings
 from tests.conftest import make_settings
 from tests.e2e.conftest import api_process, own_redis  # noqa: F401 - a fixture
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user

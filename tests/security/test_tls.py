@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from auth_service.config import Settings, SettingsError
+from auth_service.settings import Settings, SettingsError
 from tests.conftest import PYTHON, TEST_SECRET, free_port
 from tests.e2e.conftest import api_server, child_env, stop_process
 from tests.factories import DEFAULT_PASSWORD, create_user

@@ -45,7 +45,7 @@ import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
-from auth_service.security.tokens import TokenInvalidError, TokenService
+from auth_service.lib.crypto.tokens import TokenInvalidError, TokenService
 from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import DEFAULT_PASSWORD, create_user
 from tests.security.forge import (

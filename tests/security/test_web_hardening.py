@@ -19,9 +19,9 @@ from litestar import get
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
-from auth_service.config import Settings
-from auth_service.hardening import with_charset
-from auth_service.resources import link_signer_for
+from auth_service.server.hardening import with_charset
+from auth_service.server.resources import link_signer_for
+from auth_service.settings import Settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.security.harness import assert_envelope, hardened_settings, login, running
 

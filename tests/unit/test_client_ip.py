@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from auth_service.security.client_ip import client_ip
+from auth_service.lib.client_ip import client_ip
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32")]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from auth_service.config import RateLimit, SettingsError, load_settings
+from auth_service.settings import RateLimit, SettingsError, load_settings
 
 GOOD = {
     "DATABASE_URL": "postgresql://u@localhost/db",

@@ -8,8 +8,8 @@ import time
 import pytest
 from opentelemetry.sdk.trace.sampling import Decision
 
-from auth_service.auth.verify import ClaimsCache
-from auth_service.security.tokens import AccessClaims, TokenExpiredError
+from auth_service.domain.auth.verify import ClaimsCache
+from auth_service.lib.crypto.tokens import AccessClaims, TokenExpiredError
 from observability.setup import HotPathSampler
 
 
@@ -66,18 +66,20 @@ def test_sampler_keeps_every_trace_but_the_hot_paths_ratio() -> None:
 def test_login_and_refresh_statements_are_compiled_once() -> None:
     """SQLAlchemy caches a compiled statement only when it has a cache key; without one, every
     login and refresh compiles its CTEs again (a quarter of refresh's CPU when it happened)."""
-    from db import repositories as repos
+    from auth_service.domain.auth import repository as logins
+    from auth_service.domain.notifications import repository as outbox
+    from auth_service.domain.sessions import repository as sessions
 
     statements = {
-        "login user": repos._LOGIN_USER,
-        "failed login": repos._INSERT_RECORD,
-        "open session": repos._OPEN_SESSION[False],
-        "open session, any agent": repos._OPEN_SESSION[True],
-        "suspicious alert": repos._INSERT_OUTBOX,
-        "rotate": repos._ROTATE,
-        "not live": repos._NOT_LIVE,
-        "rehash": repos._REHASH,
-        "lock owner": repos._LOCK_OWNER,
+        "login user": logins._LOGIN_USER,
+        "failed login": logins._INSERT_RECORD,
+        "open session": logins._OPEN_SESSION[False],
+        "open session, any agent": logins._OPEN_SESSION[True],
+        "suspicious alert": outbox._INSERT_OUTBOX,
+        "rotate": sessions._ROTATE,
+        "not live": sessions._NOT_LIVE,
+        "rehash": logins._REHASH,
+        "lock owner": sessions._LOCK_OWNER,
     }
     uncached = [name for name, stmt in statements.items() if stmt._generate_cache_key() is None]
     assert uncached == []
@@ -90,7 +92,7 @@ def test_sessions_drop_the_cache_listener_and_keep_updated_at() -> None:
     from sqlalchemy import event
 
     from auth_service.app import sqlalchemy_config
-    from auth_service.config import load_settings
+    from auth_service.settings import load_settings
 
     env = {
         "DATABASE_URL": "postgresql://u@localhost/db",

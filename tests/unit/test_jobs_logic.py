@@ -5,11 +5,11 @@ from email.message import EmailMessage
 
 import pytest
 
-from auth_service.auth.suspicious import LoginHistory, SuspicionRules, suspicious_reasons
-from auth_service.jobs import JobName
-from auth_service.security.links import LinkSigner
-from tasks.email.sender import BreakerState, CircuitBreaker, TransientMailError
-from tasks.jobs.notifications import backoff
+from auth_service.domain.auth.suspicious import LoginHistory, SuspicionRules, suspicious_reasons
+from auth_service.domain.notifications.jobs import backoff
+from auth_service.domain.notifications.mailer import BreakerState, CircuitBreaker, TransientMailError
+from auth_service.lib.crypto.links import LinkSigner
+from auth_service.lib.queue import JobName
 
 RULES = SuspicionRules(new_device_days=30, failures=5, failure_window_minutes=15)
 
@@ -63,7 +63,7 @@ class FlakyMailer:
 
 async def test_circuit_breaker_opens_probes_and_closes(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr("tasks.email.sender.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("auth_service.domain.notifications.mailer.time.monotonic", lambda: clock[0])
     inner = FlakyMailer()
     breaker = CircuitBreaker(inner, failures=3, reset_seconds=30)
     for _ in range(3):
@@ -84,7 +84,7 @@ async def test_circuit_breaker_opens_probes_and_closes(monkeypatch: pytest.Monke
 
 
 def test_every_job_is_registered_with_arq_and_celery(monkeypatch: pytest.MonkeyPatch) -> None:
-    from auth_service.config import get_settings
+    from auth_service.settings import get_settings
 
     # The Celery app reads its broker from the settings when imported.
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@127.0.0.1:1/x")

@@ -8,7 +8,7 @@ import re
 import msgspec
 import pytest
 
-from auth_service.users.schemas import UserCreate
+from auth_service.domain.users.schemas import UserCreate
 from db.models import identity_key
 
 OK = {"username": "admin1", "email": "admin@example.com", "password": "x"}
@@ -54,7 +54,7 @@ def test_identity_keys_fold_case_and_compatibility_forms(a: str, b: str) -> None
 
 def test_the_openapi_pattern_means_the_same_in_javascript() -> None:
     """`$(?!\\n)` is plain ECMAScript too, so the published schema agrees with the check."""
-    from auth_service.users.schemas import USERNAME_PATTERN
+    from auth_service.domain.users.schemas import USERNAME_PATTERN
 
     assert re.search(USERNAME_PATTERN, "admin1") and not re.search(USERNAME_PATTERN, "admin1\n")
     assert "\\Z" not in USERNAME_PATTERN

@@ -8,8 +8,8 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher as Argon2
 
-from auth_service.security.passwords import HASH_THREAD_NICE, HasherBusyError, PasswordHasher
-from auth_service.users.services import PasswordPolicyError, check_password_policy
+from auth_service.domain.users.service import PasswordPolicyError, check_password_policy
+from auth_service.lib.crypto.passwords import HASH_THREAD_NICE, HasherBusyError, PasswordHasher
 
 
 def hasher(**overrides: int) -> PasswordHasher:

@@ -12,7 +12,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from auth_service.security.tokens import (
+from auth_service.lib.crypto.tokens import (
     TokenExpiredError,
     TokenInvalidError,
     TokenService,
@@ -335,7 +335,7 @@ def test_key_file_problem_names_the_variable(tmp_path: Any) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from auth_service.security.tokens import key_file_problem
+    from auth_service.lib.crypto.tokens import key_file_problem
 
     def write(name: str) -> str:
         key = ec.generate_private_key(ec.SECP256R1())

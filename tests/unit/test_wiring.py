@@ -6,7 +6,7 @@ import logging
 import pytest
 import structlog
 
-from auth_service.request_context import request_id_of
+from auth_service.server.request_context import request_id_of
 from observability.logging import configure_logging, mask_email
 
 

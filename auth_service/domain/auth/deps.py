@@ -1,0 +1,144 @@
+"""Dependency providers of the auth endpoints: typed, and fed by the app's providers
+(server/providers.py), never by reading the app's state."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Request
+from litestar.di import NamedDependency
+from litestar.types import Scope
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.service import AuthService, ClientInfo
+from auth_service.domain.auth.suspicious import SuspicionRules
+from auth_service.domain.auth.verify import TokenVerifier
+from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.lib.client_ip import client_ip
+from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.crypto.tokens import AccessClaims, TokenService
+from auth_service.lib.errors import TokenInvalid
+from auth_service.lib.http import refuse_query_tokens
+
+__all__ = [
+    "AuthPolicy",
+    "Authenticator",
+    "bearer_token",
+    "provide_auth_service",
+    "provide_claims",
+    "provide_client",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# Plain classes, not dataclasses: Litestar validates a dependency's value with msgspec, which
+# walks a dataclass's fields on every request but only isinstance-checks other classes.
+
+
+class AuthPolicy:
+    """The settings a login and a refresh apply, built once per app."""
+
+    __slots__ = ("refresh_ttl", "reuse_grace", "suspicion")
+
+    def __init__(self, *, refresh_ttl: int, reuse_grace: int, suspicion: SuspicionRules) -> None:
+        self.refresh_ttl = refresh_ttl
+        self.reuse_grace = reuse_grace
+        self.suspicion = suspicion
+
+
+class Authenticator:
+    """Turns a request's Bearer token into verified claims (and its peer into the client IP)."""
+
+    __slots__ = ("limits", "trusted_proxies", "verifier")
+
+    def __init__(self, verifier: TokenVerifier, limits: EndpointLimits, trusted_proxies: Sequence[Network]) -> None:
+        self.verifier = verifier
+        self.limits = limits
+        self.trusted_proxies = trusted_proxies
+
+    def client_ip(self, peer: str | None, forwarded: list[str]) -> str:
+        return client_ip(peer, forwarded, self.trusted_proxies)
+
+    async def claims(self, scope: Scope, endpoint: str) -> AccessClaims:
+        """The verified claims of the request's Bearer token, with the endpoint's per-user limit;
+        on the raw ASGI scope, so the verify fast path (server/dispatch.py) shares it.
+
+        Raises:
+            TokenInvalid, TokenExpired, TokenRevoked, RateLimited, ServiceUnavailable.
+        """
+        # One pass over the raw headers: building Litestar's Headers object costs more than this whole check.
+        authorization: list[str] = []
+        forwarded: list[str] = []
+        for raw_name, value in scope["headers"]:
+            name = raw_name.lower()
+            if name == b"authorization":
+                authorization.append(value.decode("latin-1"))
+            elif name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+        client = scope.get("client")
+        ip = self.client_ip(client[0] if client else None, forwarded)
+        try:
+            refuse_query_tokens(scope)
+            token = _bearer(authorization)
+        except TokenInvalid:
+            await self.limits.public(ip, endpoint)
+            raise
+        return await self.verifier.verify(token, ip=ip, endpoint=endpoint)
+
+
+async def provide_auth_service(
+    db_session: NamedDependency[AsyncSession],
+    hasher: NamedDependency[PasswordHasher],
+    tokens: NamedDependency[TokenService],
+    revocation: NamedDependency[RevocationStore],
+    limits: NamedDependency[EndpointLimits],
+    auth_policy: NamedDependency[AuthPolicy],
+) -> AuthService:
+    return AuthService(
+        db_session,
+        hasher=hasher,
+        tokens=tokens,
+        revocation=revocation,
+        limits=limits,
+        refresh_ttl=auth_policy.refresh_ttl,
+        reuse_grace=auth_policy.reuse_grace,
+        suspicion=auth_policy.suspicion,
+    )
+
+
+def provide_client(request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]) -> ClientInfo:
+    peer = request.client.host if request.client else None
+    ip = authenticator.client_ip(peer, request.headers.getall("x-forwarded-for", []))
+    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    return _bearer(request.headers.getall("authorization", []))
+
+
+def _bearer(headers: list[str]) -> str:
+    if len(headers) != 1:
+        raise TokenInvalid  # none, or several: a proxy and we might each read a different one
+    scheme, _, token = headers[0].partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise TokenInvalid
+    return token
+
+
+async def provide_claims(
+    request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]
+) -> AccessClaims:
+    """The verified claims of the Bearer token; applies the endpoint's per-user limit."""
+    cached = request.scope.get("auth")
+    if isinstance(cached, AccessClaims):
+        return cached  # a guard (lib/principal.py) checked this request's token already
+    endpoint = str(request.route_handler.opt.get("rate_limit", "api"))
+    claims = await authenticator.claims(request.scope, endpoint)
+    request.scope["auth"] = claims
+    return claims

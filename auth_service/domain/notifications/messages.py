@@ -1,0 +1,99 @@
+"""The messages, in plain text and HTML (Jinja2, templates/*.txt.j2 and *.html.j2): what
+happened, when (UTC), from where, and what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+__all__ = ["Rendered", "build_message", "daily_report", "login_notification", "suspicious_alert"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+_REASONS = {
+    "new_device": "it came from a device and network not used with your account in the last 30 days",
+    "after_failures": "it came right after several failed attempts to guess your password",
+}
+
+
+_ENV = Environment(
+    loader=PackageLoader("auth_service.domain.notifications", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    undefined=StrictUndefined,
+)
+
+
+def _render(name: str, subject: str, **context: Any) -> Rendered:
+    """`name`.txt.j2 and `name`.html.j2 with the same context (HTML escaped, text as is)."""
+    text = _ENV.get_template(f"{name}.txt.j2").render(**context)
+    markup = _ENV.get_template(f"{name}.html.j2").render(title=subject, **context)
+    return Rendered(subject, text, markup)
+
+
+def _where(details: dict[str, Any]) -> tuple[str, str]:
+    ip = str(details.get("ip_address") or "unknown address")
+    agent = str(details.get("user_agent") or "unknown device")
+    return ip, agent
+
+
+def login_notification(username: str, details: dict[str, Any], link: str) -> Rendered:
+    ip, agent = _where(details)
+    when = str(details.get("timestamp", ""))
+    return _render(
+        "login_notification", "New sign-in to your account", username=username, when=when, ip=ip, agent=agent, link=link
+    )
+
+
+def suspicious_alert(username: str, details: dict[str, Any], link: str) -> Rendered:
+    ip, agent = _where(details)
+    when = str(details.get("timestamp", ""))
+    reasons = [_REASONS.get(str(r), str(r)) for r in details.get("reasons", [])]
+    why = "; ".join(reasons) or "it does not match your usual sign-ins"
+    return _render(
+        "suspicious_alert",
+        "Suspicious sign-in to your account",
+        username=username,
+        when=when,
+        ip=ip,
+        agent=agent,
+        why=why,
+        link=link,
+    )
+
+
+def daily_report(day: str, stats: dict[str, Any]) -> Rendered:
+    rendered = _render(
+        "daily_report",
+        f"Login report for {day} (UTC)",
+        day=day,
+        stats=stats,
+        rate=f"{stats['success_rate']:.1%}",
+        link=None,
+    )
+    return Rendered(f"Daily login report {day}", rendered.text, rendered.html)
+
+
+def build_message(rendered: Rendered, *, sender: str, to: list[str], message_id: str | None = None) -> EmailMessage:
+    """A multipart/alternative message; a stable Message-ID lets mail systems drop duplicates."""
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = ", ".join(to)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = f"<{message_id}@auth-service>" if message_id else make_msgid(domain="auth-service")
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message

@@ -1,0 +1,169 @@
+"""User management: creation with the password policy, deactivation, password change."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import msgspec
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.repository import UserRepository
+from auth_service.domain.users.schemas import UserCreate, UserRead
+from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.errors import Conflict, InvalidInput, NotFound
+from db.models import User
+
+__all__ = [
+    "InvalidUserData",
+    "PasswordPolicyError",
+    "UserExistsError",
+    "UserNotFound",
+    "UserService",
+    "check_password_policy",
+]
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_BYTES = 1024
+
+
+class PasswordPolicyError(InvalidInput):
+    """The password does not meet the policy; str() says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("password", reason)
+
+
+class UserExistsError(Conflict):
+    """A user with that username or e-mail already exists."""
+
+
+class InvalidUserData(InvalidInput):
+    """A username, e-mail or role that its schema refuses (msgspec's message says which)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("body", reason)
+
+
+class UserNotFound(NotFound):
+    """No user by that name (or it was deleted meanwhile)."""
+
+
+def check_password_policy(password: str, username: str) -> None:
+    """At least 12 characters, at most 1024 bytes, not the username.
+
+    Raises:
+        PasswordPolicyError: with the rule that failed.
+    """
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise PasswordPolicyError(f"password must be at least {MIN_PASSWORD_CHARS} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise PasswordPolicyError(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    if password.strip().lower() == username.strip().lower():
+        raise PasswordPolicyError("password must not be the username")
+    if "\x00" in password:
+        raise PasswordPolicyError("password must not contain NUL characters")
+
+
+def _read(user: User) -> UserRead:
+    return UserRead(str(user.id), user.username, user.email, list(user.roles or []), user.is_active)
+
+
+class UserService:
+    """Creates and changes users; commits its own session."""
+
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher, revocation: RevocationStore) -> None:
+        self._session = session
+        self._revocation = revocation
+        self._users = UserRepository(session=session)
+        self._hasher = hasher
+
+    async def create(self, data: UserCreate) -> UserRead:
+        """Create a user.
+
+        Raises:
+            InvalidUserData: username, e-mail or roles malformed.
+            PasswordPolicyError: the password breaks the policy.
+            UserExistsError: the username or e-mail is taken.
+        """
+        try:
+            data = msgspec.convert(msgspec.to_builtins(data), UserCreate)  # re-validates constraints
+        except msgspec.ValidationError as exc:
+            raise InvalidUserData(str(exc)) from None
+        check_password_policy(data.password, data.username)
+        if await self._users.exists_username_or_email(data.username, data.email):
+            raise UserExistsError("a user with that username or e-mail already exists")
+        user = User(
+            username=data.username,
+            email=unicodedata.normalize("NFKC", data.email),
+            password_hash=await self._hasher.hash(data.password),
+            roles=sorted(set(data.roles)),
+            is_active=True,
+        )
+        try:
+            await self._users.add(user)
+            await self._session.commit()
+        except (IntegrityError, RepositoryIntegrityError):
+            # The same name was created meanwhile: the unique keys have the last word.
+            await self._session.rollback()
+            raise UserExistsError("a user with that username or e-mail already exists") from None
+        return _read(user)
+
+    async def get_by_username(self, username: str) -> UserRead | None:
+        user = await self._users.get_by_username(username)
+        return _read(user) if user else None
+
+    async def count_admins(self) -> int:
+        return await self._users.count_admins()
+
+    async def set_active(self, username: str, active: bool) -> UserRead:
+        """Enable or disable a user; disabling kills every token at once.
+
+        Either way the user's cached revocation state is dropped (revocation.py), so Redis
+        never answers from a state that PostgreSQL no longer has.
+
+        Raises:
+            UserNotFound: no such user.
+            RedisError: Redis could not be told; nothing changed.
+        """
+        user = await self._require(username)
+        await self._revocation.lock(self._session, user.id)
+        await self._users.set_active(user.id, active)
+        if not active:
+            await self._revocation.revoke_everything(self._session, user.id)
+        await self._revocation.commit(self._session, user.id)
+        return await self._read_again(user.id)
+
+    async def set_password(self, username: str, password: str) -> UserRead:
+        """Change a password (policy applies); every existing token dies.
+
+        Raises:
+            UserNotFound: no such user.
+            PasswordPolicyError: the password breaks the policy.
+            RedisError: Redis could not be told; nothing changed.
+        """
+        user = await self._require(username)
+        check_password_policy(password, user.username)
+        password_hash = await self._hasher.hash(password)
+        await self._revocation.lock(self._session, user.id)
+        await self._users.set_password_hash(user.id, password_hash)
+        await self._revocation.revoke_everything(self._session, user.id)
+        await self._revocation.commit(self._session, user.id)
+        return await self._read_again(user.id)
+
+    async def _read_again(self, user_id: Any) -> UserRead:
+        self._session.expunge_all()
+        user = await self._users.get_one_or_none(User.id == user_id)
+        await self._session.commit()
+        if user is None:
+            raise UserNotFound("the user was deleted meanwhile")
+        return _read(user)
+
+    async def _require(self, username: str) -> User:
+        user = await self._users.get_by_username(username)
+        if user is None:
+            raise UserNotFound(f"no user named {username!r}")
+        return user

@@ -1,0 +1,122 @@
+"""The error hierarchy and the envelope every error leaves in.
+
+Every error, ours or the framework's (validation, 404, 405, 413, 500), leaves as
+`{"error": {"code", "message", "timestamp", "request_id", ["details"]}}`; the handlers
+that build it are in server/exception_handlers.py. Domains raise subclasses of
+AuthServiceError only, so nothing they raise can become a 500.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+__all__ = [
+    "AuthServiceError",
+    "Conflict",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorEnvelope",
+    "Forbidden",
+    "InvalidCredentials",
+    "InvalidInput",
+    "NotFound",
+    "RateLimited",
+    "ServiceUnavailable",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenRevoked",
+]
+
+
+class ErrorDetail(msgspec.Struct):
+    """One field that failed validation."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+    timestamp: str
+    request_id: str
+    details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+class AuthServiceError(Exception):
+    """Base of our errors: a stable code, a safe message and an HTTP status."""
+
+    code: ClassVar[str] = "INTERNAL_SERVER_ERROR"
+    status_code: ClassVar[int] = 500
+    message: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        details: list[ErrorDetail] | None = None,
+    ) -> None:
+        super().__init__(message or self.message)
+        self.detail = message or self.message
+        self.headers = headers or {}
+        self.details = details
+
+
+class InvalidInput(AuthServiceError):
+    """A value a domain refused (a weak password, a malformed name): 400 with the field named."""
+
+    code, status_code, message = "VALIDATION_ERROR", 400, "Request validation failed"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(details=[ErrorDetail(field=field, message=reason)])
+        self.field, self.reason = field, reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class NotFound(AuthServiceError):
+    code, status_code, message = "NOT_FOUND", 404, "Resource not found"
+
+
+class Conflict(AuthServiceError):
+    """Username or e-mail already taken, or a change that would leave no active admin."""
+
+    code, status_code, message = "CONFLICT", 409, "Conflict"
+
+
+class InvalidCredentials(AuthServiceError):
+    code, status_code, message = "AUTH_INVALID_CREDENTIALS", 401, "Invalid username or password"
+
+
+class TokenInvalid(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_INVALID", 401, "Token is invalid"
+
+
+class TokenExpired(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_EXPIRED", 401, "Token has expired"
+
+
+class TokenRevoked(AuthServiceError):
+    code, status_code, message = "AUTH_TOKEN_REVOKED", 401, "Token has been revoked"
+
+
+class Forbidden(AuthServiceError):
+    code, status_code, message = "FORBIDDEN", 403, "Forbidden"
+
+
+class RateLimited(AuthServiceError):
+    code, status_code, message = "RATE_LIMIT_EXCEEDED", 429, "Too many requests, retry later"
+
+
+class ServiceUnavailable(AuthServiceError):
+    code, status_code, message = "SERVICE_UNAVAILABLE", 503, "Service temporarily unavailable, retry shortly"

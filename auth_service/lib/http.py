@@ -1,0 +1,72 @@
+"""What every domain's controllers share: the error responses they document, the JSON-body
+guard, and the refusal of tokens in URLs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from litestar import Request
+from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
+from litestar.types import Scope
+
+from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
+
+__all__ = ["QUERY_TOKEN_PARAMETER", "error_responses", "refuse_query_tokens", "require_json_body"]
+
+QUERY_TOKEN_PARAMETER = "access_token"
+
+_DESCRIPTIONS = {
+    400: "VALIDATION_ERROR: the body or a parameter is malformed; `details` lists the fields",
+    401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE: the body is over the limit (64 KiB by default)",
+    415: "UNSUPPORTED_MEDIA_TYPE: send Content-Type: application/json",
+    429: "RATE_LIMIT_EXCEEDED: see Retry-After",
+    500: "INTERNAL_SERVER_ERROR",
+    503: "SERVICE_UNAVAILABLE: a dependency is down or the service is saturated; retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error envelope, declared for each status an operation can return (500 always)."""
+    return {
+        status: ResponseSpec(data_container=ErrorEnvelope, description=_DESCRIPTIONS[status], generate_examples=False)
+        for status in (*statuses, 500)
+    }
+
+
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """before_request: a request that carries a body must say it is JSON.
+
+    Async on purpose: Litestar runs a sync hook on a worker thread, a thread hop per request.
+    """
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    length = request.headers.get("content-length")
+    has_body = (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in request.headers
+    if not has_body:
+        return
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise HTTPException(status_code=415)
+
+
+def refuse_query_tokens(scope: Scope) -> None:
+    """An endpoint that takes a Bearer token refuses a request carrying `access_token` in its
+    query string (401 AUTH_TOKEN_INVALID), even with a good Authorization header: URLs end up
+    in logs, histories and Referer headers, so a client that puts tokens there must notice.
+
+    Called by the Bearer-token dependency (provide_claims), not as a Litestar guard: a guard
+    costs a route-handler copy on every request, and verify is the hot path.
+    """
+    query: bytes = scope.get("query_string", b"")
+    if b"access_token" not in query:
+        return  # the common case, without parsing the query
+    if QUERY_TOKEN_PARAMETER in parse_qs(query.decode("latin-1"), keep_blank_values=True):
+        raise TokenInvalid("Send the access token in the Authorization header, never in the URL")

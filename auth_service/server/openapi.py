@@ -1,0 +1,51 @@
+"""OpenAPI wiring: the error envelope on every operation, Swagger UI 5 served from the app."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import swagger_ui
+from litestar import Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+
+__all__ = ["DOCS_ASSETS_PATH", "docs_assets_router", "openapi_config"]
+
+DOCS_ASSETS_PATH = "/docs-assets"
+_SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Auth Service",
+        version=version("auth-service"),
+        description="Username/password login with JWT access tokens and rotating refresh tokens. "
+        'Every error uses one envelope: `{"error": {"code", "message", "timestamp", "request_id"}}`. '
+        "Access tokens are read from the `Authorization: Bearer` header only: a request that carries "
+        "`access_token` in its query string is refused with 401 AUTH_TOKEN_INVALID, even with a good header.",
+        path="/docs",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path=["/", "/swagger"],
+                js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+                css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+                standalone_preset_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                favicon=f'<link rel="icon" type="image/png" href="{DOCS_ASSETS_PATH}/favicon-32x32.png">',
+            )
+        ],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            }
+        ),
+        use_handler_docstrings=False,
+    )
+
+
+def docs_assets_router() -> Router:
+    return create_static_files_router(
+        path=DOCS_ASSETS_PATH, directories=[_SWAGGER_STATIC], include_in_schema=False, name="docs-assets"
+    )

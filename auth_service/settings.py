@@ -1,0 +1,355 @@
+"""Settings: one msgspec Struct, loaded once from the environment and `.env`.
+
+Every field is an environment variable of the same name in upper case. Values in
+the process environment win over `.env`. A bad or missing value stops start-up with
+one line that names the variable and says what is expected (`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from dotenv import dotenv_values
+
+from auth_service.lib.redis.ratelimit import RateLimit
+
+__all__ = [
+    "RateLimit",
+    "RateLimits",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+    "normalize_database_url",
+]
+
+# Secrets that appear in examples and tutorials; a deployment that copied one is refused.
+WELL_KNOWN_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "secret",
+        "your-secret-key",
+        "your-256-bit-secret",
+        "super-secret-key",
+        "please-change-this-secret-key-in-production",
+        # Long enough to pass the length check, and published: jwt.io's default secret, FastAPI's
+        # tutorial SECRET_KEY, Supabase's self-hosting .env.example.
+        "a-string-secret-at-least-256-bits-long",
+        "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+        "your-super-secret-jwt-token-with-at-least-32-characters-long",
+    }
+)
+MIN_SECRET_BYTES = 32
+SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class RateLimits(msgspec.Struct, frozen=True):
+    """The parsed limit of each endpoint group."""
+
+    login: RateLimit
+    login_failures: RateLimit
+    refresh: RateLimit
+    api: RateLimit
+    verify: RateLimit
+    public: RateLimit
+
+
+_RATE_LIMIT_FIELDS = (
+    "rate_limit_login",
+    "rate_limit_api",
+    "rate_limit_verify",
+    "rate_limit_refresh",
+    "rate_limit_login_failures",
+    "rate_limit_public",
+)
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Every setting of the API and the worker, with its default."""
+
+    app_env: Literal["development", "production", "test"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    docs_enabled: bool = True  # when unset, off with APP_ENV=production (load_settings)
+    metrics_token: str = ""
+    # Share of /verify traces kept when the caller did not decide (traceparent); other routes keep all.
+    trace_verify_sample_ratio: float = 0.01
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9101
+
+    database_url: str = ""
+    # Connections kept open. Overflow connections are closed as soon as they are returned, so a
+    # pool smaller than the usual concurrency reconnects all the time (with 10, 16 clients
+    # refreshing cost 30 % more CPU per refresh: a new PostgreSQL session every 20 requests).
+    database_pool_size: int = 20
+    database_max_overflow: int = 10
+    # Seconds. A slow or frozen PostgreSQL answers 503 after these instead of piling up requests.
+    database_pool_timeout: float = 2.0  # wait for a pooled connection
+    database_connect_timeout: float = 2.0  # open a new connection
+    database_statement_timeout: float = 3.0  # one statement (asyncpg command_timeout + server statement_timeout)
+    redis_url: str = ""
+    redis_key_prefix: str = "auth"
+    redis_timeout: float = 2.0  # seconds per Redis connect, command, or wait for a pooled connection
+    queue_redis_url: str = ""  # empty: the job queue shares REDIS_URL
+    celery_broker_url: str = ""
+
+    jwt_secret_key: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_private_key_file: str = ""
+    jwt_public_key_file: str = ""
+    jwt_key_id: str = ""
+    jwt_expiration_minutes: int = 60
+    jwt_issuer: str = "auth-service"
+    jwt_audience: str = "auth-service-clients"
+    refresh_token_expiration_days: int = 7
+    refresh_reuse_grace_seconds: int = 10
+
+    rate_limit_login: str = "5/minute"
+    rate_limit_api: str = "100/minute"
+    rate_limit_refresh: str = "10/hour"
+    rate_limit_login_failures: str = "10/15minute"
+    rate_limit_public: str = "300/minute"
+    rate_limit_verify: str = ""  # empty: same as RATE_LIMIT_API
+    rate_limit_enabled: bool = True
+    rate_limit_fail_open: bool = True
+
+    cors_origins: str = ""
+    trusted_proxies: str = ""
+    max_body_size: int = 65536
+    hsts_max_age: int = 31536000  # Strict-Transport-Security over TLS (direct, or a trusted proxy's https); 0: off
+    tls_cert_file: str = ""  # both set: `api` serves HTTPS itself (PEM certificate chain and key)
+    tls_key_file: str = ""
+
+    job_queue_backend: Literal["arq", "celery"] = "arq"
+    worker_job_timeout: int = 300
+    email_backend: Literal["file", "smtp", "console"] = "file"
+    email_outbox_dir: str = ".data/outbox"
+    email_from: str = "Auth Service <no-reply@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_tls: bool = False
+    smtp_timeout: float = 10.0
+    smtp_breaker_failures: int = 5
+    smtp_breaker_reset_seconds: float = 30.0
+    public_base_url: str = "http://127.0.0.1:8000"
+    not_me_link_ttl_hours: int = 72
+    suspicious_new_device_days: int = 30
+    suspicious_failures: int = 5
+    suspicious_failure_window_minutes: int = 15
+
+    password_hash_workers: int = 0
+    password_hash_queue: int = 64
+    argon2_memory_kib: int = 19456
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+
+    @property
+    def access_ttl_seconds(self) -> int:
+        return self.jwt_expiration_minutes * 60
+
+    @property
+    def refresh_ttl_seconds(self) -> int:
+        return self.refresh_token_expiration_days * 86400
+
+    @property
+    def hash_workers(self) -> int:
+        """PASSWORD_HASH_WORKERS, or one per CPU this process may run on (taskset, cgroups)."""
+        if self.password_hash_workers:
+            return self.password_hash_workers
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return len(usable) if usable else os.cpu_count() or 1
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in _split(self.trusted_proxies)]
+
+    @property
+    def job_redis_url(self) -> str:
+        return self.queue_redis_url or self.redis_url
+
+    @property
+    def signing_material(self) -> bytes:
+        """Key material other signatures derive from (the JWT secret, or the private key)."""
+        if self.jwt_algorithm in SYMMETRIC_ALGORITHMS:
+            return self.jwt_secret_key.encode()
+        return Path(self.jwt_private_key_file).read_bytes()
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            login=RateLimit.parse(self.rate_limit_login),
+            login_failures=RateLimit.parse(self.rate_limit_login_failures),
+            refresh=RateLimit.parse(self.rate_limit_refresh),
+            api=RateLimit.parse(self.rate_limit_api),
+            verify=RateLimit.parse(self.rate_limit_verify or self.rate_limit_api),
+            public=RateLimit.parse(self.rate_limit_public),
+        )
+
+    @property
+    def async_database_url(self) -> str:
+        return normalize_database_url(self.database_url)
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept `postgresql://`, `postgres://` and `postgresql+asyncpg://`; return the asyncpg form."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("expected a postgresql:// or postgresql+asyncpg:// URL")
+
+
+def _check(settings: Settings) -> None:
+    """Cross-field checks; each failure names its variable."""
+    problems: list[tuple[str, str]] = []
+    try:
+        _ = settings.async_database_url
+    except ValueError as exc:
+        problems.append(("DATABASE_URL", str(exc) if settings.database_url else "is required (a postgresql:// URL)"))
+    if not settings.redis_url:
+        problems.append(("REDIS_URL", "is required (a redis:// or unix:// URL)"))
+    elif not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append(("REDIS_URL", "expected a redis://, rediss:// or unix:// URL"))
+    if settings.jwt_algorithm in SYMMETRIC_ALGORITHMS:
+        secret = settings.jwt_secret_key
+        if not secret:
+            problems.append(("JWT_SECRET_KEY", "is required; generate one with `just init` or `openssl rand -hex 32`"))
+        elif secret.strip().lower() in WELL_KNOWN_SECRETS:
+            problems.append(("JWT_SECRET_KEY", "is a well-known example value; generate a random one"))
+        elif len(secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(("JWT_SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes"))
+    elif settings.jwt_algorithm in ASYMMETRIC_ALGORITHMS:
+        if not settings.jwt_private_key_file:
+            problems.append(("JWT_PRIVATE_KEY_FILE", f"is required for {settings.jwt_algorithm} (a PEM file)"))
+        else:
+            # Imported here: joserfc stays in lib/crypto/tokens.py, and settings without keys never load it.
+            from auth_service.lib.crypto.tokens import key_file_problem
+
+            problem = key_file_problem(
+                settings.jwt_algorithm, settings.jwt_private_key_file, settings.jwt_public_key_file
+            )
+            if problem:
+                problems.append(problem)
+    else:
+        allowed = ", ".join(SYMMETRIC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
+        problems.append(("JWT_ALGORITHM", f"expected one of {allowed}"))
+    for name in _RATE_LIMIT_FIELDS:
+        if not getattr(settings, name):
+            continue  # RATE_LIMIT_VERIFY may be empty
+        try:
+            RateLimit.parse(getattr(settings, name))
+        except ValueError as exc:
+            problems.append((name.upper(), str(exc)))
+    try:
+        _ = settings.trusted_proxy_networks
+    except ValueError:
+        problems.append(("TRUSTED_PROXIES", "expected comma-separated IP addresses or CIDRs"))
+    positive = (
+        "jwt_expiration_minutes",
+        "refresh_token_expiration_days",
+        "max_body_size",
+        "password_hash_queue",
+        "database_pool_size",
+        "worker_job_timeout",
+        "not_me_link_ttl_hours",
+        "suspicious_new_device_days",
+        "suspicious_failures",
+        "suspicious_failure_window_minutes",
+        "smtp_breaker_failures",
+    )
+    problems += [(name.upper(), "must be a positive integer") for name in positive if getattr(settings, name) < 1]
+    if settings.smtp_tls and settings.smtp_starttls and settings.email_backend == "smtp":
+        problems.append(("SMTP_STARTTLS", "set SMTP_TLS (implicit TLS, port 465) or SMTP_STARTTLS, not both"))
+    if not settings.public_base_url.startswith(("http://", "https://")):
+        problems.append(("PUBLIC_BASE_URL", "expected the service's external http(s):// URL"))
+    if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
+        problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
+    timeouts = ("database_pool_timeout", "database_connect_timeout", "database_statement_timeout", "redis_timeout")
+    problems += [
+        (name.upper(), "must be a positive number of seconds") for name in timeouts if getattr(settings, name) <= 0
+    ]
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        missing = "TLS_KEY_FILE" if settings.tls_cert_file else "TLS_CERT_FILE"
+        problems.append((missing, "set TLS_CERT_FILE and TLS_KEY_FILE together (or neither: plain HTTP)"))
+    for name in ("tls_cert_file", "tls_key_file"):
+        path = getattr(settings, name)
+        if path and not (Path(path).is_file() and os.access(path, os.R_OK)):
+            problems.append((name.upper(), f"{path} is not a readable file"))
+    if settings.hsts_max_age < 0:
+        problems.append(("HSTS_MAX_AGE", "must be 0 (off) or a number of seconds"))
+    if not 0 <= settings.trace_verify_sample_ratio <= 1:
+        problems.append(("TRACE_VERIFY_SAMPLE_RATIO", "must be between 0 and 1"))
+    if settings.refresh_reuse_grace_seconds < 0:
+        problems.append(("REFRESH_REUSE_GRACE_SECONDS", "must be 0 or more"))
+    if settings.password_hash_workers < 0:
+        problems.append(("PASSWORD_HASH_WORKERS", "must be 0 (one per CPU) or more"))
+    # OWASP's argon2id minimum: m=19 MiB, t=2, p=1.
+    if settings.argon2_memory_kib < 19456 or settings.argon2_time_cost < 2 or settings.argon2_parallelism < 1:
+        problems.append(("ARGON2_MEMORY_KIB", "argon2id below OWASP's minimum (m=19456 KiB, t=2, p=1) is refused"))
+    if problems:
+        name, message = problems[0]
+        raise SettingsError(f"{name}: {message}")
+
+
+def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
+    """Build Settings from `.env` overlaid with the environment.
+
+    Args:
+        env: the environment to read (default `os.environ`).
+        env_file: a dotenv file read first; a missing file is fine.
+
+    Raises:
+        SettingsError: a value is missing or malformed.
+    """
+    source: dict[str, Any] = {}
+    if env_file and Path(env_file).is_file():
+        source.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    source.update(os.environ if env is None else env)
+    fields = {f.name for f in msgspec.structs.fields(Settings)}
+    raw = {key.lower(): value for key, value in source.items() if key.lower() in fields and key.isupper()}
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+        if settings.app_env == "production" and "docs_enabled" not in raw:
+            # Production does not publish its API map unless asked to (DOCS_ENABLED=true).
+            settings = msgspec.structs.replace(settings, docs_enabled=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    _check(settings)
+    return settings
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.jwt_expiration_minutes`"
+    message = str(exc)
+    match = re.search(r"at `\$\.(\w+)`", message)
+    if not match:
+        return message
+    return f"{match.group(1).upper()}: {message.split(' - at ')[0]}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return load_settings()
