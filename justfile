@@ -72,6 +72,14 @@ deactivate-user USERNAME: sync
 activate-user USERNAME: sync
     {{python}} -m auth_service activate-user "$1"
 
+# Every user: name, e-mail, roles, active, id
+list-users: sync
+    {{python}} -m auth_service list-users
+
+# One user's details
+show-user USERNAME: sync
+    {{python}} -m auth_service show-user "$1"
+
 # Change a user's password (from stdin with --password-stdin, else generated); revokes its tokens
 set-password +ARGS: sync
     {{python}} -m auth_service set-password "$@"

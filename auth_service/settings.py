@@ -52,7 +52,11 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "
 
 
 class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+    """Settings that are missing or malformed: one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{name}: {message}" for name, message in problems))
 
 
 class RateLimits(msgspec.Struct, frozen=True):
@@ -309,8 +313,7 @@ def _check(settings: Settings) -> None:
     if settings.argon2_memory_kib < 19456 or settings.argon2_time_cost < 2 or settings.argon2_parallelism < 1:
         problems.append(("ARGON2_MEMORY_KIB", "argon2id below OWASP's minimum (m=19456 KiB, t=2, p=1) is refused"))
     if problems:
-        name, message = problems[0]
-        raise SettingsError(f"{name}: {message}")
+        raise SettingsError(problems)
 
 
 def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
@@ -329,24 +332,38 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
     source.update(os.environ if env is None else env)
     fields = {f.name for f in msgspec.structs.fields(Settings)}
     raw = {key.lower(): value for key, value in source.items() if key.lower() in fields and key.isupper()}
+    # Each value on its own first, so every malformed one is reported, not only the first.
+    types = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+    malformed: list[tuple[str, str]] = []
+    for key in sorted(raw):
+        try:
+            msgspec.convert(raw[key], types[key], strict=False)
+        except msgspec.ValidationError as exc:
+            malformed.append((key.upper(), str(exc).split(" - at ")[0]))
+    good = {key: value for key, value in raw.items() if key.upper() not in {name for name, _ in malformed}}
     try:
-        settings = msgspec.convert(raw, Settings, strict=False)
-        if settings.app_env == "production" and "docs_enabled" not in raw:
-            # Production does not publish its API map unless asked to (DOCS_ENABLED=true).
-            settings = msgspec.structs.replace(settings, docs_enabled=False)
+        settings = msgspec.convert(good, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
-    _check(settings)
+        raise SettingsError([*malformed, _describe(exc)]) from None
+    if settings.app_env == "production" and "docs_enabled" not in raw:
+        # Production does not publish its API map unless asked to (DOCS_ENABLED=true).
+        settings = msgspec.structs.replace(settings, docs_enabled=False)
+    try:
+        _check(settings)
+    except SettingsError as exc:
+        malformed += exc.problems
+    if malformed:
+        raise SettingsError(malformed)
     return settings
 
 
-def _describe(exc: msgspec.ValidationError) -> str:
+def _describe(exc: msgspec.ValidationError) -> tuple[str, str]:
     # msgspec says "Expected `int`, got `str` - at `$.jwt_expiration_minutes`"
     message = str(exc)
     match = re.search(r"at `\$\.(\w+)`", message)
     if not match:
-        return message
-    return f"{match.group(1).upper()}: {message.split(' - at ')[0]}"
+        return "SETTINGS", message
+    return match.group(1).upper(), message.split(" - at ")[0]
 
 
 @lru_cache(maxsize=1)

@@ -36,6 +36,10 @@ def _out(message: str) -> None:
     print(message, flush=True)
 
 
+def _err(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def _fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
@@ -57,7 +61,10 @@ def resolve_servers() -> Settings:
     try:
         return get_settings()
     except SettingsError as exc:
-        _fail(f"{exc} (set it in the environment or .env; `just init` writes a .env)")
+        for name, message in exc.problems[:-1]:
+            _err(f"{name}: {message}")
+        name, message = exc.problems[-1]
+        _fail(f"{name}: {message} (set it in the environment or .env; `just init` writes a .env)")
         raise  # unreachable; keeps type checkers content
 
 
@@ -159,9 +166,47 @@ def _run_user_action(settings: Settings, action: Callable[[UserService], Awaitab
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:
+    """The new password: from stdin (--password-stdin), asked twice on a terminal, or generated."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n"), False
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("New password (empty: generate one): ")
+        if first:
+            if getpass.getpass("Repeat it: ") != first:
+                _fail("the two passwords differ; nothing was changed")
+            return first, False
     return secrets.token_urlsafe(18), True
+
+
+def _list_users(settings: Settings) -> None:
+    async def run(users: UserService) -> None:
+        rows = await users.list_users()
+        _out(f"{'username':24} {'e-mail':32} {'roles':16} active  id")
+        for user in rows:
+            _out(
+                f"{user.username:24} {user.email:32} {','.join(user.roles) or '-':16} "
+                f"{'yes' if user.is_active else 'no':7} {user.id}"
+            )
+        _out(f"{len(rows)} user(s)")
+
+    _run_user_action(settings, run)
+
+
+def _show_user(settings: Settings, username: str) -> None:
+    async def run(users: UserService) -> None:
+        user = await users.show(username)
+        for label, value in (
+            ("username", user.username),
+            ("id", user.id),
+            ("e-mail", user.email),
+            ("roles", ",".join(user.roles) or "-"),
+            ("active", "yes" if user.is_active else "no"),
+        ):
+            _out(f"{label + ':':10} {value}")
+
+    _run_user_action(settings, run)
 
 
 # ---- processes -------------------------------------------------------------------------------
@@ -334,6 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     sub.add_parser("deactivate-user", help="disable a user and revoke all tokens").add_argument("username")
     sub.add_parser("activate-user", help="re-enable a user").add_argument("username")
+    sub.add_parser("list-users", help="every user: name, e-mail, roles, active, id")
+    sub.add_parser("show-user", help="one user's details").add_argument("username")
     setpw = sub.add_parser("set-password", help="change a password (revokes all tokens)")
     setpw.add_argument("username")
     setpw.add_argument("--password-stdin", action="store_true")
@@ -376,6 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         _create_user(settings, args)
     elif command in ("deactivate-user", "activate-user"):
         _set_active(settings, args.username, command == "activate-user")
+    elif command == "list-users":
+        _list_users(settings)
+    elif command == "show-user":
+        _show_user(settings, args.username)
     elif command == "set-password":
         _set_password(settings, args)
     return 0

@@ -135,3 +135,76 @@ async def test_unreachable_collector_never_breaks_requests(settings: Settings, t
             tokens = http.post("/api/v1/auth/login", json={"username": "otto", "password": DEFAULT_PASSWORD}).json()
             assert http.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"])).status_code == 200
         assert http.get("/api/v1/health").json()["status"] == "ok"
+
+
+def test_every_bad_setting_is_named_at_once_one_line_each(tmp_path: Path) -> None:
+    env = child_env(
+        DATABASE_URL="postgresql://x@127.0.0.1:1/x",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        JWT_SECRET_KEY="short",
+        LOG_LEVEL="LOUD",
+        RATE_LIMIT_LOGIN="lots",
+    )
+    result = _cli(["migrate"], tmp_path, env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    named = sorted(line.removeprefix("error: ").split(":", 1)[0] for line in lines)
+    assert named == ["JWT_SECRET_KEY", "LOG_LEVEL", "RATE_LIMIT_LOGIN"], lines
+
+
+def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Settings, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY="x" * 40)
+    # On a terminal, create-user asks for the password twice (stdin is a pty here).
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "auth_service", "create-user", "hana", "--email", "hana@example.com", "--role", "ops"],
+            cwd=tmp_path,
+            env=env,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # no controlling terminal: getpass reads the pty on stdin
+        )
+        assert proc.stderr is not None
+        seen = ""
+        # getpass flushes pending input when it turns echo off: type each line after its prompt.
+        for prompt in ("New password", "Repeat it"):
+            while prompt not in seen:
+                chunk = os.read(proc.stderr.fileno(), 1024).decode()
+                assert chunk, f"the CLI ended before asking {prompt!r}: {seen}"
+                seen += chunk
+            os.write(master, b"hana's typed password\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode == 0, err
+    assert "created user 'hana'" in out and "generated password" not in out
+    listed = _cli(["list-users"], tmp_path, env)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[:3] == ["hana", "hana@example.com", "ops"] for line in listed.stdout.splitlines())
+    assert listed.stdout.strip().endswith("user(s)")
+    shown = _cli(["show-user", "HANA"], tmp_path, env)
+    assert shown.returncode == 0 and "e-mail:    hana@example.com" in shown.stdout and "active:    yes" in shown.stdout
+    missing = _cli(["show-user", "nobody"], tmp_path, env)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: no user named 'nobody'"
+    # The typed password is the one that was stored.
+    import asyncio
+
+    import asyncpg
+    from argon2 import PasswordHasher
+
+    async def stored_hash() -> str:
+        conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return str(await conn.fetchval("SELECT password_hash FROM users WHERE username = 'hana'"))
+        finally:
+            await conn.close()
+
+    assert PasswordHasher().verify(asyncio.run(stored_hash()), "hana's typed password")

@@ -72,3 +72,18 @@ def test_environment_overrides_env_file(tmp_path: pytest.TempPathFactory) -> Non
 )
 def test_rate_limit_notation(text: str, limit: int, period: int) -> None:
     assert RateLimit.parse(text) == RateLimit(limit, period)
+
+
+def test_every_problem_is_reported_at_once_one_line_each() -> None:
+    bad = {
+        "JWT_EXPIRATION_MINUTES": "soon",
+        "RATE_LIMIT_LOGIN": "lots",
+        "LOG_LEVEL": "LOUD",
+        "TRUSTED_PROXIES": "not-an-ip",
+        "ARGON2_MEMORY_KIB": "1024",
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={**GOOD, **bad}, env_file=None)
+    lines = str(info.value).splitlines()
+    assert sorted(line.split(":", 1)[0] for line in lines) == sorted(bad)
+    assert [name for name, _ in info.value.problems] == [line.split(":", 1)[0] for line in lines]

@@ -33,6 +33,11 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
         stmt = select(User.email).where(User.is_active.is_(True), User.roles.any("admin")).order_by(User.email)  # type: ignore[arg-type]
         return [str(email) for email in (await self.session.execute(stmt)).scalars()]
 
+    async def listing(self, limit: int, offset: int = 0) -> list[User]:
+        """Users in username order (by identity key), a page at a time."""
+        stmt = select(User).order_by(User.username_key).limit(limit).offset(offset)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def count_admins(self) -> int:
         stmt = select(func.count()).select_from(User).where(User.roles.any("admin"))  # type: ignore[arg-type]
         return int((await self.session.execute(stmt)).scalar_one())

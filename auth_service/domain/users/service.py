@@ -116,6 +116,17 @@ class UserService:
         user = await self._users.get_by_username(username)
         return _read(user) if user else None
 
+    async def list_users(self, limit: int = 1000, offset: int = 0) -> list[UserRead]:
+        return [_read(user) for user in await self._users.listing(limit, offset)]
+
+    async def show(self, username: str) -> UserRead:
+        """One user by name.
+
+        Raises:
+            UserNotFound: no such user.
+        """
+        return _read(await self._require(username))
+
     async def count_admins(self) -> int:
         return await self._users.count_admins()
 
