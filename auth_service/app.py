@@ -19,6 +19,7 @@ from litestar import Litestar
 from litestar.types import Receive, Scope, Send
 from sqlalchemy import event
 
+from auth_service.cli.plugin import AuthServiceCLI
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
@@ -46,14 +47,14 @@ log = structlog.get_logger()
 
 def sqlalchemy_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     config = SQLAlchemyAsyncConfig(
-        connection_string=settings.async_database_url,
+        connection_string=settings.database.url,
         engine_config=EngineConfig(
             **engine_options(
-                pool_size=settings.database_pool_size,
-                max_overflow=settings.database_max_overflow,
-                pool_timeout=settings.database_pool_timeout,
-                connect_timeout=settings.database_connect_timeout,
-                statement_timeout=settings.database_statement_timeout,
+                pool_size=settings.database.pool_size,
+                max_overflow=settings.database.max_overflow,
+                pool_timeout=settings.database.pool_timeout,
+                connect_timeout=settings.database.connect_timeout,
+                statement_timeout=settings.database.statement_timeout,
             )
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     cors = cors_config(settings)
     app = AuthApp(
         route_handlers=route_handlers,  # type: ignore[arg-type]
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        plugins=[SQLAlchemyPlugin(config=db_config), AuthServiceCLI()],
         lifespan=[lifespan],
         middleware=[RequestContextMiddleware],  # request id, server span (W3C traceparent), HTTP metrics
         before_request=apply_public_limit,

@@ -20,10 +20,17 @@ from dotenv import dotenv_values
 from auth_service.lib.redis.ratelimit import RateLimit
 
 __all__ = [
+    "DatabaseSettings",
+    "MailSettings",
+    "PagesSettings",
+    "PasswordSettings",
     "RateLimit",
     "RateLimits",
+    "RedisSettings",
     "Settings",
     "SettingsError",
+    "TelemetrySettings",
+    "TokenSettings",
     "get_settings",
     "load_settings",
     "normalize_database_url",
@@ -80,8 +87,80 @@ _RATE_LIMIT_FIELDS = (
 )
 
 
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    url: str
+    pool_size: int
+    max_overflow: int
+    pool_timeout: float
+    connect_timeout: float
+    statement_timeout: float
+
+
+class RedisSettings(msgspec.Struct, frozen=True):
+    url: str
+    key_prefix: str
+    timeout: float
+    queue_url: str
+    celery_broker_url: str
+
+
+class TokenSettings(msgspec.Struct, frozen=True):
+    algorithm: str
+    secret: str
+    private_key_file: str
+    public_key_file: str
+    key_id: str
+    issuer: str
+    audience: str
+    access_ttl: int
+    refresh_ttl: int
+    reuse_grace: int
+
+
+class PasswordSettings(msgspec.Struct, frozen=True):
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+    workers: int
+    queue: int
+
+
+class MailSettings(msgspec.Struct, frozen=True):
+    backend: str
+    outbox_dir: str
+    sender: str
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: str
+    smtp_starttls: bool
+    smtp_tls: bool
+    smtp_timeout: float
+    breaker_failures: int
+    breaker_reset_seconds: float
+
+
+class PagesSettings(msgspec.Struct, frozen=True):
+    public_base_url: str
+    not_me_link_ttl_hours: int
+    docs_enabled: bool
+
+
+class TelemetrySettings(msgspec.Struct, frozen=True):
+    log_level: str
+    log_format: str
+    metrics_token: str
+    trace_verify_sample_ratio: float
+    worker_metrics_host: str
+    worker_metrics_port: int
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
-    """Every setting of the API and the worker, with its default."""
+    """Every setting of the API and the worker, with its default.
+
+    Read from flat environment variables (their names are the contract); the code reads them
+    grouped per concern through the views below (`settings.tokens.algorithm`, `settings.redis.url`…).
+    """
 
     app_env: Literal["development", "production", "test"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -211,6 +290,82 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def async_database_url(self) -> str:
         return normalize_database_url(self.database_url)
+
+    # ---- grouped views, per concern -------------------------------------------------------
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return DatabaseSettings(
+            self.async_database_url,
+            self.database_pool_size,
+            self.database_max_overflow,
+            self.database_pool_timeout,
+            self.database_connect_timeout,
+            self.database_statement_timeout,
+        )
+
+    @property
+    def redis(self) -> RedisSettings:
+        return RedisSettings(
+            self.redis_url, self.redis_key_prefix, self.redis_timeout, self.job_redis_url, self.celery_broker_url
+        )
+
+    @property
+    def tokens(self) -> TokenSettings:
+        return TokenSettings(
+            self.jwt_algorithm,
+            self.jwt_secret_key,
+            self.jwt_private_key_file,
+            self.jwt_public_key_file,
+            self.jwt_key_id,
+            self.jwt_issuer,
+            self.jwt_audience,
+            self.access_ttl_seconds,
+            self.refresh_ttl_seconds,
+            self.refresh_reuse_grace_seconds,
+        )
+
+    @property
+    def passwords(self) -> PasswordSettings:
+        return PasswordSettings(
+            self.argon2_memory_kib,
+            self.argon2_time_cost,
+            self.argon2_parallelism,
+            self.hash_workers,
+            self.password_hash_queue,
+        )
+
+    @property
+    def mail(self) -> MailSettings:
+        return MailSettings(
+            self.email_backend,
+            self.email_outbox_dir,
+            self.email_from,
+            self.smtp_host,
+            self.smtp_port,
+            self.smtp_username,
+            self.smtp_password,
+            self.smtp_starttls,
+            self.smtp_tls,
+            self.smtp_timeout,
+            self.smtp_breaker_failures,
+            self.smtp_breaker_reset_seconds,
+        )
+
+    @property
+    def pages(self) -> PagesSettings:
+        return PagesSettings(self.public_base_url, self.not_me_link_ttl_hours, self.docs_enabled)
+
+    @property
+    def telemetry(self) -> TelemetrySettings:
+        return TelemetrySettings(
+            self.log_level,
+            self.log_format,
+            self.metrics_token,
+            self.trace_verify_sample_ratio,
+            self.worker_metrics_host,
+            self.worker_metrics_port,
+        )
 
 
 def _split(value: str) -> list[str]:

@@ -35,22 +35,21 @@ FUNCTIONS = {
 
 def make_mailer(settings: Settings) -> Mailer:
     """The EMAIL_BACKEND, with SMTP behind the circuit breaker."""
-    if settings.email_backend == "smtp":
+    mail = settings.mail
+    if mail.backend == "smtp":
         smtp = SmtpMailer(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            tls=settings.smtp_tls,
-            timeout=settings.smtp_timeout,
+            host=mail.smtp_host,
+            port=mail.smtp_port,
+            username=mail.smtp_username,
+            password=mail.smtp_password,
+            starttls=mail.smtp_starttls,
+            tls=mail.smtp_tls,
+            timeout=mail.smtp_timeout,
         )
-        return CircuitBreaker(
-            smtp, failures=settings.smtp_breaker_failures, reset_seconds=settings.smtp_breaker_reset_seconds
-        )
-    if settings.email_backend == "console":
+        return CircuitBreaker(smtp, failures=mail.breaker_failures, reset_seconds=mail.breaker_reset_seconds)
+    if mail.backend == "console":
         return ConsoleMailer()
-    return FileMailer(settings.email_outbox_dir)
+    return FileMailer(mail.outbox_dir)
 
 
 async def prepare(ctx: dict[str, Any], settings: Settings) -> None:

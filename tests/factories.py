@@ -6,11 +6,12 @@ import uuid
 from typing import Any
 
 import bcrypt
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from auth_service.domain.users.repository import UserRepository
 from auth_service.settings import Settings
 from db.models import User
+from tests.conftest import run_engine
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
@@ -38,21 +39,17 @@ async def create_user(
                 time_cost=settings.argon2_time_cost,
                 parallelism=settings.argon2_parallelism,
             ).hash(password)
-    engine = create_async_engine(settings.async_database_url)
-    try:
-        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-            user = User(
-                username=username,
-                email=f"{username}@example.com",
-                password_hash=password_hash,
-                roles=roles or [],
-                is_active=is_active,
-            )
-            await UserRepository(session=session).add(user)
-            await session.commit()
-            return user
-    finally:
-        await engine.dispose()
+    async with async_sessionmaker(run_engine(settings.async_database_url), expire_on_commit=False)() as session:
+        user = User(
+            username=username,
+            email=f"{username}@example.com",
+            password_hash=password_hash,
+            roles=roles or [],
+            is_active=is_active,
+        )
+        await UserRepository(session=session).add(user)
+        await session.commit()
+        return user
 
 
 def bearer(token: str) -> dict[str, Any]:

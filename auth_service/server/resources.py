@@ -22,7 +22,7 @@ from auth_service.lib.redis.activity import ActivityTracker
 from auth_service.lib.redis.lean import LeanRedis
 from auth_service.lib.redis.ratelimit import RateLimiter
 from auth_service.settings import Settings
-from auth_service.wiring import job_queue_for, link_signer_for, password_hasher_for
+from auth_service.wiring import job_queue_for, link_signer_for, password_hasher_for, token_service_for
 
 __all__ = ["Resources", "build_resources"]
 
@@ -61,9 +61,10 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     # A blocking pool: redis-py's default pool opens new connections while holding its lock, so
     # with Redis frozen every caller queued behind one 2 s connect after another (the 10th login
     # waited 20 s). This one connects outside the lock and bounds the wait for a free connection.
-    timeout = settings.redis_timeout
+    r = settings.redis
+    timeout = r.timeout
     pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
+        r.url,
         max_connections=256,
         timeout=timeout,
         socket_timeout=timeout,
@@ -72,30 +73,19 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     )
     redis = Redis.from_pool(pool)
     hasher = password_hasher_for(settings)
-    tokens = TokenService(
-        algorithm=settings.jwt_algorithm,
-        secret=settings.jwt_secret_key,
-        private_key_file=settings.jwt_private_key_file,
-        public_key_file=settings.jwt_public_key_file,
-        key_id=settings.jwt_key_id,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl=settings.access_ttl_seconds,
-    )
-    revocation = RevocationStore(
-        redis, session_factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
-    )
-    scripts, lean_redis = script_runner(settings.redis_url, redis, timeout=timeout)
-    limiter = RateLimiter(redis, prefix=settings.redis_key_prefix, enabled=settings.rate_limit_enabled, lean=lean_redis)
-    activity = ActivityTracker(settings.redis_key_prefix)
+    tokens = token_service_for(settings)
+    revocation = RevocationStore(redis, session_factory, prefix=r.key_prefix, access_ttl=tokens.access_ttl)
+    scripts, lean_redis = script_runner(r.url, redis, timeout=timeout)
+    limiter = RateLimiter(redis, prefix=r.key_prefix, enabled=settings.rate_limit_enabled, lean=lean_redis)
+    activity = ActivityTracker(r.key_prefix)
     limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
     verifier = TokenVerifier(tokens, revocation, limits, activity, scripts)
     queue = job_queue_for(settings)
     links = link_signer_for(settings)
     trusted = settings.trusted_proxy_networks
     policy = AuthPolicy(
-        refresh_ttl=settings.refresh_ttl_seconds,
-        reuse_grace=settings.refresh_reuse_grace_seconds,
+        refresh_ttl=settings.tokens.refresh_ttl,
+        reuse_grace=settings.tokens.reuse_grace,
         suspicion=SuspicionRules(
             new_device_days=settings.suspicious_new_device_days,
             failures=settings.suspicious_failures,

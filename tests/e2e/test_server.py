@@ -208,3 +208,34 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
             await conn.close()
 
     assert PasswordHasher().verify(asyncio.run(stored_hash()), "hana's typed password")
+
+
+def test_grouped_commands_and_litestars_cli_reach_the_same_commands(settings: Settings, tmp_path: Path) -> None:
+    secret = "s" * 40
+    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY=secret)
+    made = _cli(
+        ["users", "create", "ivan", "--email", "ivan@example.com", "--password-stdin"],
+        tmp_path,
+        env,
+        stdin="ivan's long password\n",
+    )
+    assert made.returncode == 0, made.stderr
+    flat, grouped = _cli(["list-users"], tmp_path, env), _cli(["users", "list"], tmp_path, env)
+    assert flat.returncode == grouped.returncode == 0 and flat.stdout == grouped.stdout
+    assert "ivan@example.com" in grouped.stdout
+    litestar = Path(PYTHON).with_name("litestar")
+    through_litestar = subprocess.run(
+        [str(litestar), "--app", "auth_service.app:create_app", "users", "show", "ivan"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert through_litestar.returncode == 0, through_litestar.stderr
+    assert "e-mail:    ivan@example.com" in through_litestar.stdout
+    key = _cli(["keys", "show"], tmp_path, env)
+    assert key.returncode == 0 and "algorithm: HS256" in key.stdout and "key id:" in key.stdout
+    assert secret not in key.stdout + key.stderr
+    usage = _cli(["users", "create"], tmp_path, env)
+    assert usage.returncode == 2 and "Missing argument 'USERNAME'" in usage.stderr

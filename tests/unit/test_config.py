@@ -87,3 +87,29 @@ def test_every_problem_is_reported_at_once_one_line_each() -> None:
     lines = str(info.value).splitlines()
     assert sorted(line.split(":", 1)[0] for line in lines) == sorted(bad)
     assert [name for name, _ in info.value.problems] == [line.split(":", 1)[0] for line in lines]
+
+
+def test_grouped_views_read_the_same_variables() -> None:
+    settings = load_settings(
+        env={
+            **GOOD,
+            "JWT_ISSUER": "issuer-x",
+            "JWT_EXPIRATION_MINUTES": "5",
+            "REDIS_TIMEOUT": "1.5",
+            "QUEUE_REDIS_URL": "redis://127.0.0.1:6379/3",
+            "SMTP_PORT": "2525",
+            "EMAIL_BACKEND": "smtp",
+            "DATABASE_POOL_SIZE": "7",
+            "ARGON2_TIME_COST": "3",
+            "PUBLIC_BASE_URL": "https://auth.example.com",
+            "METRICS_TOKEN": "m" * 20,
+        },
+        env_file=None,
+    )
+    assert settings.tokens.issuer == "issuer-x" and settings.tokens.access_ttl == 300
+    assert settings.redis.timeout == 1.5 and settings.redis.queue_url == "redis://127.0.0.1:6379/3"
+    assert settings.mail.smtp_port == 2525 and settings.mail.backend == "smtp"
+    assert settings.database.pool_size == 7 and settings.database.url.startswith("postgresql+asyncpg://")
+    assert settings.passwords.time_cost == 3
+    assert settings.pages.public_base_url == "https://auth.example.com"
+    assert settings.telemetry.metrics_token == "m" * 20

@@ -21,7 +21,7 @@ from auth_service.settings import RateLimit
 from db.models import LoginRecord, User
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer
-from tests.integration.test_auth_flow import assert_error
+from tests.integration.auth.test_auth_flow import assert_error
 
 
 @pytest.fixture(params=["lean", "redis-py"])

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import LoginRecord, RefreshToken, TokenBlacklist, User
 from tests.factories import bearer
+from tests.integration.auth.test_auth_flow import assert_error
 from tests.integration.conftest import login
-from tests.integration.test_auth_flow import assert_error
 
 JSON = {"Content-Type": "application/json"}
 

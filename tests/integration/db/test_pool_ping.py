@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auth_service.settings import Settings
 from db.config import ping_on_checkout
-from tests.conftest import _PG_ADMIN_URL
+from tests.conftest import _find_postgres
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ async def _backend_pid(engine: AsyncEngine) -> int:
 
 
 async def _terminate(pid: int) -> None:
-    admin = await asyncpg.connect(_PG_ADMIN_URL)
+    admin = await asyncpg.connect(_find_postgres()[0])
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
@@ -55,7 +55,7 @@ async def test_without_the_ping_the_dead_connection_reaches_the_caller(engine: A
 async def test_the_probe_is_one_statement_outside_any_transaction(engine: AsyncEngine) -> None:
     ping_on_checkout(engine)
     pid = await _backend_pid(engine)
-    admin = await asyncpg.connect(_PG_ADMIN_URL)
+    admin = await asyncpg.connect(_find_postgres()[0])
     try:
         async with engine.connect() as conn:  # the checkout probes; then nothing runs
             probed = await admin.fetchrow("SELECT query, xact_start FROM pg_stat_activity WHERE pid = $1", pid)

@@ -19,7 +19,7 @@ from auth_service.lib.queue import JobName
 from auth_service.settings import Settings
 from db.config import current_revision, downgrade, upgrade
 from db.models import RefreshToken, TokenBlacklist
-from tests.conftest import _PG_ADMIN_URL, _with_database
+from tests.conftest import _find_postgres, _with_database
 from tests.factories import create_user
 
 
@@ -39,12 +39,12 @@ def _scratch_database() -> tuple[str, Any]:
     name = f"auth_mig_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_PG_ADMIN_URL)
+        conn = await asyncpg.connect(_find_postgres()[0])
         await conn.execute(sql)
         await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = _with_database(_PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = _with_database(_find_postgres()[0], name).replace("postgresql://", "postgresql+asyncpg://", 1)
     return url, lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
@@ -101,12 +101,12 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
     name = f"auth_mig_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_PG_ADMIN_URL)
+        conn = await asyncpg.connect(_find_postgres()[0])
         await conn.execute(sql)
         await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = _with_database(_PG_ADMIN_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = _with_database(_find_postgres()[0], name).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         upgrade(url)
         assert current_revision(url) == HEAD
