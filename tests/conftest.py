@@ -11,6 +11,7 @@ schema would). One test run at a time per Redis: the db is flushed before each t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import secrets
@@ -53,7 +54,9 @@ def _find_postgres() -> tuple[str, str]:
         await conn.close()
 
     try:
-        asyncio.run(probe())
+        # In a thread of its own: the first caller may be inside an event loop already.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, probe()).result()
         return local, "local server 127.0.0.1:5432"
     except (TimeoutError, OSError, asyncpg.PostgresError):
         from auth_service.cli.embedded import ensure_postgres
@@ -81,8 +84,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{name}: {finder()[1]}")
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(_find_postgres()[0])
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(sql)
     finally:
@@ -95,11 +98,12 @@ def database_url() -> Iterator[str]:
     from db.config import upgrade
 
     name = f"auth_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    url = normalize_database_url(_with_database(_find_postgres()[0], name))
+    admin_url = _find_postgres()[0]  # outside any event loop: the finder runs one of its own
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    url = normalize_database_url(_with_database(admin_url, name))
     upgrade(url)
     yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

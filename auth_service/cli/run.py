@@ -14,7 +14,9 @@ import structlog
 
 from auth_service.cli.common import default_public_url, fail, out, resolve_servers
 
-__all__ = ["run", "run_api", "run_monitor", "run_up", "run_worker"]
+__all__ = ["KEEPALIVE_SECONDS", "run", "run_api", "run_monitor", "run_up", "run_worker"]
+
+KEEPALIVE_SECONDS = 75
 
 _HOST = click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
 _PORT = click.option(
@@ -44,6 +46,10 @@ def run_api(host: str, port: int) -> None:
         access_log=False,
         server_header=False,  # no "Server: uvicorn" banner
         proxy_headers=False,  # TRUSTED_PROXIES decides whom to believe, not uvicorn
+        # Longer than any client's or proxy's idle timeout (httpx 5 s, nginx and AWS ALB 60 s): the
+        # server must never be the side that closes an idle connection a client is reusing that
+        # very moment (uvicorn's 5 s default raced httpx's 5 s: a request now and then got a reset).
+        timeout_keep_alive=KEEPALIVE_SECONDS,
         # Checked with the settings: both or neither, readable files.
         ssl_certfile=settings.tls_cert_file or None,
         ssl_keyfile=settings.tls_key_file or None,

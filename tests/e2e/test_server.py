@@ -239,3 +239,36 @@ def test_grouped_commands_and_litestars_cli_reach_the_same_commands(settings: Se
     assert secret not in key.stdout + key.stderr
     usage = _cli(["users", "create"], tmp_path, env)
     assert usage.returncode == 2 and "Missing argument 'USERNAME'" in usage.stderr
+
+
+def test_an_idle_keep_alive_connection_outlives_a_clients_own_idle_timeout(server: str) -> None:
+    """httpx (and many clients) keep an idle connection 5 s: the server keeps it longer, so it
+    is never closed under a client that is reusing it at that moment (the race a 5 s server
+    timeout had: an occasional reset on a reused connection)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server)
+    request = f"GET /api/v1/health HTTP/1.1\r\nHost: {address.hostname}\r\n\r\n".encode()
+
+    def answer(sock: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        while len(body) < length:
+            body += sock.recv(65536)
+        return head
+
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # past httpx's keepalive_expiry (and uvicorn's default timeout_keep_alive)
+        sock.sendall(request)
+        assert answer(sock).startswith(b"HTTP/1.1 200")
