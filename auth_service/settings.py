@@ -8,6 +8,7 @@ one line that names the variable and says what is expected (`SettingsError`).
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from functools import lru_cache
@@ -445,10 +446,27 @@ def _check(settings: Settings) -> None:
         problems.append(("PUBLIC_BASE_URL", "expected the service's external http(s):// URL"))
     if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
         problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
-    timeouts = ("database_pool_timeout", "database_connect_timeout", "database_statement_timeout", "redis_timeout")
+    timeouts = (
+        "database_pool_timeout",
+        "database_connect_timeout",
+        "database_statement_timeout",
+        "redis_timeout",
+        "smtp_timeout",
+        "smtp_breaker_reset_seconds",
+    )
     problems += [
-        (name.upper(), "must be a positive number of seconds") for name in timeouts if getattr(settings, name) <= 0
+        (name.upper(), "must be a positive number of seconds")
+        for name in timeouts
+        if not 0 < getattr(settings, name) < math.inf  # also refuses nan and inf
     ]
+    if not 1 <= settings.smtp_port <= 65535:
+        problems.append(("SMTP_PORT", "must be a TCP port (1-65535)"))
+    if settings.database_max_overflow < 0:
+        problems.append(("DATABASE_MAX_OVERFLOW", "must be 0 or more"))
+    # Upper bounds: lifetimes past these are mistakes, and would overflow date arithmetic.
+    for name, most in (("jwt_expiration_minutes", 60 * 24 * 31), ("refresh_token_expiration_days", 3660)):
+        if getattr(settings, name) > most:
+            problems.append((name.upper(), f"must be at most {most}"))
     if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
         missing = "TLS_KEY_FILE" if settings.tls_cert_file else "TLS_CERT_FILE"
         problems.append((missing, "set TLS_CERT_FILE and TLS_KEY_FILE together (or neither: plain HTTP)"))

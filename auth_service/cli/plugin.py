@@ -1,5 +1,7 @@
 """Our command groups under Litestar's own CLI too (`litestar --app auth_service.app:create_app
-users list`), beside its `run`/`routes` and Advanced Alchemy's `database` groups."""
+users list`), beside its `run`/`routes` and Advanced Alchemy's `database` group. Not our `db`
+group: Advanced Alchemy's `database` answers to the alias `db` there; migrations stay
+`python -m auth_service db migrate` (or Advanced Alchemy's own `database upgrade`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ __all__ = ["AuthServiceCLI"]
 
 class AuthServiceCLI(CLIPluginProtocol):
     def on_cli_init(self, cli: Group) -> None:
-        from auth_service.cli.main import db, keys, users
+        from auth_service.cli.main import keys, users
 
-        for group in (users, db, keys):
+        for group in (users, keys):
             cli.add_command(group)

@@ -7,7 +7,7 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -20,6 +20,7 @@ from auth_service.settings import Settings
 __all__ = ["create_first_admin", "users"]
 
 T = TypeVar("T")
+_PAGE = 1000
 
 
 _PASSWORD_STDIN = click.option(
@@ -105,7 +106,11 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
 
 def _list_users(settings: Settings) -> None:
     async def run(users: UserService) -> None:
-        rows = await users.list_users()
+        rows: list[Any] = []
+        while page := await users.list_users(limit=_PAGE, offset=len(rows)):
+            rows += page
+            if len(page) < _PAGE:
+                break
         out(f"{'username':24} {'e-mail':32} {'roles':16} active  id")
         for user in rows:
             out(

@@ -113,3 +113,22 @@ def test_grouped_views_read_the_same_variables() -> None:
     assert settings.passwords.time_cost == 3
     assert settings.pages.public_base_url == "https://auth.example.com"
     assert settings.telemetry.metrics_token == "m" * 20
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RATE_LIMIT_LOGIN", "5/0minute"),  # a zero-length period would switch the limit off
+        ("REDIS_TIMEOUT", "nan"),
+        ("DATABASE_STATEMENT_TIMEOUT", "inf"),
+        ("SMTP_TIMEOUT", "-5"),
+        ("SMTP_PORT", "0"),
+        ("DATABASE_MAX_OVERFLOW", "-3"),
+        ("JWT_EXPIRATION_MINUTES", "99999999999"),
+        ("REFRESH_TOKEN_EXPIRATION_DAYS", "1000000"),
+    ],
+)
+def test_values_that_would_silently_disable_or_overflow_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={**GOOD, variable: value}, env_file=None)
+    assert [name for name, _ in info.value.problems] == [variable]

@@ -112,6 +112,8 @@ class RateLimit(msgspec.Struct, frozen=True):
         if not match or int(match.group(1)) < 1:
             raise ValueError("expected N/period, e.g. 5/minute, 100/minute, 10/hour, 3/2second")
         multiple = int(match.group(2) or 1)
+        if multiple < 1:
+            raise ValueError("expected N/period with a period of at least 1 unit, e.g. 10/15minute")
         return cls(int(match.group(1)), multiple * _PERIODS[match.group(3).lower()])
 
 

@@ -13,6 +13,7 @@ from auth_service.domain.users.schemas import UserCreate
 from auth_service.domain.users.service import UserExistsError, UserService
 from auth_service.server.resources import build_resources
 from auth_service.settings import Settings
+from tests.factories import create_user
 
 
 @pytest.fixture
@@ -51,3 +52,22 @@ async def test_addresses_that_differ_only_by_case_or_form_are_one_address(
     await _create(resources, "first", first)
     with pytest.raises(UserExistsError):
         await _create(resources, "second", second)
+
+
+def test_list_users_pages_through_every_user(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from auth_service.cli import users as cli_users
+
+    async def make() -> None:
+        for i in range(5):
+            await create_user(settings, username=f"paged{i}")
+
+    asyncio.run(make())
+    monkeypatch.setattr(cli_users, "_PAGE", 2)  # five users over pages of two
+    cli_users._list_users(settings)
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:-1]] == [f"paged{i}" for i in range(5)]
+    assert out.strip().endswith("5 user(s)")
