@@ -26,7 +26,10 @@ def child_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("DATABASE_URL", "REDIS_URL", "JWT_", "ADMIN_", "RATE_LIMIT"))
     }
-    env.update({"PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "PASSWORD_HASH_WORKERS": "2", **extra})
+    # A worker started by a test gets its own metrics port: a `just up` running beside the suite
+    # holds the default one (9101), and the test's worker would die on "address already in use".
+    defaults = {"PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "PASSWORD_HASH_WORKERS": "2"}
+    env.update({**defaults, "WORKER_METRICS_PORT": str(free_port()), **extra})
     return env
 
 
