@@ -381,8 +381,8 @@ def normalize_database_url(url: str) -> str:
     raise ValueError("expected a postgresql:// or postgresql+asyncpg:// URL")
 
 
-def _check(settings: Settings) -> None:
-    """Cross-field checks; each failure names its variable."""
+def _problems(settings: Settings) -> list[tuple[str, str]]:
+    """Cross-field checks: (variable, what is wrong) for each that fails."""
     problems: list[tuple[str, str]] = []
     try:
         _ = settings.async_database_url
@@ -485,8 +485,7 @@ def _check(settings: Settings) -> None:
     # OWASP's argon2id minimum: m=19 MiB, t=2, p=1.
     if settings.argon2_memory_kib < 19456 or settings.argon2_time_cost < 2 or settings.argon2_parallelism < 1:
         problems.append(("ARGON2_MEMORY_KIB", "argon2id below OWASP's minimum (m=19456 KiB, t=2, p=1) is refused"))
-    if problems:
-        raise SettingsError(problems)
+    return problems
 
 
 def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
@@ -521,12 +520,8 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
     if settings.app_env == "production" and "docs_enabled" not in raw:
         # Production does not publish its API map unless asked to (DOCS_ENABLED=true).
         settings = msgspec.structs.replace(settings, docs_enabled=False)
-    try:
-        _check(settings)
-    except SettingsError as exc:
-        malformed += exc.problems
-    if malformed:
-        raise SettingsError(malformed)
+    if problems := malformed + _problems(settings):
+        raise SettingsError(problems)
     return settings
 
 

@@ -18,6 +18,4 @@ async def apply_public_limit(request: Request[Any, Any, Any]) -> None:
     resources: Resources = request.app.state.resources
     # The route template, never the raw path: it becomes a metric label (a bounded set).
     endpoint = str(request.scope.get("path_template") or "unmatched")
-    peer = request.client.host if request.client else None
-    ip = resources.authenticator.client_ip(peer, request.headers.getall("x-forwarded-for", []))
-    await resources.limits.public(ip, endpoint)
+    await resources.limits.public(resources.authenticator.request_ip(request), endpoint)

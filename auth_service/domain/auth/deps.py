@@ -63,6 +63,11 @@ class Authenticator:
     def client_ip(self, peer: str | None, forwarded: list[str]) -> str:
         return client_ip(peer, forwarded, self.trusted_proxies)
 
+    def request_ip(self, request: Request[Any, Any, Any]) -> str:
+        """The client IP of a Litestar request (TRUSTED_PROXIES applied)."""
+        peer = request.client.host if request.client else None
+        return self.client_ip(peer, request.headers.getall("x-forwarded-for", []))
+
     async def claims(self, scope: Scope, endpoint: str) -> AccessClaims:
         """The verified claims of the request's Bearer token, with the endpoint's per-user limit;
         on the raw ASGI scope, so the verify fast path (server/dispatch.py) shares it.
@@ -111,9 +116,7 @@ async def provide_auth_service(
 
 
 def provide_client(request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]) -> ClientInfo:
-    peer = request.client.host if request.client else None
-    ip = authenticator.client_ip(peer, request.headers.getall("x-forwarded-for", []))
-    return ClientInfo(ip=ip, user_agent=request.headers.get("user-agent"))
+    return ClientInfo(ip=authenticator.request_ip(request), user_agent=request.headers.get("user-agent"))
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:

@@ -19,7 +19,7 @@ from auth_service.lib.queue import JobName
 from auth_service.settings import Settings
 from db.config import current_revision, downgrade, upgrade
 from db.models import RefreshToken, TokenBlacklist
-from tests.conftest import _find_postgres, _with_database
+from tests.conftest import _admin, _find_postgres, _with_database
 from tests.factories import create_user
 
 
@@ -36,16 +36,12 @@ HEAD = "0003"
 
 
 def _scratch_database() -> tuple[str, Any]:
+    """An empty database of its own, and the function that drops it."""
     name = f"auth_mig_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_find_postgres()[0])
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = _with_database(_find_postgres()[0], name).replace("postgresql://", "postgresql+asyncpg://", 1)
-    return url, lambda: asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin_url = _find_postgres()[0]
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    url = _with_database(admin_url, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    return url, lambda: asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _sql(url: str, *statements: str) -> list[Any]:
@@ -98,15 +94,7 @@ def test_identity_keys_migration_names_clashing_accounts_instead_of_failing_on_a
 
 
 def test_migrations_upgrade_downgrade_upgrade() -> None:
-    name = f"auth_mig_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_find_postgres()[0])
-        await conn.execute(sql)
-        await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = _with_database(_find_postgres()[0], name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    url, drop = _scratch_database()
     try:
         upgrade(url)
         assert current_revision(url) == HEAD
@@ -122,7 +110,7 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         upgrade(url)
         assert current_revision(url) == HEAD
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop()
 
 
 async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired_rows(
