@@ -24,7 +24,7 @@ init *ARGS: sync
 up: init
     {{python}} -m auth_service up
 
-# Like `up`, plus VictoriaMetrics scraping API and worker and vmalert on our rules (Debian's victoria-metrics); prints the vmui URL
+# Like `up`, plus VictoriaMetrics scraping API and worker and vmalert on our rules (Debian's victoria-metrics); prints their URLs
 monitor: init
     {{python}} -m auth_service monitor
 
@@ -56,7 +56,7 @@ celery-beat: init
 migrate *ARGS: sync
     {{python}} -m auth_service migrate "$@"
 
-# Downgrade the database schema one step (or: just downgrade --revision base)
+# Downgrade the database schema one step (or: just downgrade --revision base); asks first (--yes: do not ask)
 downgrade *ARGS: sync
     {{python}} -m auth_service downgrade "$@"
 
@@ -96,9 +96,26 @@ fmt: sync
     .venv/bin/ruff format .
     .venv/bin/ruff check --fix .
 
-# Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e)
-test *ARGS: lint
+# Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e); installs the Debian packages it needs
+test *ARGS: lint test-deps
     {{python}} -m pytest "$@"
+
+# The Debian packages the tests start (nginx; victoria-metrics, which has vmalert): installed when missing (as root), else one line naming them
+test-deps:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+    { command -v victoria-metrics && command -v vmalert; } >/dev/null || missing+=(victoria-metrics)
+    [ ${#missing[@]} -eq 0 ] && exit 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "error: the tests need the Debian packages ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "installing the Debian packages the tests need: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "installed ${missing[*]}" >&2
 
 # Fuzz the API contract longer than CI does (schemathesis on the app's own OpenAPI document): just fuzz [EXAMPLES] [SEED]
 fuzz EXAMPLES="500" SEED="20261128": sync

@@ -29,7 +29,7 @@ from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
 from auth_service.server.dispatch import FastVerify
 from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
-from auth_service.server.openapi import docs_assets_router, openapi_config
+from auth_service.server.openapi import docs_assets_router, mark_optional_bodies, openapi_config
 from auth_service.server.providers import app_dependencies
 from auth_service.server.public_limit import apply_public_limit
 from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
@@ -37,6 +37,7 @@ from auth_service.server.resources import Resources, build_resources
 from auth_service.settings import Settings, get_settings
 from db.config import engine_options, ping_on_checkout
 from observability.logging import configure_logging
+from observability.metrics import start_api_counters
 from observability.setup import init_telemetry
 from observability.tracing import instrument_engine, instrument_redis
 
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         environment=settings.app_env,
         hot_spans={f"GET {VERIFY_PATH}": settings.trace_verify_sample_ratio},
     )
+    start_api_counters()  # dashboards read 0, not "no data", before the first login or failure
     instrument_redis()
     db_config = sqlalchemy_config(settings)
 
@@ -168,4 +170,6 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         debug=False,
     )
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
+    if settings.docs_enabled:
+        mark_optional_bodies(app)
     return app

@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 from dotenv import dotenv_values
@@ -170,6 +170,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     metrics_token: str = ""
     # Share of /verify traces kept when the caller did not decide (traceparent); other routes keep all.
     trace_verify_sample_ratio: float = 0.01
+    # Where `api` (and `up`) listen. Unless PUBLIC_BASE_URL is set, links in e-mails point here,
+    # for the API and the worker alike: one rule for every process.
+    host: str = "127.0.0.1"
+    port: int = 8000
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9101
 
@@ -230,7 +234,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_timeout: float = 10.0
     smtp_breaker_failures: int = 5
     smtp_breaker_reset_seconds: float = 30.0
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str = ""  # empty: http(s)://HOST:PORT (see base_url)
     not_me_link_ttl_hours: int = 72
     suspicious_new_device_days: int = 30
     suspicious_failures: int = 5
@@ -291,6 +295,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def async_database_url(self) -> str:
         return normalize_database_url(self.database_url)
+
+    @property
+    def base_url(self) -> str:
+        """The service's external URL: PUBLIC_BASE_URL, else where `api` listens (HOST, PORT)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls_cert_file else 'http'}://{host}:{self.port}"
 
     # ---- grouped views, per concern -------------------------------------------------------
 
@@ -355,7 +367,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def pages(self) -> PagesSettings:
-        return PagesSettings(self.public_base_url, self.not_me_link_ttl_hours, self.docs_enabled)
+        return PagesSettings(self.base_url, self.not_me_link_ttl_hours, self.docs_enabled)
 
     @property
     def telemetry(self) -> TelemetrySettings:
@@ -442,7 +454,7 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
     problems += [(name.upper(), "must be a positive integer") for name in positive if getattr(settings, name) < 1]
     if settings.smtp_tls and settings.smtp_starttls and settings.email_backend == "smtp":
         problems.append(("SMTP_STARTTLS", "set SMTP_TLS (implicit TLS, port 465) or SMTP_STARTTLS, not both"))
-    if not settings.public_base_url.startswith(("http://", "https://")):
+    if settings.public_base_url and not settings.public_base_url.startswith(("http://", "https://")):
         problems.append(("PUBLIC_BASE_URL", "expected the service's external http(s):// URL"))
     if settings.metrics_token and len(settings.metrics_token.encode()) < 16:
         problems.append(("METRICS_TOKEN", "must be at least 16 bytes (or empty: /metrics on loopback only)"))
@@ -459,8 +471,12 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
         for name in timeouts
         if not 0 < getattr(settings, name) < math.inf  # also refuses nan and inf
     ]
-    if not 1 <= settings.smtp_port <= 65535:
-        problems.append(("SMTP_PORT", "must be a TCP port (1-65535)"))
+    for name in ("smtp_port", "port", "worker_metrics_port"):
+        if not 1 <= getattr(settings, name) <= 65535:
+            problems.append((name.upper(), f"must be a TCP port (1-65535), not {getattr(settings, name)}"))
+    for name in ("host", "worker_metrics_host"):
+        if why := host_problem(getattr(settings, name)):
+            problems.append((name.upper(), why))
     if settings.database_max_overflow < 0:
         problems.append(("DATABASE_MAX_OVERFLOW", "must be 0 or more"))
     # Upper bounds: lifetimes past these are mistakes, and would overflow date arithmetic.
@@ -488,6 +504,22 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
+_HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` is neither an IP address nor a host name (None: it is one)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    looks_numeric = bool(host) and all(part.isdigit() for part in host.split("."))
+    if looks_numeric or not host or len(host) > 253 or not all(_HOSTNAME_LABEL.fullmatch(x) for x in host.split(".")):
+        return f"{host!r} is neither an IP address nor a host name (e.g. 127.0.0.1, 0.0.0.0, ::1, localhost)"
+    return None
+
+
 def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
     """Build Settings from `.env` overlaid with the environment.
 
@@ -511,7 +543,7 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
         try:
             msgspec.convert(raw[key], types[key], strict=False)
         except msgspec.ValidationError as exc:
-            malformed.append((key.upper(), str(exc).split(" - at ")[0]))
+            malformed.append((key.upper(), _malformed(str(exc), raw[key], types[key])))
     good = {key: value for key, value in raw.items() if key.upper() not in {name for name, _ in malformed}}
     try:
         settings = msgspec.convert(good, Settings, strict=False)
@@ -523,6 +555,18 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
     if problems := malformed + _problems(settings):
         raise SettingsError(problems)
     return settings
+
+
+def _malformed(message: str, value: Any, kind: Any) -> str:
+    # msgspec says "Expected `int`, got `str`": say what was given, in words (only non-secret
+    # settings are typed: every secret is a str and never malformed).
+    message = message.split(" - at ")[0]
+    shown = repr(str(value)[:40])
+    words = {"Expected `int`, got `str`": "expected a whole number", "Expected `float`, got `str`": "expected a number"}
+    words["Expected `bool`, got `str`"] = "expected true or false"
+    if message.startswith("Invalid enum value"):
+        return f"expected one of {', '.join(get_args(kind))}, got {shown}"
+    return f"{words.get(message, message)}, got {shown}"
 
 
 def _describe(exc: msgspec.ValidationError) -> tuple[str, str]:

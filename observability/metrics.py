@@ -23,16 +23,27 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
+
+Counters start at 0 for the label values they are known to take (`start_api_counters` in the
+API, `start_job_counters` in the worker, once the MeterProvider is set): a healthy service then
+reads 0 on its dashboards rather than "no data", and a first event shows in rate() and increase()
+(a series born at 1 has no earlier sample to rise from). Values seen only at run time (the
+per-IP limit's route templates) get their series on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Observation
 
 __all__ = [
+    "DB_ERROR_SOURCES",
+    "JOB_OUTCOMES",
+    "LIMITED_ENDPOINTS",
+    "LOGIN_FAILURE_REASONS",
+    "TOKEN_TYPES",
     "active_users",
     "db_connection_errors",
     "gauges",
@@ -42,6 +53,9 @@ __all__ = [
     "login_attempts",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
+    "start_api_counters",
+    "start_at_zero",
+    "start_job_counters",
     "token_generation_duration",
     "token_validation_duration",
     "tokens_issued",
@@ -84,6 +98,39 @@ job_runs = _meter.create_counter("jobs.runs", description="Background job runs b
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
 )
+
+# The label values the counters take, as auth_service records them (domain/auth/service.py and
+# limits.py, server/exception_handlers.py, domain/system/controllers.py).
+LOGIN_FAILURE_REASONS = ("unknown_user", "bad_password", "inactive", "credentials_changed", "busy")
+# The endpoints with limits of their own; the per-IP limit of the other routes labels by route template.
+LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify")
+TOKEN_TYPES = ("access", "refresh")
+DB_ERROR_SOURCES = ("request", "health")
+JOB_OUTCOMES = ("success", "retry", "failure")
+
+
+def start_at_zero(counter: Counter, attribute_sets: Iterable[Mapping[str, str]]) -> None:
+    """Export `counter` at 0 for each attribute set (adding 0 changes no count already made)."""
+    for attributes in attribute_sets:
+        counter.add(0, attributes)
+
+
+def start_api_counters() -> None:
+    """The API's counters at 0 for their known label values."""
+    start_at_zero(
+        login_attempts,
+        [{"outcome": "success", "reason": "none"}]
+        + [{"outcome": "failure", "reason": reason} for reason in LOGIN_FAILURE_REASONS],
+    )
+    start_at_zero(tokens_issued, [{"type": kind} for kind in TOKEN_TYPES])
+    start_at_zero(ratelimit_rejections, [{"endpoint": endpoint} for endpoint in LIMITED_ENDPOINTS])
+    start_at_zero(ratelimit_redis_failures, [{"endpoint": endpoint} for endpoint in LIMITED_ENDPOINTS])
+    start_at_zero(db_connection_errors, [{"source": source} for source in DB_ERROR_SOURCES])
+
+
+def start_job_counters(tasks: Iterable[str]) -> None:
+    """The worker's job runs at 0 for every task and outcome."""
+    start_at_zero(job_runs, [{"task": task, "outcome": outcome} for task in tasks for outcome in JOB_OUTCOMES])
 
 
 class _Gauges:

@@ -8,6 +8,7 @@ import structlog
 from arq.worker import run_worker
 from prometheus_client import start_http_server
 
+from auth_service.cli.preflight import ensure_port_free
 from auth_service.settings import get_settings
 from observability.logging import configure_logging
 from observability.setup import init_telemetry
@@ -22,7 +23,9 @@ def main() -> None:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     init_telemetry(service_name="auth-service-worker", version=version("auth-service"), environment=settings.app_env)
     instrument_redis()
-    # The worker's own /metrics (jobs run, durations, process CPU and memory) for scrapers.
+    # The worker's own /metrics (jobs run, durations, process CPU and memory) for scrapers; a taken
+    # port stops the worker with one line naming the setting.
+    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
     start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     log.info(
         "worker.metrics_listening", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"

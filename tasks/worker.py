@@ -19,6 +19,7 @@ from auth_service.lib.queue import JobName
 from auth_service.settings import Settings, get_settings
 from auth_service.wiring import job_queue_for, link_signer_for
 from db.config import engine_options, ping_on_checkout
+from observability.metrics import start_job_counters
 from observability.tracing import instrument_engine
 from tasks.instrument import instrumented
 
@@ -93,6 +94,8 @@ async def job_context(settings: Settings, **extra: Any) -> AsyncIterator[dict[st
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    # Every task's runs at 0 for each outcome: the jobs panel reads 0 before the first run.
+    start_job_counters(job.__name__ for job in FUNCTIONS.values())
     await prepare(ctx, get_settings())
 
 

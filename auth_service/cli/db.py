@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import sys
+from collections.abc import Iterator
 
 import click
 
-from auth_service.cli.common import ENV_FILE, out, resolve_servers
+from auth_service.cli.common import ENV_FILE, fail, out, resolve_servers
 from auth_service.settings import Settings
 
 __all__ = ["db", "downgrade", "migrate", "write_env_file"]
 
 
-def write_env_file(force: bool) -> None:
+def write_env_file(force: bool, yes: bool = False) -> None:
     if ENV_FILE.exists() and not force:
         out(f"kept {ENV_FILE} (exists; use --force to replace it)")
         return
+    if ENV_FILE.exists():
+        _confirm(
+            f"--force replaces {ENV_FILE} and its JWT_SECRET_KEY: every access and refresh token issued so far "
+            "stops working, and every user must sign in again",
+            yes,
+        )
     ENV_FILE.write_text(
         "# Written by `auth-service init`. Secrets: keep this file out of version control.\n"
         f"JWT_SECRET_KEY={secrets.token_hex(32)}\n"
@@ -24,11 +33,36 @@ def write_env_file(force: bool) -> None:
     out(f"wrote {ENV_FILE} with a new JWT_SECRET_KEY")
 
 
+def _confirm(consequence: str, yes: bool) -> None:
+    """Go on only when the operator said so: --yes, or "y" on a terminal."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{consequence}; re-run with --yes to go ahead")
+    if not click.confirm(f"{consequence}. Go ahead?", default=False):
+        fail("nothing was changed", code=1)
+
+
+@contextlib.contextmanager
+def _alembic_errors(url: str, revision: str) -> Iterator[None]:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from db.config import alembic_config
+
+    try:
+        yield
+    except CommandError as exc:
+        known = sorted(script.revision for script in ScriptDirectory.from_config(alembic_config(url)).walk_revisions())
+        fail(f"--revision {revision}: {exc} (expected base, head, -N, +N or one of {', '.join(known)})")
+
+
 def migrate(settings: Settings, revision: str = "head") -> None:
     from db.config import current_revision, upgrade
 
     before = current_revision(settings.async_database_url)
-    upgrade(settings.async_database_url, revision)
+    with _alembic_errors(settings.async_database_url, revision):
+        upgrade(settings.async_database_url, revision)
     after = current_revision(settings.async_database_url)
     if before == after:
         out(f"database schema already at {after}; nothing to do")
@@ -36,12 +70,22 @@ def migrate(settings: Settings, revision: str = "head") -> None:
         out(f"database schema migrated {before or 'empty'} -> {after}")
 
 
-def downgrade(settings: Settings, revision: str) -> None:
+def downgrade(settings: Settings, revision: str, yes: bool = False) -> None:
     from db.config import current_revision
     from db.config import downgrade as db_downgrade
 
     before = current_revision(settings.async_database_url)
-    db_downgrade(settings.async_database_url, revision)
+    if before is None:
+        out("database schema is empty (base); nothing to downgrade")
+        return
+    consequence = (
+        "downgrading to base drops every table: every user, session and login record is lost"
+        if revision == "base"
+        else f"downgrading from {before} ({revision}) drops what the later migrations added, data included"
+    )
+    _confirm(consequence, yes)
+    with _alembic_errors(settings.async_database_url, revision):
+        db_downgrade(settings.async_database_url, revision)
     out(f"database schema downgraded {before} -> {current_revision(settings.async_database_url) or 'empty'}")
 
 
@@ -58,5 +102,6 @@ def db_migrate(revision: str) -> None:
 
 @db.command("downgrade", help="Downgrade the schema (default one step).")
 @click.option("--revision", default="-1", show_default=True)
-def db_downgrade(revision: str) -> None:
-    downgrade(resolve_servers(), revision)
+@click.option("--yes", is_flag=True, help="do not ask (downgrades drop data)")
+def db_downgrade(revision: str, yes: bool) -> None:
+    downgrade(resolve_servers(), revision, yes)

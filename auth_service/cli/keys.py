@@ -27,4 +27,4 @@ def keys() -> None:
 
 @keys.command("show", help="The signing algorithm and key id (never the secret).")
 def keys_show() -> None:
-    _show_keys(resolve_servers())
+    _show_keys(resolve_servers(reach=False))

@@ -34,9 +34,10 @@ def cli() -> None:
 
 
 @cli.command(help="Write .env (if absent), migrate, create the first admin; safe to re-run.")
-@click.option("--force", is_flag=True, help="replace an existing .env with new secrets")
-def init(force: bool) -> None:
-    write_env_file(force)
+@click.option("--force", is_flag=True, help="replace an existing .env with new secrets (every token dies)")
+@click.option("--yes", is_flag=True, help="with --force: do not ask")
+def init(force: bool, yes: bool) -> None:
+    write_env_file(force, yes)
     settings = resolve_servers()
     migrate(settings)
     create_first_admin(settings)

@@ -12,26 +12,36 @@ from pathlib import Path
 import click
 import structlog
 
-from auth_service.cli.common import default_public_url, fail, out, resolve_servers
+from auth_service.cli.common import fail, out, resolve_servers
+from auth_service.cli.preflight import ensure_port_free, env_port
+from auth_service.settings import Settings
 
 __all__ = ["KEEPALIVE_SECONDS", "run", "run_api", "run_monitor", "run_up", "run_worker"]
 
 KEEPALIVE_SECONDS = 75
 
-_HOST = click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
-_PORT = click.option(
-    "--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")), show_default="PORT or 8000"
-)
+_HOST = click.option("--host", default=None, help="where to listen  [default: HOST or 127.0.0.1]")
+_PORT = click.option("--port", default=None, help="the port  [default: PORT or 8000]")
 
 
-def run_api(host: str, port: int) -> None:
+def _listen_on(host: str | None, port: str | None) -> None:
+    """--host/--port win over HOST/PORT; the settings check both (one line when malformed) and
+    derive PUBLIC_BASE_URL from them when it is unset, for every process alike."""
+    if host is not None:
+        os.environ["HOST"] = host
+    if port is not None:
+        os.environ["PORT"] = port
+
+
+def run_api(host: str | None = None, port: str | None = None) -> None:
     import uvicorn
 
-    default_public_url(host, port)
+    _listen_on(host, port)
     settings = resolve_servers()
+    ensure_port_free("PORT", settings.host, settings.port)
     from observability.logging import configure_logging
 
-    base = f"{'https' if settings.tls_cert_file else 'http'}://{host}:{port}"
+    base = f"{'https' if settings.tls_cert_file else 'http'}://{settings.host}:{settings.port}"
     # Through the logger, not print: with JSON logs every line of the process is one JSON object.
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     structlog.get_logger().info(
@@ -40,8 +50,8 @@ def run_api(host: str, port: int) -> None:
     uvicorn.run(
         "auth_service.app:create_app",
         factory=True,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_config=None,
         access_log=False,
         server_header=False,  # no "Server: uvicorn" banner
@@ -60,24 +70,26 @@ def _child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
+def _api_and_worker(settings: Settings) -> dict[str, list[str]]:
+    ensure_port_free("PORT", settings.host, settings.port)
+    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
+    return {"api": [sys.executable, "-m", "auth_service", "api"], "worker": [sys.executable, "-m", "tasks"]}
+
+
 def run_worker() -> int:
-    resolve_servers()
-    out("worker starting (arq)")
-    return _supervise([[sys.executable, "-m", "tasks"]])
+    settings = resolve_servers()
+    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
+    out(f"worker starting (arq); links in e-mails point at {settings.base_url}")
+    return _supervise({"worker": [sys.executable, "-m", "tasks"]})
 
 
-def run_up(host: str, port: int) -> int:
-    default_public_url(host, port)
-    resolve_servers()
-    return _supervise(
-        [
-            [sys.executable, "-m", "auth_service", "api", "--host", host, "--port", str(port)],
-            [sys.executable, "-m", "tasks"],
-        ]
-    )
+def run_up(host: str | None = None, port: str | None = None) -> int:
+    _listen_on(host, port)
+    settings = resolve_servers()
+    return _supervise(_api_and_worker(settings))
 
 
-def run_monitor(host: str, port: int) -> int:
+def run_monitor(host: str | None = None, port: str | None = None) -> int:
     """The service (API + worker) with VictoriaMetrics scraping it and vmalert on our rules."""
     import json
     import shutil
@@ -85,14 +97,17 @@ def run_monitor(host: str, port: int) -> int:
     import observability
     from auth_service.cli.embedded import DATA_DIR
 
-    default_public_url(host, port)
+    _listen_on(host, port)
     settings = resolve_servers()
     binaries = {name: shutil.which(name) for name in ("victoria-metrics", "vmalert")}
     missing = [name for name, path in binaries.items() if path is None]
     if missing:
         fail(f"{', '.join(missing)} not found; install Debian's package: apt-get install victoria-metrics")
-    vm_port = int(os.environ.get("VM_PORT", "8428"))
-    vmalert_port = int(os.environ.get("VMALERT_PORT", "8880"))
+    vm_port = env_port("VM_PORT", 8428)
+    vmalert_port = env_port("VMALERT_PORT", 8880)
+    children = _api_and_worker(settings)
+    ensure_port_free("VM_PORT", "127.0.0.1", vm_port)
+    ensure_port_free("VMALERT_PORT", "127.0.0.1", vmalert_port)
     folder = DATA_DIR / "monitor"
     folder.mkdir(parents=True, exist_ok=True)
     scrape = folder / "scrape.yml"  # JSON is YAML: no YAML writer needed
@@ -101,7 +116,7 @@ def run_monitor(host: str, port: int) -> int:
             {
                 "global": {"scrape_interval": "15s"},
                 "scrape_configs": [
-                    {"job_name": "auth-api", "static_configs": [{"targets": [f"{host}:{port}"]}]},
+                    {"job_name": "auth-api", "static_configs": [{"targets": [f"{settings.host}:{settings.port}"]}]},
                     {
                         "job_name": "auth-worker",
                         "static_configs": [
@@ -115,20 +130,24 @@ def run_monitor(host: str, port: int) -> int:
     )
     rules = Path(observability.__file__).parent / "alerts" / "rules.yml"
     vm_url = f"http://127.0.0.1:{vm_port}"
-    out(f"VictoriaMetrics: {vm_url}/vmui  (data in {folder / 'victoria-metrics'}, scraping {scrape})")
-    out(f"vmalert: http://127.0.0.1:{vmalert_port}/vmalert/alerts  (rules {rules})")
+    example = "sum(rate(auth_login_attempts_total[5m]))by(outcome)"
+    # Debian's victoria-metrics ships no web UI (vmui): print what answers.
+    out(f"VictoriaMetrics: {vm_url}  (data in {folder / 'victoria-metrics'}, scraping {scrape})")
+    out(f"  scrape targets: {vm_url}/targets")
+    out(f"  query API:      {vm_url}/api/v1/query?query=up  (Grafana's Prometheus data source: {vm_url})")
+    out(f"  example:        curl -gs '{vm_url}/api/v1/query?query={example}'")
+    out(f"vmalert: http://127.0.0.1:{vmalert_port}/api/v1/alerts  (rules {rules})")
     return _supervise(
-        [
-            [sys.executable, "-m", "auth_service", "api", "--host", host, "--port", str(port)],
-            [sys.executable, "-m", "tasks"],
-            [
+        {
+            **children,
+            "victoria-metrics": [
                 str(binaries["victoria-metrics"]),
                 f"-storageDataPath={folder / 'victoria-metrics'}",
                 f"-httpListenAddr=127.0.0.1:{vm_port}",
                 f"-promscrape.config={scrape}",
                 "-loggerLevel=WARN",
             ],
-            [
+            "vmalert": [
                 str(binaries["vmalert"]),
                 f"-rule={rules}",
                 f"-datasource.url={vm_url}",
@@ -137,35 +156,69 @@ def run_monitor(host: str, port: int) -> int:
                 f"-httpListenAddr=127.0.0.1:{vmalert_port}",
                 "-loggerLevel=WARN",
             ],
-        ]
+        }
     )
 
 
-def _supervise(commands: list[list[str]]) -> int:
-    """Run the children; when one exits or we are interrupted, stop them all."""
-    children = [subprocess.Popen(cmd, env=_child_env()) for cmd in commands]
+def _own_group() -> None:
+    """In the child, before exec: a process group of its own (the terminal's Ctrl-C reaches only
+    the supervisor, which passes exactly one SIGINT on), and death with the supervisor (SIGTERM
+    when it dies, even by SIGKILL: no orphans holding the ports)."""
+    import ctypes
 
-    def stop(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-    signal.signal(signal.SIGTERM, stop)
+
+def _supervise(commands: dict[str, list[str]]) -> int:
+    """Run the children; when one exits or we are asked to stop, stop them all, one signal each.
+
+    A Ctrl-C used to reach every child twice (the terminal's, then ours): uvicorn and arq take a
+    second SIGINT as "stop now" and died mid-shutdown, printing pages of tracebacks.
+    """
+    children = {name: subprocess.Popen(cmd, env=_child_env(), preexec_fn=_own_group) for name, cmd in commands.items()}
+    stopping = False
+
+    def ask_to_stop(*_: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, ask_to_stop)
+    first_exit = ""
     try:
-        while all(child.poll() is None for child in children):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                children[0].wait(timeout=0.5)
+        while not first_exit:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    first_exit = name
+                    break
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    next(iter(children.values())).wait(timeout=0.5)
     except KeyboardInterrupt:
         pass
-    stop()
+    # Further Ctrl-C or SIGTERM while the children shut down: ignored, the deadline below holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
     codes = []
-    for child in children:
+    for name, child in children.items():
         try:
-            codes.append(child.wait(timeout=15))
+            code = child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             child.kill()
-            codes.append(child.wait())
-    out("stopped")
+            code = child.wait()
+            out(f"stopped {name} (killed: it did not stop within 15 s)")
+        else:
+            if name == first_exit and code not in (0, -signal.SIGINT, 130):
+                out(f"{name} exited with {code}; stopped the others")
+            else:
+                out(f"stopped {name}")
+        codes.append(code)
     return max((abs(code) for code in codes if code not in (0, -signal.SIGINT, 130)), default=0)
 
 
@@ -177,7 +230,7 @@ def run() -> None:
 @run.command("api", help="Run the HTTP API.")
 @_HOST
 @_PORT
-def run_api_command(host: str, port: int) -> None:
+def run_api_command(host: str | None, port: str | None) -> None:
     run_api(host, port)
 
 
@@ -189,12 +242,12 @@ def run_worker_command() -> int:
 @run.command("up", help="Run the API and the worker together.")
 @_HOST
 @_PORT
-def run_up_command(host: str, port: int) -> int:
+def run_up_command(host: str | None, port: str | None) -> int:
     return run_up(host, port)
 
 
 @run.command("monitor", help="Run API, worker, VictoriaMetrics and vmalert together.")
 @_HOST
 @_PORT
-def run_monitor_command(host: str, port: int) -> int:
+def run_monitor_command(host: str | None, port: str | None) -> int:
     return run_monitor(host, port)

@@ -14,13 +14,16 @@ import msgspec
 
 from auth_service.cli.common import fail, out, resolve_servers
 from auth_service.domain.users.schemas import UserCreate
-from auth_service.domain.users.service import UserService
+from auth_service.domain.users.service import InvalidUserData, UserService
+from auth_service.lib.errors import InvalidInput
 from auth_service.settings import Settings
 
 __all__ = ["create_first_admin", "users"]
 
 T = TypeVar("T")
 _PAGE = 1000
+# Which argument a refused field came from, for the error line.
+_FLAGS = {"username": "USERNAME", "email": "--email", "roles": "--role", "password": "password"}
 
 
 _PASSWORD_STDIN = click.option(
@@ -56,6 +59,10 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
 
 
 def create_first_admin(settings: Settings) -> None:
+    """The first admin (ADMIN_USERNAME, ADMIN_EMAIL, ADMIN_PASSWORD or a generated one), unless an
+    admin exists. A generated password is printed last, boxed: the one line not to lose."""
+    generated: list[str] = []
+
     async def run(users: UserService) -> None:
         if await users.count_admins() > 0:
             out("an admin user exists; nothing to do")
@@ -63,26 +70,43 @@ def create_first_admin(settings: Settings) -> None:
         username = os.environ.get("ADMIN_USERNAME", "admin")
         email = os.environ.get("ADMIN_EMAIL", "admin@example.com")
         password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(18)
-        user = await users.create(UserCreate(username=username, email=email, password=password, roles=["admin"]))
+        data = UserCreate(username=username, email=email, password=password, roles=["admin"])
+        try:
+            user = await users.create(data)
+        except InvalidInput as exc:  # the variables' values, not flags, were refused: name them
+            variable = {"username": "ADMIN_USERNAME", "email": "ADMIN_EMAIL"}.get(exc.field, "ADMIN_PASSWORD")
+            fail(f"{variable}: {exc}")
         out(f"created admin user {user.username!r} ({user.email})")
         if not os.environ.get("ADMIN_PASSWORD"):
-            out(f"  generated password (shown once, store it now): {password}")
+            generated.append(password)
 
     _run_user_action(settings, run)
+    if generated:
+        _boxed(
+            f"admin password (shown once, store it now): {generated[0]}",
+            "lost it? `just set-password admin`",
+        )
+
+
+def _boxed(*lines: str) -> None:
+    width = max(len(line) for line in lines)
+    out("+" + "-" * (width + 2) + "+")
+    for line in lines:
+        out(f"| {line:{width}} |")
+    out("+" + "-" * (width + 2) + "+")
 
 
 def _run_user_action(settings: Settings, action: Callable[[UserService], Awaitable[None]]) -> None:
     from redis.exceptions import RedisError
 
-    from auth_service.domain.users.service import InvalidUserData
     from auth_service.lib.errors import AuthServiceError
 
     try:
         asyncio.run(_with_users(settings, action))
-    except InvalidUserData as exc:
-        fail(f"invalid user data: {exc}")
+    except InvalidInput as exc:  # a malformed name, e-mail or role; a password the policy refuses
+        fail(f"{_FLAGS.get(exc.field, exc.field)}: {exc}")
     except msgspec.ValidationError as exc:
-        fail(f"invalid user data: {exc}")
+        fail(str(InvalidUserData.from_validation(exc)))
     except AuthServiceError as exc:  # the domain's refusals: policy, taken name, no such user
         fail(str(exc))
     except RedisError:

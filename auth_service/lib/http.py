@@ -13,7 +13,11 @@ from litestar.types import Scope
 
 from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
 
-__all__ = ["QUERY_TOKEN_PARAMETER", "error_responses", "refuse_query_tokens", "require_json_body"]
+__all__ = ["OPTIONAL_BODY", "QUERY_TOKEN_PARAMETER", "error_responses", "refuse_query_tokens", "require_json_body"]
+
+# A handler's opt key: its JSON body may be left out. Litestar documents every request body as
+# required; the app's OpenAPI document says otherwise for these (server/openapi.py).
+OPTIONAL_BODY = "optional_body"
 
 QUERY_TOKEN_PARAMETER = "access_token"
 

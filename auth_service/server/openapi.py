@@ -6,13 +6,15 @@ from importlib.metadata import version
 from pathlib import Path
 
 import swagger_ui
-from litestar import Router
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
-__all__ = ["DOCS_ASSETS_PATH", "docs_assets_router", "openapi_config"]
+from auth_service.lib.http import OPTIONAL_BODY
+
+__all__ = ["DOCS_ASSETS_PATH", "docs_assets_router", "mark_optional_bodies", "openapi_config"]
 
 DOCS_ASSETS_PATH = "/docs-assets"
 _SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
@@ -43,6 +45,19 @@ def openapi_config() -> OpenAPIConfig:
         ),
         use_handler_docstrings=False,
     )
+
+
+def mark_optional_bodies(app: Litestar) -> None:
+    """Document the bodies of `opt={OPTIONAL_BODY: True}` handlers as optional, as they are."""
+    paths = app.openapi_schema.paths or {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not handler.opt.get(OPTIONAL_BODY):
+                continue
+            for method in handler.http_methods:
+                operation = getattr(paths[route.path], method.lower(), None)
+                if operation is not None and operation.request_body is not None:
+                    operation.request_body.required = False  # type: ignore[union-attr]
 
 
 def docs_assets_router() -> Router:

@@ -1,6 +1,11 @@
 """Writes the five Grafana dashboards (JSON) from one description, so every panel query
 lives here once. `python -m observability.grafana.build` regenerates them; a test checks
 the committed files match.
+
+A healthy service reads 0 on every panel, never "no data" (tests/e2e/test_monitoring.py checks
+it against a fresh service): the counters start at 0 for their known label values
+(observability/metrics.py), and the panels over histograms, ratios and label filters that a
+quiet service leaves empty fall back to one 0 series (`_or_zero`).
 """
 
 from __future__ import annotations
@@ -16,10 +21,28 @@ HTTP = "http_server_request_duration_seconds"
 W = "5m"
 
 
-def _quantiles(metric: str, where: str = "", by: str = "") -> list[tuple[str, str]]:
-    group = f"le{', ' + by if by else ''}"
+def _or_zero(expr: str, **labels: str) -> str:
+    """`expr`, or one series at 0 when `expr` has none (no request, no error in the window).
+
+    `or on()` adds the 0 only when `expr` is empty: a bare `or vector(0)` would add it beside
+    every `sum by (x)` series, which all have labels vector(0) lacks. `labels` name the 0 series
+    for the panel's legend ("none"). VictoriaMetrics treats NaN as no value, so the quantile of a
+    histogram with no observation in the window falls back to 0 too.
+    """
+    zero = "vector(0)"
+    for name, value in labels.items():
+        zero = f'label_replace({zero}, "{name}", "{value}", "", "")'
+    return f"{expr} or on() {zero}"
+
+
+def _share(part: str, whole: str) -> str:
+    """`part / whole`, 0 when `part` has no series or `whole` is 0 (no traffic: no failures)."""
+    return _or_zero(f"({part} or vector(0)) / ({whole} > 0)")
+
+
+def _quantiles(metric: str, where: str = "") -> list[tuple[str, str]]:
     return [
-        (f"p{q}", f"histogram_quantile(0.{q}, sum by ({group}) (rate({metric}_bucket{where}[{W}])))")
+        (f"p{q}", _or_zero(f"histogram_quantile(0.{q}, sum by (le) (rate({metric}_bucket{where}[{W}])))"))
         for q in ("50", "95", "99")
     ]
 
@@ -46,7 +69,10 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "failure rate",
-                        f'sum(rate(auth_login_attempts_total{{outcome="failure"}}[{W}])) / sum(rate(auth_login_attempts_total[{W}]))',
+                        _share(
+                            f'sum(rate(auth_login_attempts_total{{outcome="failure"}}[{W}]))',
+                            f"sum(rate(auth_login_attempts_total[{W}]))",
+                        ),
                     )
                 ],
             ),
@@ -67,7 +93,15 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
             (
                 "Requests by route",
                 "reqps",
-                [("{{http_route}}", f'sum by (http_route) (rate({HTTP}_count{{http_route!="unmatched"}}[{W}]))')],
+                [
+                    (
+                        "{{http_route}}",
+                        _or_zero(
+                            f'sum by (http_route) (rate({HTTP}_count{{http_route!="unmatched"}}[{W}]))',
+                            http_route="none",
+                        ),
+                    )
+                ],
             ),
             ("Latency, all routes", "s", _quantiles(HTTP, '{http_route!="unmatched"}')),
             (
@@ -76,7 +110,10 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "{{http_route}}",
-                        f'histogram_quantile(0.95, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                        _or_zero(
+                            f'histogram_quantile(0.95, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                            http_route="none",
+                        ),
                     )
                 ],
             ),
@@ -86,14 +123,25 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "{{http_route}}",
-                        f'histogram_quantile(0.99, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                        _or_zero(
+                            f'histogram_quantile(0.99, sum by (le, http_route) (rate({HTTP}_bucket{{http_route!="unmatched"}}[{W}])))',
+                            http_route="none",
+                        ),
                     )
                 ],
             ),
             (
                 "Responses by status",
                 "reqps",
-                [("{{http_response_status_code}}", f"sum by (http_response_status_code) (rate({HTTP}_count[{W}]))")],
+                [
+                    (
+                        "{{http_response_status_code}}",
+                        _or_zero(
+                            f"sum by (http_response_status_code) (rate({HTTP}_count[{W}]))",
+                            http_response_status_code="none",
+                        ),
+                    )
+                ],
             ),
         ],
     ),
@@ -129,14 +177,17 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "{{http_route}}",
-                        f'sum by (http_route) (rate({HTTP}_count{{http_route=~"/api/v1/auth/(refresh|logout)"}}[{W}]))',
+                        _or_zero(
+                            f'sum by (http_route) (rate({HTTP}_count{{http_route=~"/api/v1/auth/(refresh|logout)"}}[{W}]))',
+                            http_route="none",
+                        ),
                     )
                 ],
             ),
             (
                 "Verifications",
                 "reqps",
-                [("verify", f'sum(rate({HTTP}_count{{http_route="/api/v1/auth/verify"}}[{W}]))')],
+                [("verify", _or_zero(f'sum(rate({HTTP}_count{{http_route="/api/v1/auth/verify"}}[{W}]))'))],
             ),
             (
                 "Background jobs by task and outcome",
@@ -155,7 +206,10 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "5xx",
-                        f'sum(rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}])) / sum(rate({HTTP}_count[{W}]))',
+                        _share(
+                            f'sum(rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}]))',
+                            f"sum(rate({HTTP}_count[{W}]))",
+                        ),
                     )
                 ],
             ),
@@ -165,7 +219,10 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "{{http_route}} {{http_response_status_code}}",
-                        f'sum by (http_route, http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}]))',
+                        _or_zero(
+                            f'sum by (http_route, http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"5.."}}[{W}]))',
+                            http_route="none",
+                        ),
                     )
                 ],
             ),
@@ -175,7 +232,10 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [
                     (
                         "{{http_response_status_code}}",
-                        f'sum by (http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"4.."}}[{W}]))',
+                        _or_zero(
+                            f'sum by (http_response_status_code) (rate({HTTP}_count{{http_response_status_code=~"4.."}}[{W}]))',
+                            http_response_status_code="none",
+                        ),
                     )
                 ],
             ),

@@ -1,8 +1,9 @@
 """Dashboards and alerts proven against a real VictoriaMetrics scraping the real service.
 
 VictoriaMetrics (Debian package) scrapes two API processes and the worker every second;
-vmalert evaluates the real rule file (group interval shortened to 1 s). Traffic first
-stays under every threshold, then crosses the error-rate and auth-failure ones.
+vmalert evaluates the real rule file (group interval shortened to 1 s). The fresh service
+first reads a value (0 where nothing happened) on every panel, then traffic stays under
+every threshold, then crosses the error-rate and auth-failure ones.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from auth_service.settings import Settings
+from tasks.worker import FUNCTIONS
 from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port, make_settings
 from tests.e2e.conftest import api_server, child_env, stop_process
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+from tests.proxy import TcpProxy
 
 DASHBOARDS = ROOT / "observability" / "grafana" / "dashboards"
 RULES = ROOT / "observability" / "alerts" / "rules.yml"
@@ -80,6 +84,10 @@ def _panel_queries() -> list[tuple[str, str, str]]:
     return found
 
 
+def _describe(panels: list[tuple[str, str, str]]) -> str:
+    return "\n".join(f"  dashboard {uid}, panel {title!r}: {expr}" for uid, title, expr in panels)
+
+
 def _active_alerts(vmalert: str) -> set[str]:
     alerts = httpx.get(f"{vmalert}/api/v1/alerts", timeout=5).json()["data"]["alerts"] or []
     return {a["name"] for a in alerts if a["state"] in ("pending", "firing")}
@@ -91,7 +99,11 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
     await create_user(settings, username="alice")
     local = make_settings(settings.database_url, own_redis.url)
     env = {"RATE_LIMIT_LOGIN": "1000/minute", "RATE_LIMIT_API": "3/minute"}
-    broken_settings = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/x", own_redis.url)
+    # The second instance reaches PostgreSQL through a proxy the test closes later: `api` refuses
+    # to start on an unreachable database, so the database goes away after the start.
+    database = make_url(settings.database_url)
+    proxy = TcpProxy(database.port or 5432, database.host or "127.0.0.1")
+    broken_settings = make_settings(database.set(port=proxy.port).render_as_string(hide_password=False), own_redis.url)
     broken_port = free_port()
     with api_server(local, tmp_path, **env) as api, contextlib.ExitStack() as stack:
         vm_port, vmalert_port = free_port(), free_port()
@@ -147,6 +159,26 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
                 assert body["status"] == "success", (expr, body)
                 return list(body["data"]["result"])
 
+            # Phase 0: the fresh, healthy service, before any traffic but the scrapes and any fault:
+            # every panel query of every dashboard has a series (0 where nothing happened), and
+            # every Errors panel reads exactly 0.
+            _wait("API and worker scraped", lambda: len(query('up{job=~"auth-api|auth-worker"} == 1')) == 2, 30)
+            deadline = time.monotonic() + 30
+            while (empty := [panel for panel in _panel_queries() if not query(panel[2])]) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.5)
+            assert not empty, f"panels with no data on a fresh, healthy service:\n{_describe(empty)}"
+            # The worker's counters, not a cron run, feed the jobs panel: every task reads 0.
+            tasks = {series["metric"]["task"] for series in query("sum by (task) (jobs_runs_total)")}
+            assert tasks == {job.__name__ for job in FUNCTIONS.values()}, tasks
+            nonzero = [
+                (uid, title, expr)
+                for uid, title, expr in _panel_queries()
+                if uid == "auth-errors" and any(float(series["value"][1]) != 0 for series in query(expr))
+            ]
+            assert not nonzero, f"error panels above 0 on a healthy service:\n{_describe(nonzero)}"
+
             # Phase 1: healthy traffic, spread over a few scrapes.
             from arq import create_pool
             from arq.connections import RedisSettings
@@ -184,8 +216,14 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
                     for i in range(15):
                         login(f"nobody{burst}{i}", "guess")
                     time.sleep(1.5)
-                # A second instance whose database is unreachable: connection failures.
-                stack.enter_context(api_server(broken_settings, tmp_path, health=503, port=broken_port))
+                # A second instance whose database becomes unreachable: connection failures.
+                broken = stack.enter_context(api_server(broken_settings, tmp_path, port=broken_port))
+                proxy.close()
+                _wait(
+                    "the second instance's database gone",
+                    lambda: httpx.get(f"{broken}/api/v1/health").status_code == 503,
+                    30,
+                )
                 own_redis.stop()
                 for _ in range(2):
                     for _ in range(10):
@@ -212,7 +250,7 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
                 return list(body["data"]["result"])
 
             empty = [(uid, title, expr) for uid, title, expr in _panel_queries() if not query_range(expr)]
-            assert not empty, empty
+            assert not empty, f"panels with no data over the test:\n{_describe(empty)}"
             # Every alert expression evaluates (no query errors), with or without data.
             for group in rules["groups"]:
                 for rule in group["rules"]:

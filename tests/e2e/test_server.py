@@ -60,7 +60,7 @@ def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: 
     first = _cli(["init"], tmp_path, env)
     assert first.returncode == 0, first.stderr
     assert "wrote .env" in first.stdout and "created admin user 'admin'" in first.stdout
-    assert "generated password" in first.stdout
+    assert "admin password (shown once, store it now)" in first.stdout
     secret_line = (tmp_path / ".env").read_text()
     second = _cli(["init"], tmp_path, env)
     assert second.returncode == 0, second.stderr

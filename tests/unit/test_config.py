@@ -132,3 +132,43 @@ def test_values_that_would_silently_disable_or_overflow_are_refused(variable: st
     with pytest.raises(SettingsError) as info:
         load_settings(env={**GOOD, variable: value}, env_file=None)
     assert [name for name, _ in info.value.problems] == [variable]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PORT", "abc", "PORT: expected a whole number, got 'abc'"),
+        ("PORT", "70000", "PORT: must be a TCP port (1-65535), not 70000"),
+        ("WORKER_METRICS_PORT", "0", "WORKER_METRICS_PORT: must be a TCP port (1-65535), not 0"),
+        ("HOST", "0.0.0.0.0", "HOST: '0.0.0.0.0' is neither an IP address nor a host name"),
+        ("HOST", "bad host", "HOST: 'bad host' is neither an IP address nor a host name"),
+        ("DOCS_ENABLED", "maybe", "DOCS_ENABLED: expected true or false, got 'maybe'"),
+        ("APP_ENV", "prod", "APP_ENV: expected one of development, production, test, got 'prod'"),
+    ],
+)
+def test_a_malformed_value_is_one_line_in_words(variable: str, value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={**GOOD, variable: value}, env_file=None)
+    assert len(info.value.problems) == 1
+    name, message = info.value.problems[0]
+    assert f"{name}: {message}".startswith(says)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "auth.internal"])
+def test_hosts_that_are_addresses_or_names_pass(host: str) -> None:
+    assert load_settings(env={**GOOD, "HOST": host}, env_file=None).host == host
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"PORT": "18400"}, "http://127.0.0.1:18400"),  # the worker's links follow the API's port
+        ({"HOST": "::1", "PORT": "9000"}, "http://[::1]:9000"),
+        ({"PUBLIC_BASE_URL": "https://auth.example.com/", "PORT": "18400"}, "https://auth.example.com"),
+    ],
+)
+def test_links_point_where_the_api_listens_unless_told_otherwise(env: dict[str, str], base: str) -> None:
+    """One rule for every process: the API, `up`, and a worker started on its own read the same
+    settings, so e-mail links agree with where `api` listens."""
+    assert load_settings(env={**GOOD, **env}, env_file=None).pages.public_base_url == base

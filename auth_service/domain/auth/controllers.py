@@ -22,7 +22,7 @@ from auth_service.domain.auth.service import AuthService, ClientInfo, IssuedToke
 from auth_service.domain.sessions.deps import provide_session_service
 from auth_service.domain.sessions.service import SessionService
 from auth_service.lib.crypto.tokens import AccessClaims
-from auth_service.lib.http import error_responses, require_json_body
+from auth_service.lib.http import OPTIONAL_BODY, error_responses, require_json_body
 from auth_service.lib.queue import JobQueue, enqueue_all
 
 __all__ = ["VERIFY_PATH", "AuthController", "verify_body"]
@@ -103,7 +103,7 @@ class AuthController(Controller):
     @post(
         "/logout",
         before_request=require_json_body,
-        opt={"rate_limit": "logout"},
+        opt={"rate_limit": "logout", OPTIONAL_BODY: True},
         status_code=HTTP_204_NO_CONTENT,
         summary="Log out",
         description="Revokes the access token and its session (or the session of `refresh_token`); "

@@ -36,7 +36,7 @@ def backoff(job_try: int) -> int:
 
 def _link(ctx: JobContext, notification_id: uuid.UUID, user_id: uuid.UUID) -> str:
     signer: LinkSigner = ctx["links"]
-    return PublicUrls(ctx["settings"].public_base_url).not_me(signer.sign(notification_id, user_id))
+    return PublicUrls(ctx["settings"].pages.public_base_url).not_me(signer.sign(notification_id, user_id))
 
 
 async def _deliver(

@@ -3,6 +3,10 @@
 GET shows the page and changes nothing (mail scanners open links); the form's POST
 revokes every session of the user, once. These answer HTML for people, not the JSON
 envelope for API clients.
+
+The document describes the token exactly (links.py's format): one that does not fit it is a
+malformed request (400); one that fits but carries no valid signature, or has expired, is a
+well-formed request refused (403).
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ from litestar.params import Body, QueryParameter
 
 from auth_service.domain.sessions.deps import provide_session_service
 from auth_service.domain.sessions.service import SessionService
-from auth_service.lib.crypto.links import LinkSigner
+from auth_service.lib.crypto.links import TOKEN_MAX_LENGTH, TOKEN_MIN_LENGTH, TOKEN_PATTERN, LinkSigner
 from auth_service.lib.http import error_responses
 from auth_service.lib.pages import page
 from auth_service.lib.urls import NOT_ME_PATH
 
 __all__ = ["NotMeController", "NotMeForm"]
 
-_TOKEN = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9_.=-]+$")]
+_TOKEN_TEXT = "The signed link token from the e-mail: base64url payload, a dot, base64url HMAC-SHA256."
+_TOKEN = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=TOKEN_MIN_LENGTH, max_length=TOKEN_MAX_LENGTH, pattern=TOKEN_PATTERN, description=_TOKEN_TEXT
+    ),
+]
 
 
 class NotMeForm(msgspec.Struct):
@@ -42,7 +52,10 @@ def _html(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=str, media_type=MediaType.HTML, description=description, generate_examples=False)
 
 
-_BAD_LINK = {400: _html("The link is malformed, forged or expired (HTML page); nothing was changed")}
+_BAD_LINK = {
+    400: _html("The token is missing or not in the link format (HTML page); nothing was changed"),
+    403: _html("The link is forged or expired (HTML page); nothing was changed"),
+}
 
 
 class NotMeController(Controller):
@@ -53,16 +66,27 @@ class NotMeController(Controller):
 
     @get(
         summary='"This wasn\'t me" page',
-        description="Shows the confirmation form (HTML; a 400 page for a bad or expired link). Changes nothing.",
+        description="Shows the confirmation form (HTML; a 403 page for a forged or expired link). Changes nothing.",
         media_type=MediaType.HTML,
         responses={**error_responses(429), **_BAD_LINK},
     )
     async def show(
-        self, links: NamedDependency[LinkSigner], token: Annotated[str, QueryParameter(name="token", max_length=1024)]
+        self,
+        links: NamedDependency[LinkSigner],
+        token: Annotated[
+            str,
+            QueryParameter(
+                name="token",
+                min_length=TOKEN_MIN_LENGTH,
+                max_length=TOKEN_MAX_LENGTH,
+                pattern=TOKEN_PATTERN,
+                description=_TOKEN_TEXT,
+            ),
+        ],
     ) -> Response[str]:
         link = links.verify(token)
         if link is None:
-            return page("not_me_invalid", status=400)
+            return page("not_me_invalid", status=403)
         return page("not_me_confirm", token=token)
 
     @post(
@@ -85,7 +109,7 @@ class NotMeController(Controller):
     ) -> Response[str]:
         link = links.verify(data.token)
         if link is None:
-            return page("not_me_invalid", status=400)
+            return page("not_me_invalid", status=403)
         if not await sessions.disavow(link):
             return page("not_me_used", status=410)
         return page("not_me_done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -42,10 +43,25 @@ class UserExistsError(Conflict):
 
 
 class InvalidUserData(InvalidInput):
-    """A username, e-mail or role that its schema refuses (msgspec's message says which)."""
+    """A username, e-mail or role that its schema refuses; str() says which rule, in words."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__("body", reason)
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(field, reason)
+
+    @classmethod
+    def from_validation(cls, exc: msgspec.ValidationError) -> InvalidUserData:
+        # msgspec says "Expected `str` matching regex '…' - at `$.email`": name the field and its rule.
+        match = re.search(r"at `\$\.(\w+)", str(exc))
+        field = match.group(1) if match else "body"
+        return cls(field, _FIELD_RULES.get(field, str(exc).split(" - at ")[0]))
+
+
+_FIELD_RULES = {
+    "username": "a username is 3-64 characters: letters, digits and . _ @ + -",
+    "email": "not an e-mail address (expected one like name@example.com, at most 255 characters)",
+    "roles": "a role is a lowercase name: a letter, then up to 63 letters, digits, _ or -",
+    "password": "a password is a string",
+}
 
 
 class UserNotFound(NotFound):
@@ -92,7 +108,7 @@ class UserService:
         try:
             data = msgspec.convert(msgspec.to_builtins(data), UserCreate)  # re-validates constraints
         except msgspec.ValidationError as exc:
-            raise InvalidUserData(str(exc)) from None
+            raise InvalidUserData.from_validation(exc) from None
         check_password_policy(data.password, data.username)
         if await self._users.exists_username_or_email(data.username, data.email):
             raise UserExistsError("a user with that username or e-mail already exists")

@@ -152,7 +152,8 @@ async def test_not_me_link_shows_a_page_then_revokes_everything_once(
         assert refresh.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
     assert (await app_client.post(link, data={"token": token})).status_code == 410  # single use
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    assert (await app_client.get(f"/api/v1/auth/not-me?token={forged}")).status_code == 400
+    assert (await app_client.get(f"/api/v1/auth/not-me?token={forged}")).status_code == 403  # well-formed, unsigned
+    assert (await app_client.get(f"/api/v1/auth/not-me?token={token[:-1]}")).status_code == 400  # not the format
 
 
 async def test_smtp_refusing_then_accepting_is_retried_and_delivered_once(
