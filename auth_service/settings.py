@@ -124,6 +124,8 @@ class PasswordSettings(msgspec.Struct, frozen=True):
     parallelism: int
     workers: int
     queue: int
+    min_length: int
+    min_score: int
 
 
 class MailSettings(msgspec.Struct, frozen=True):
@@ -242,6 +244,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     password_hash_workers: int = 0
     password_hash_queue: int = 64
+    password_min_length: int = 12
+    password_min_score: int = 0  # zxcvbn's 0-4; 0: no score needed
     argon2_memory_kib: int = 19456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
@@ -346,6 +350,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             self.argon2_parallelism,
             self.hash_workers,
             self.password_hash_queue,
+            self.password_min_length,
+            self.password_min_score,
         )
 
     @property
@@ -496,6 +502,10 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
         problems.append(("TRACE_VERIFY_SAMPLE_RATIO", "must be between 0 and 1"))
     if settings.refresh_reuse_grace_seconds < 0:
         problems.append(("REFRESH_REUSE_GRACE_SECONDS", "must be 0 or more"))
+    if not 8 <= settings.password_min_length <= 256:
+        problems.append(("PASSWORD_MIN_LENGTH", "must be between 8 and 256 characters"))
+    if not 0 <= settings.password_min_score <= 4:
+        problems.append(("PASSWORD_MIN_SCORE", "must be a zxcvbn score from 0 (off) to 4"))
     if settings.password_hash_workers < 0:
         problems.append(("PASSWORD_HASH_WORKERS", "must be 0 (one per CPU) or more"))
     # OWASP's argon2id minimum: m=19 MiB, t=2, p=1.

@@ -53,6 +53,8 @@ __all__ = [
     "login_attempts",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
+    "record_session_revoked",
+    "session_revocations",
     "start_api_counters",
     "start_at_zero",
     "start_job_counters",
@@ -94,6 +96,9 @@ ratelimit_redis_failures = _meter.create_counter(
 db_connection_errors = _meter.create_counter(
     "db.connection.errors", description="Failures to reach PostgreSQL (requests and health checks)"
 )
+session_revocations = _meter.create_counter(
+    "auth.session.revocations", description="Sessions ended one at a time, by who ended them (self, admin)"
+)
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -107,6 +112,11 @@ LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify")
 TOKEN_TYPES = ("access", "refresh")
 DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
+SESSION_REVOKERS = ("self",)
+
+
+def record_session_revoked(by: str) -> None:
+    session_revocations.add(1, {"by": by})
 
 
 def start_at_zero(counter: Counter, attribute_sets: Iterable[Mapping[str, str]]) -> None:
@@ -126,6 +136,7 @@ def start_api_counters() -> None:
     start_at_zero(ratelimit_rejections, [{"endpoint": endpoint} for endpoint in LIMITED_ENDPOINTS])
     start_at_zero(ratelimit_redis_failures, [{"endpoint": endpoint} for endpoint in LIMITED_ENDPOINTS])
     start_at_zero(db_connection_errors, [{"source": source} for source in DB_ERROR_SOURCES])
+    start_at_zero(session_revocations, [{"by": by} for by in SESSION_REVOKERS])
 
 
 def start_job_counters(tasks: Iterable[str]) -> None:

@@ -13,6 +13,7 @@ import click
 import msgspec
 
 from auth_service.cli.common import fail, out, resolve_servers
+from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.schemas import UserCreate
 from auth_service.domain.users.service import InvalidUserData, UserService
 from auth_service.lib.errors import InvalidInput
@@ -50,7 +51,8 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
     )
     try:
         async with factory() as session:
-            return await action(UserService(session, hasher, revocation))
+            policy = PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
+            return await action(UserService(session, hasher, revocation, policy))
     finally:
         await revocation.close()
         hasher.close()

@@ -30,11 +30,12 @@ __all__ = [
 ]
 
 
-class ErrorDetail(msgspec.Struct):
-    """One field that failed validation."""
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """One field that failed validation (`reason`: a code clients can act on, e.g. too_short)."""
 
     field: str
     message: str
+    reason: str | None = None
 
 
 class ErrorBody(msgspec.Struct):
@@ -76,12 +77,12 @@ class InvalidInput(AuthServiceError):
 
     code, status_code, message = "VALIDATION_ERROR", 400, "Request validation failed"
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(details=[ErrorDetail(field=field, message=reason)])
-        self.field, self.reason = field, reason
+    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
+        super().__init__(details=[ErrorDetail(field=field, message=message, reason=reason)])
+        self.field, self.explanation, self.reason = field, message, reason
 
     def __str__(self) -> str:
-        return self.reason
+        return self.explanation
 
 
 class NotFound(AuthServiceError):

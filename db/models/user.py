@@ -39,6 +39,7 @@ class User(UUIDAuditBase):
     email_key: Mapped[str] = mapped_column(String(255), unique=True, default=_key_of("email"))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list, server_default=text("'{}'"))
     # Every token issued before this instant is dead: logout everywhere, deactivation, password change.
     tokens_valid_after: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)

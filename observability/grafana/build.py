@@ -190,6 +190,11 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [("verify", _or_zero(f'sum(rate({HTTP}_count{{http_route="/api/v1/auth/verify"}}[{W}]))'))],
             ),
             (
+                "Sessions ended one at a time",
+                "ops",
+                [("by {{by}}", f"sum by (by) (rate(auth_session_revocations_total[{W}]))")],
+            ),
+            (
                 "Background jobs by task and outcome",
                 "ops",
                 [("{{task}} {{outcome}}", f"sum by (task, outcome) (rate(jobs_runs_total[{W}]))")],

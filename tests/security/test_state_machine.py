@@ -178,7 +178,7 @@ class Walk:
 
     async def set_password(self, user: str) -> None:
         account = self.accounts[user]
-        new = f"password of {user} at step {self.step:05d}"
+        new = f"rotated secret at step {self.step:05d}"  # never containing the name (policy)
         await self.users(lambda users: users.set_password(user, new))
         self.say(f"set-password {user}")
         account.old_passwords.append(account.password)

@@ -116,6 +116,9 @@ def _session_writes(checked: Any) -> tuple[Any, Any, Any]:
             "user_id": param("user_id", t.user_id),
             "issued_at": param("now", t.issued_at),
             "expires_at": param("expires_at", t.expires_at),
+            "ip_address": param("ip", t.ip_address),
+            "user_agent": param("user_agent", t.user_agent),
+            "session_started_at": param("now", t.session_started_at),
         },
     )
     note = _insert_from(

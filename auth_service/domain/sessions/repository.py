@@ -12,6 +12,7 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
+    func,
     insert,
     select,
     update,
@@ -86,11 +87,21 @@ def _rotate() -> Select[Any]:
             t.expires_at > now,
         )
         .values(spent_at=now, replaced_by_id=successor_id)
-        .returning(t.family_id, t.user_id)
+        .returning(t.family_id, t.user_id, t.ip_address, t.user_agent, t.session_started_at, t.issued_at)
         .cte("spent")
     )
     successor = insert(refresh_tokens).from_select(
-        ["id", "token_hash", "family_id", "user_id", "issued_at", "expires_at"],
+        [
+            "id",
+            "token_hash",
+            "family_id",
+            "user_id",
+            "issued_at",
+            "expires_at",
+            "ip_address",
+            "user_agent",
+            "session_started_at",
+        ],
         select(
             successor_id,
             bindparam("successor_hash", type_=t.token_hash.type),
@@ -98,6 +109,10 @@ def _rotate() -> Select[Any]:
             spent.c.user_id,
             now,
             param("successor_expires_at", t.expires_at),
+            spent.c.ip_address,
+            spent.c.user_agent,
+            # Sessions from before the column: their first known token's issue time.
+            func.coalesce(spent.c.session_started_at, spent.c.issued_at),
         )
         .join_from(spent, users, u.id == spent.c.user_id)
         .where(u.is_active.is_(True)),

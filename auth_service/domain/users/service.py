@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
 from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.schemas import UserCreate, UserRead
 from auth_service.lib.crypto.passwords import PasswordHasher
@@ -26,16 +27,6 @@ __all__ = [
     "UserService",
     "check_password_policy",
 ]
-
-MIN_PASSWORD_CHARS = 12
-MAX_PASSWORD_BYTES = 1024
-
-
-class PasswordPolicyError(InvalidInput):
-    """The password does not meet the policy; str() says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("password", reason)
 
 
 class UserExistsError(Conflict):
@@ -68,20 +59,9 @@ class UserNotFound(NotFound):
     """No user by that name (or it was deleted meanwhile)."""
 
 
-def check_password_policy(password: str, username: str) -> None:
-    """At least 12 characters, at most 1024 bytes, not the username.
-
-    Raises:
-        PasswordPolicyError: with the rule that failed.
-    """
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise PasswordPolicyError(f"password must be at least {MIN_PASSWORD_CHARS} characters")
-    if len(password.encode()) > MAX_PASSWORD_BYTES:
-        raise PasswordPolicyError(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
-    if password.strip().lower() == username.strip().lower():
-        raise PasswordPolicyError("password must not be the username")
-    if "\x00" in password:
-        raise PasswordPolicyError("password must not contain NUL characters")
+def check_password_policy(password: str, username: str, email: str = "") -> None:
+    """The default policy (PasswordPolicy()); raises PasswordPolicyError with the rule that failed."""
+    PasswordPolicy().check(password, username=username, email=email)
 
 
 def _read(user: User) -> UserRead:
@@ -91,7 +71,14 @@ def _read(user: User) -> UserRead:
 class UserService:
     """Creates and changes users; commits its own session."""
 
-    def __init__(self, session: AsyncSession, hasher: PasswordHasher, revocation: RevocationStore) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        revocation: RevocationStore,
+        policy: PasswordPolicy | None = None,
+    ) -> None:
+        self._policy = policy or PasswordPolicy()
         self._session = session
         self._revocation = revocation
         self._users = UserRepository(session=session)
@@ -109,7 +96,7 @@ class UserService:
             data = msgspec.convert(msgspec.to_builtins(data), UserCreate)  # re-validates constraints
         except msgspec.ValidationError as exc:
             raise InvalidUserData.from_validation(exc) from None
-        check_password_policy(data.password, data.username)
+        self._policy.check(data.password, username=data.username, email=data.email)
         if await self._users.exists_username_or_email(data.username, data.email):
             raise UserExistsError("a user with that username or e-mail already exists")
         user = User(
@@ -173,7 +160,7 @@ class UserService:
             RedisError: Redis could not be told; nothing changed.
         """
         user = await self._require(username)
-        check_password_policy(password, user.username)
+        self._policy.check(password, username=user.username, email=user.email)
         password_hash = await self._hasher.hash(password)
         await self._revocation.lock(self._session, user.id)
         await self._users.set_password_hash(user.id, password_hash)

@@ -45,6 +45,10 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/auth/logout",
         "/api/v1/auth/verify",
         "/api/v1/auth/not-me",
+        "/api/v1/users/me",
+        "/api/v1/users/me/sessions",
+        "/api/v1/users/me/sessions/{session_id}",
+        "/api/v1/users/me/logins",
         "/api/v1/health",
         "/metrics",
     }

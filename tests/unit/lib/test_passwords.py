@@ -8,7 +8,6 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher as Argon2
 
-from auth_service.domain.users.service import PasswordPolicyError, check_password_policy
 from auth_service.lib.crypto.passwords import HASH_THREAD_NICE, HasherBusyError, PasswordHasher
 
 
@@ -55,24 +54,6 @@ async def test_saturated_pool_refuses_instead_of_queueing() -> None:
     results = await asyncio.gather(*(h.verify(stored, "x") for _ in range(5)), return_exceptions=True)
     assert any(isinstance(r, HasherBusyError) for r in results)
     assert any(not isinstance(r, Exception) for r in results)
-
-
-@pytest.mark.parametrize(
-    ("password", "reason"),
-    [
-        ("short", "at least 12"),
-        ("a" * 1025, "at most 1024 bytes"),
-        ("é" * 600, "at most 1024 bytes"),
-        ("Alice-Example", "username"),
-    ],
-)
-def test_password_policy(password: str, reason: str) -> None:
-    with pytest.raises(PasswordPolicyError, match=reason):
-        check_password_policy(password, "alice-example")
-
-
-def test_password_policy_accepts_a_good_password() -> None:
-    check_password_policy("correct horse battery staple", "alice")
 
 
 @pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is a Linux feature")
