@@ -245,7 +245,9 @@ def test_the_generated_admin_password_is_printed_last_in_a_box(env: dict[str, st
 
 
 def _urls(text: str) -> list[str]:
-    printed = "\n".join(line for line in text.splitlines() if not line.startswith("{"))  # not the JSON logs
+    # The supervisor's own lines (the children's logs share the file and may interleave).
+    ours = re.compile(r"^(VictoriaMetrics|vmalert|  (scrape targets|query API|example)):")
+    printed = "\n".join(line for line in text.splitlines() if ours.match(line))
     found = re.findall(r"http://127\.0\.0\.1:\d+[^\s']*", printed)
     return [url[:-1] if url.endswith(")") and url.count("(") < url.count(")") else url for url in found]
 
