@@ -20,11 +20,12 @@ from litestar.types import Receive, Scope, Send
 from sqlalchemy import event
 
 from auth_service.cli.plugin import AuthServiceCLI
-from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
+from auth_service.domain.auth.controllers import VERIFY_PATH, AccountController, AuthController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
 from auth_service.domain.users.controllers import MeController
+from auth_service.domain.users.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.users.repository import UserRepository
 from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
 from auth_service.server.dispatch import FastVerify
@@ -150,7 +151,16 @@ def create_app(settings: Settings | None = None) -> AuthApp:
             # Advanced Alchemy disposes only the engine it put in the app state; this one too.
             await engine.dispose()
 
-    route_handlers: list[object] = [AuthController, MeController, NotMeController, HealthController, metrics_endpoint]
+    route_handlers: list[object] = [
+        AuthController,
+        AccountController,
+        MeController,
+        NotMeController,
+        ResetPasswordPage,
+        VerifyEmailPage,
+        HealthController,
+        metrics_endpoint,
+    ]
     if settings.docs_enabled:
         route_handlers.append(docs_assets_router())
     before_send = [add_response_headers, response_hardening(settings)]

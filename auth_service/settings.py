@@ -76,9 +76,13 @@ class RateLimits(msgspec.Struct, frozen=True):
     api: RateLimit
     verify: RateLimit
     public: RateLimit
+    email: RateLimit  # reset and verification mails, per address
+    email_ip: RateLimit  # the same mails, per client IP
 
 
 _RATE_LIMIT_FIELDS = (
+    "rate_limit_email",
+    "rate_limit_email_ip",
     "rate_limit_login",
     "rate_limit_api",
     "rate_limit_verify",
@@ -147,6 +151,7 @@ class PagesSettings(msgspec.Struct, frozen=True):
     public_base_url: str
     not_me_link_ttl_hours: int
     docs_enabled: bool
+    password_reset_ttl_minutes: int
 
 
 class TelemetrySettings(msgspec.Struct, frozen=True):
@@ -211,6 +216,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rate_limit_refresh: str = "10/hour"
     rate_limit_login_failures: str = "10/15minute"
     rate_limit_public: str = "300/minute"
+    rate_limit_email: str = "3/hour"
+    rate_limit_email_ip: str = "20/hour"
     rate_limit_verify: str = ""  # empty: same as RATE_LIMIT_API
     rate_limit_enabled: bool = True
     rate_limit_fail_open: bool = True
@@ -238,6 +245,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_breaker_reset_seconds: float = 30.0
     public_base_url: str = ""  # empty: http(s)://HOST:PORT (see base_url)
     not_me_link_ttl_hours: int = 72
+    password_reset_ttl_minutes: int = 30
+    registration_enabled: bool = False
+    registration_require_verified_email: bool = True
     suspicious_new_device_days: int = 30
     suspicious_failures: int = 5
     suspicious_failure_window_minutes: int = 15
@@ -294,6 +304,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             api=RateLimit.parse(self.rate_limit_api),
             verify=RateLimit.parse(self.rate_limit_verify or self.rate_limit_api),
             public=RateLimit.parse(self.rate_limit_public),
+            email=RateLimit.parse(self.rate_limit_email),
+            email_ip=RateLimit.parse(self.rate_limit_email_ip),
         )
 
     @property
@@ -373,7 +385,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def pages(self) -> PagesSettings:
-        return PagesSettings(self.base_url, self.not_me_link_ttl_hours, self.docs_enabled)
+        return PagesSettings(
+            self.base_url, self.not_me_link_ttl_hours, self.docs_enabled, self.password_reset_ttl_minutes
+        )
 
     @property
     def telemetry(self) -> TelemetrySettings:
@@ -452,6 +466,7 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
         "database_pool_size",
         "worker_job_timeout",
         "not_me_link_ttl_hours",
+        "password_reset_ttl_minutes",
         "suspicious_new_device_days",
         "suspicious_failures",
         "suspicious_failure_window_minutes",

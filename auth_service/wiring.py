@@ -3,13 +3,14 @@ imports the API's composition root)."""
 
 from __future__ import annotations
 
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import TokenService
 from auth_service.lib.queue import JobQueue, make_queue
 from auth_service.settings import Settings
 
-__all__ = ["job_queue_for", "link_signer_for", "password_hasher_for", "token_service_for"]
+__all__ = ["account_links_for", "job_queue_for", "link_signer_for", "password_hasher_for", "token_service_for"]
 
 
 def job_queue_for(settings: Settings) -> JobQueue:
@@ -19,6 +20,10 @@ def job_queue_for(settings: Settings) -> JobQueue:
         redis_url=settings.redis.queue_url,
         celery_broker_url=settings.redis.celery_broker_url,
     )
+
+
+def account_links_for(settings: Settings) -> AccountLinks:
+    return AccountLinks(settings.signing_material)
 
 
 def link_signer_for(settings: Settings) -> LinkSigner:

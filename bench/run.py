@@ -26,6 +26,7 @@ SCENARIOS = {
     "isolation": s.isolation,
     "floods": s.floods,
     "refresh": s.refresh,
+    "account": s.account,
     "load": s.seed_load,
 }
 QUICK = ["verify", "login", "load"]

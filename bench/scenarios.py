@@ -436,6 +436,77 @@ def refresh(cfg: Config) -> list[Row]:
     ]
 
 
+# --- the account's own endpoints ----------------------------------------------------------------
+
+
+def account(cfg: Config) -> list[Row]:
+    """The self-service reads (sessions, login history) and the reset request, each against verify
+    (the cheapest authenticated call) on the same server."""
+    with h.service(users=16, RATE_LIMIT_EMAIL="1000000000/hour", RATE_LIMIT_EMAIL_IP="1000000000/hour") as svc:
+        tokens = [h.login(svc.base, name)["access_token"] for name in svc.users]
+
+        def get(path: str) -> Callable[[], h.Run]:
+            def steps() -> list[lg.Step]:
+                def one(token: str) -> lg.Step:
+                    async def step(http: httpx.AsyncClient) -> int:
+                        response = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+                        return response.status_code
+
+                    return step
+
+                return [one(token) for token in tokens]
+
+            def run() -> h.Run:
+                load = asyncio.run(lg.closed_loop(svc.base, steps(), cfg.seconds))
+                if set(load.statuses) != {200}:
+                    raise RuntimeError(f"{path} answered {dict(load.statuses)}")
+                return h.Run(load.rps, load.p50, load.pct(0.99), load.count)
+
+            return run
+
+        def resets() -> h.Run:
+            async def step(http: httpx.AsyncClient) -> int:
+                return (
+                    await http.post("/api/v1/auth/password-reset", json={"email": "nobody@example.com"})
+                ).status_code
+
+            load = asyncio.run(lg.closed_loop(svc.base, [step] * 16, cfg.seconds))
+            if set(load.statuses) != {202}:
+                raise RuntimeError(f"password-reset answered {dict(load.statuses)}")
+            return h.Run(load.rps, load.p50, load.pct(0.99), load.count)
+
+        runs = h.interleave(
+            {
+                "verify": lambda: h.measured(svc.pid, get("/api/v1/auth/verify")),
+                "sessions": lambda: h.measured(svc.pid, get("/api/v1/users/me/sessions")),
+                "logins": lambda: h.measured(svc.pid, get("/api/v1/users/me/logins?limit=20")),
+                "reset": lambda: h.measured(svc.pid, resets),
+            },
+            cfg.rounds,
+        )
+    base = runs["verify"]
+    rows = []
+    for name, measured in (
+        ("sessions", "GET /users/me/sessions, 16 users"),
+        ("logins", "GET /users/me/logins?limit=20, 16 users"),
+        ("reset", "POST /auth/password-reset, unknown address"),
+    ):
+        r = runs[name]
+        rows.append(
+            row(
+                f"account {name}",
+                measured,
+                r.rps,
+                "GET /verify, same server",
+                base.rps,
+                "—",
+                None,
+                detail=f"p50/p99 {r.p50:.1f}/{r.p99:.1f} ms; {r.cpu_us / 1000:.2f} ms CPU/request",
+            )
+        )
+    return rows
+
+
 # --- the seed design's load tests (11.3) and enumeration timing ---------------------------------------
 
 

@@ -17,14 +17,15 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, Table, bindparam
 
-from db.models import LoginRecord, Notification, RefreshToken, User
+from db.models import LoginRecord, Notification, RefreshToken, User, UserToken
 
-__all__ = ["login_records", "notifications", "param", "refresh_tokens", "users"]
+__all__ = ["login_records", "notifications", "param", "refresh_tokens", "user_tokens", "users"]
 
 users = cast(Table, User.__table__)
 refresh_tokens = cast(Table, RefreshToken.__table__)
 login_records = cast(Table, LoginRecord.__table__)
 notifications = cast(Table, Notification.__table__)
+user_tokens = cast(Table, UserToken.__table__)
 
 
 def param(name: str, column: Any) -> BindParameter[Any]:

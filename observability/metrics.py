@@ -51,9 +51,16 @@ __all__ = [
     "job_duration",
     "job_runs",
     "login_attempts",
+    "password_changes",
+    "password_resets",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
+    "record_password_change",
+    "record_password_reset",
+    "record_registration",
     "record_session_revoked",
+    "record_verification",
+    "registrations",
     "session_revocations",
     "start_api_counters",
     "start_at_zero",
@@ -61,6 +68,7 @@ __all__ = [
     "token_generation_duration",
     "token_validation_duration",
     "tokens_issued",
+    "verifications",
 ]
 
 _meter = metrics.get_meter("auth_service")
@@ -99,6 +107,16 @@ db_connection_errors = _meter.create_counter(
 session_revocations = _meter.create_counter(
     "auth.session.revocations", description="Sessions ended one at a time, by who ended them (self, admin)"
 )
+password_resets = _meter.create_counter(
+    "auth.password.resets", description="Password resets by stage (requested: a link was mailed; completed)"
+)
+verifications = _meter.create_counter("auth.email.verifications", description="E-mail addresses verified by link")
+registrations = _meter.create_counter(
+    "auth.registrations", description="Self-registrations by outcome (created; address_taken: the owner was told)"
+)
+password_changes = _meter.create_counter(
+    "auth.password.changes", description="Passwords changed by their owner (current password given)"
+)
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -106,13 +124,33 @@ job_duration = _meter.create_histogram(
 
 # The label values the counters take, as auth_service records them (domain/auth/service.py and
 # limits.py, server/exception_handlers.py, domain/system/controllers.py).
-LOGIN_FAILURE_REASONS = ("unknown_user", "bad_password", "inactive", "credentials_changed", "busy")
+LOGIN_FAILURE_REASONS = ("unknown_user", "bad_password", "inactive", "credentials_changed", "busy", "email_unverified")
 # The endpoints with limits of their own; the per-IP limit of the other routes labels by route template.
-LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify")
+LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email")
 TOKEN_TYPES = ("access", "refresh")
 DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
 SESSION_REVOKERS = ("self",)
+RESET_STAGES = ("requested", "completed")
+
+
+def record_password_reset(stage: str) -> None:
+    password_resets.add(1, {"stage": stage})
+
+
+def record_verification() -> None:
+    verifications.add(1)
+
+
+REGISTRATION_OUTCOMES = ("created", "address_taken")
+
+
+def record_registration(outcome: str) -> None:
+    registrations.add(1, {"outcome": outcome})
+
+
+def record_password_change() -> None:
+    password_changes.add(1)
 
 
 def record_session_revoked(by: str) -> None:
@@ -137,6 +175,10 @@ def start_api_counters() -> None:
     start_at_zero(ratelimit_redis_failures, [{"endpoint": endpoint} for endpoint in LIMITED_ENDPOINTS])
     start_at_zero(db_connection_errors, [{"source": source} for source in DB_ERROR_SOURCES])
     start_at_zero(session_revocations, [{"by": by} for by in SESSION_REVOKERS])
+    start_at_zero(password_resets, [{"stage": stage} for stage in RESET_STAGES])
+    start_at_zero(password_changes, [{}])
+    start_at_zero(verifications, [{}])
+    start_at_zero(registrations, [{"outcome": outcome} for outcome in REGISTRATION_OUTCOMES])
 
 
 def start_job_counters(tasks: Iterable[str]) -> None:

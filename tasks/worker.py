@@ -11,13 +11,17 @@ from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.domain.auth.jobs import generate_daily_login_report
-from auth_service.domain.notifications.jobs import send_login_notification_email, send_suspicious_login_alert
+from auth_service.domain.notifications.jobs import (
+    send_account_email,
+    send_login_notification_email,
+    send_suspicious_login_alert,
+)
 from auth_service.domain.notifications.mailer import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from auth_service.domain.notifications.outbox import dispatch_outbox
 from auth_service.domain.sessions.jobs import cleanup_expired_tokens
 from auth_service.lib.queue import JobName
 from auth_service.settings import Settings, get_settings
-from auth_service.wiring import job_queue_for, link_signer_for
+from auth_service.wiring import account_links_for, job_queue_for, link_signer_for
 from db.config import engine_options, ping_on_checkout
 from observability.metrics import start_job_counters
 from observability.tracing import instrument_engine
@@ -28,6 +32,7 @@ __all__ = ["FUNCTIONS", "WorkerSettings", "job_context", "prepare", "redis_setti
 FUNCTIONS = {
     JobName.SEND_LOGIN_NOTIFICATION_EMAIL: instrumented(send_login_notification_email),
     JobName.SEND_SUSPICIOUS_LOGIN_ALERT: instrumented(send_suspicious_login_alert),
+    JobName.SEND_ACCOUNT_EMAIL: instrumented(send_account_email),
     JobName.CLEANUP_EXPIRED_TOKENS: instrumented(cleanup_expired_tokens),
     JobName.GENERATE_DAILY_LOGIN_REPORT: instrumented(generate_daily_login_report),
     JobName.DISPATCH_OUTBOX: instrumented(dispatch_outbox),
@@ -73,6 +78,7 @@ async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
     ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
     ctx["mailer"] = make_mailer(settings)
     ctx["links"] = link_signer_for(settings)
+    ctx["account_links"] = account_links_for(settings)
     ctx["queue"] = job_queue_for(settings)
 
 

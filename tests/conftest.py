@@ -30,7 +30,7 @@ from auth_service.settings import Settings, load_settings, normalize_database_ur
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = secrets.token_hex(32)
-TABLES = ("notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
+TABLES = ("user_tokens", "notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
 
 
 def _plain(url: str) -> str:

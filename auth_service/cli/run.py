@@ -177,28 +177,30 @@ def _supervise(commands: dict[str, list[str]]) -> int:
     A Ctrl-C used to reach every child twice (the terminal's, then ours): uvicorn and arq take a
     second SIGINT as "stop now" and died mid-shutdown, printing pages of tracebacks.
     """
-    children = {name: subprocess.Popen(cmd, env=_child_env(), preexec_fn=_own_group) for name, cmd in commands.items()}
-    stopping = False
+    asked = False
 
     def ask_to_stop(*_: object) -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            raise KeyboardInterrupt
+        nonlocal asked
+        asked = True
 
+    # Before the first child starts: a Ctrl-C that lands while they start is a stop request like
+    # any other, never an exception that leaves a child running behind a dead supervisor.
+    signal.signal(signal.SIGINT, ask_to_stop)
     signal.signal(signal.SIGTERM, ask_to_stop)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    for name, cmd in commands.items():
+        if asked:
+            break
+        children[name] = subprocess.Popen(cmd, env=_child_env(), preexec_fn=_own_group)
     first_exit = ""
-    try:
-        while not first_exit:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    first_exit = name
-                    break
-            else:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    next(iter(children.values())).wait(timeout=0.5)
-    except KeyboardInterrupt:
-        pass
+    while not asked and not first_exit:
+        for name, child in children.items():
+            if child.poll() is not None:
+                first_exit = name
+                break
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                next(iter(children.values())).wait(timeout=0.2)
     # Further Ctrl-C or SIGTERM while the children shut down: ignored, the deadline below holds.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

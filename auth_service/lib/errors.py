@@ -15,12 +15,14 @@ import msgspec
 __all__ = [
     "AuthServiceError",
     "Conflict",
+    "EmailUnverified",
     "ErrorBody",
     "ErrorDetail",
     "ErrorEnvelope",
     "Forbidden",
     "InvalidCredentials",
     "InvalidInput",
+    "LinkInvalid",
     "NotFound",
     "RateLimited",
     "ServiceUnavailable",
@@ -87,6 +89,18 @@ class InvalidInput(AuthServiceError):
 
 class NotFound(AuthServiceError):
     code, status_code, message = "NOT_FOUND", 404, "Resource not found"
+
+
+class EmailUnverified(AuthServiceError):
+    """Right password, but the account's address is not verified (REGISTRATION_REQUIRE_VERIFIED_EMAIL)."""
+
+    code, status_code, message = "AUTH_EMAIL_UNVERIFIED", 403, "Verify your e-mail address first"
+
+
+class LinkInvalid(AuthServiceError):
+    """A reset, verification or invitation token that is unknown, used or expired: one answer for all."""
+
+    code, status_code, message = "LINK_INVALID", 400, "This link is invalid, used or expired"
 
 
 class Conflict(AuthServiceError):

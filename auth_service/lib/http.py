@@ -3,7 +3,7 @@ guard, and the refusal of tokens in URLs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from litestar import Request
@@ -13,7 +13,27 @@ from litestar.types import Scope
 
 from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
 
-__all__ = ["OPTIONAL_BODY", "QUERY_TOKEN_PARAMETER", "error_responses", "refuse_query_tokens", "require_json_body"]
+__all__ = [
+    "OPTIONAL_BODY",
+    "QUERY_TOKEN_PARAMETER",
+    "STRICT_BODIES",
+    "error_responses",
+    "refuse_query_tokens",
+    "require_json_body",
+    "strict_body",
+]
+
+# Request bodies that refuse unknown fields (msgspec's forbid_unknown_fields): Litestar's document
+# does not say so, the app's does (server/openapi.py sets additionalProperties: false on them).
+STRICT_BODIES: set[str] = set()
+T = TypeVar("T")
+
+
+def strict_body(cls: T) -> T:
+    """Register a `forbid_unknown_fields` request Struct, so the API document says so."""
+    STRICT_BODIES.add(cls.__name__)  # type: ignore[attr-defined]
+    return cls
+
 
 # A handler's opt key: its JSON body may be left out. Litestar documents every request body as
 # required; the app's OpenAPI document says otherwise for these (server/openapi.py).
@@ -26,6 +46,7 @@ _DESCRIPTIONS = {
     401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    409: "CONFLICT: the username or e-mail address is taken",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE: the body is over the limit (64 KiB by default)",
     415: "UNSUPPORTED_MEDIA_TYPE: send Content-Type: application/json",

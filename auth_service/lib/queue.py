@@ -34,6 +34,7 @@ class JobName(StrEnum):
     CLEANUP_EXPIRED_TOKENS = "cleanup_expired_tokens"
     GENERATE_DAILY_LOGIN_REPORT = "generate_daily_login_report"
     DISPATCH_OUTBOX = "dispatch_outbox"
+    SEND_ACCOUNT_EMAIL = "send_account_email"
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
-from auth_service.lib.http import OPTIONAL_BODY
+from auth_service.lib.http import OPTIONAL_BODY, STRICT_BODIES
 
 __all__ = ["DOCS_ASSETS_PATH", "docs_assets_router", "mark_optional_bodies", "openapi_config"]
 
@@ -48,7 +48,12 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def mark_optional_bodies(app: Litestar) -> None:
-    """Document the bodies of `opt={OPTIONAL_BODY: True}` handlers as optional, as they are."""
+    """Document the bodies of `opt={OPTIONAL_BODY: True}` handlers as optional, as they are, and
+    the strict ones (lib/http.strict_body) as refusing unknown fields, as they do."""
+    components = app.openapi_schema.components.schemas or {}
+    for name in STRICT_BODIES:
+        if name in components:
+            components[name].additional_properties = False  # type: ignore[union-attr]
     paths = app.openapi_schema.paths or {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):

@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from auth_service.domain.auth.deps import Authenticator, AuthPolicy, provide_claims
 from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import TokenService
@@ -60,6 +62,16 @@ def _links(state: State) -> LinkSigner:
     return _resources(state).links
 
 
+def _account_links(state: State) -> AccountLinks:
+    links = _resources(state).account_links
+    assert links is not None  # build_resources sets it
+    return links
+
+
+def _password_policy(state: State) -> PasswordPolicy:
+    return _resources(state).password_policy
+
+
 def _authenticator(state: State) -> Authenticator:
     return _resources(state).authenticator
 
@@ -79,6 +91,8 @@ def app_dependencies() -> dict[str, Provide]:
         "limits": _limits,
         "queue": _queue,
         "links": _links,
+        "account_links": _account_links,
+        "password_policy": _password_policy,
         "authenticator": _authenticator,
         "auth_policy": _auth_policy,
         "current_user": provide_current_user,

@@ -14,6 +14,8 @@ from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.auth.suspicious import SuspicionRules
 from auth_service.domain.auth.verify import TokenVerifier, script_runner
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import TokenService
@@ -22,7 +24,13 @@ from auth_service.lib.redis.activity import ActivityTracker
 from auth_service.lib.redis.lean import LeanRedis
 from auth_service.lib.redis.ratelimit import RateLimiter
 from auth_service.settings import Settings
-from auth_service.wiring import job_queue_for, link_signer_for, password_hasher_for, token_service_for
+from auth_service.wiring import (
+    account_links_for,
+    job_queue_for,
+    link_signer_for,
+    password_hasher_for,
+    token_service_for,
+)
 
 __all__ = ["Resources", "build_resources"]
 
@@ -47,6 +55,8 @@ class Resources:
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     # The verify hot path's own connection (None when it shares redis-py's, for rediss://).
     lean_redis: LeanRedis | None = None
+    account_links: AccountLinks | None = None
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
 
     async def close(self) -> None:
         await self.revocation.close()
@@ -91,6 +101,7 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
             failures=settings.suspicious_failures,
             failure_window_minutes=settings.suspicious_failure_window_minutes,
         ),
+        require_verified_email=settings.registration_require_verified_email,
     )
     return Resources(
         settings,
@@ -108,4 +119,6 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
         policy,
         trusted,
         lean_redis,
+        account_links_for(settings),
+        PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score),
     )

@@ -9,7 +9,17 @@ from db.models.notification import Notification
 from db.models.refresh_token import RefreshToken
 from db.models.token_blacklist import TokenBlacklist
 from db.models.user import User, identity_key
+from db.models.user_token import UserToken
 
 metadata = orm_registry.metadata
 
-__all__ = ["LoginRecord", "Notification", "RefreshToken", "TokenBlacklist", "User", "identity_key", "metadata"]
+__all__ = [
+    "LoginRecord",
+    "Notification",
+    "RefreshToken",
+    "TokenBlacklist",
+    "User",
+    "UserToken",
+    "identity_key",
+    "metadata",
+]

@@ -190,6 +190,22 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 [("verify", _or_zero(f'sum(rate({HTTP}_count{{http_route="/api/v1/auth/verify"}}[{W}]))'))],
             ),
             (
+                "Password changes and resets",
+                "ops",
+                [
+                    ("changed by their owner", f"sum(rate(auth_password_changes_total[{W}]))"),
+                    ("reset {{stage}}", f"sum by (stage) (rate(auth_password_resets_total[{W}]))"),
+                ],
+            ),
+            (
+                "Sign-ups and verifications",
+                "ops",
+                [
+                    ("sign-ups {{outcome}}", f"sum by (outcome) (rate(auth_registrations_total[{W}]))"),
+                    ("addresses verified", f"sum(rate(auth_email_verifications_total[{W}]))"),
+                ],
+            ),
+            (
                 "Sessions ended one at a time",
                 "ops",
                 [("by {{by}}", f"sum by (by) (rate(auth_session_revocations_total[{W}]))")],

@@ -33,6 +33,20 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`python -m auth_service ARGS` to completion, its output captured; stdin is a pipe (never
+    a terminal, so nothing prompts)."""
+    return subprocess.run(
+        [PYTHON, "-m", "auth_service", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15, sig: int = signal.SIGINT) -> None:
     """Ask a child to stop (SIGINT by default), kill it if it will not."""
     if proc.poll() is None:

@@ -22,20 +22,10 @@ import pytest
 
 from auth_service.settings import Settings
 from tests.conftest import PYTHON, ROOT, TEST_SECRET, free_port
-from tests.e2e.conftest import api_server, child_env, wait_healthy
+from tests.e2e.conftest import api_server, child_env, run_cli, wait_healthy
 from tests.factories import create_user
 
-
-def _cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "auth_service", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_cli = run_cli
 
 
 def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -179,7 +169,7 @@ def test_wrong_configuration_is_one_line_naming_the_variable(
 
 
 def test_cli_refusals_name_the_argument_and_change_nothing(env: dict[str, str], tmp_path: Path) -> None:
-    made = _cli(["init"], tmp_path, {**env, "ADMIN_PASSWORD": "first admin password"})
+    made = _cli(["init"], tmp_path, {**env, "ADMIN_PASSWORD": "first operator secret"})
     assert made.returncode == 0, made.stderr
     bad_email = _cli(["create-user", "zed", "--email", "not-an-address", "--password-stdin"], tmp_path, env, "p" * 20)
     assert _errors(bad_email) == [
@@ -319,6 +309,7 @@ def test_a_worker_on_its_own_links_where_the_api_listens(env: dict[str, str], tm
         assert proc.stdout is not None
         first = proc.stdout.readline()
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.communicate(timeout=30)
+        os.killpg(proc.pid, signal.SIGINT)  # at once: a stop while the child starts still stops it
+        rest, _ = proc.communicate(timeout=30)
     assert first.strip() == f"worker starting (arq); links in e-mails point at http://127.0.0.1:{port}"
+    assert proc.returncode == 0 and "stopped worker" in rest, rest

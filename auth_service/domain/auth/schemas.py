@@ -6,7 +6,23 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["LoginRequest", "LogoutRequest", "RefreshRequest", "TokenPair", "VerifyResponse"]
+from auth_service.lib.crypto.account_links import TOKEN_MAX_LENGTH
+from auth_service.lib.http import strict_body
+
+__all__ = [
+    "EmailChangeRequest",
+    "LoginRequest",
+    "LogoutRequest",
+    "PasswordChangeRequest",
+    "PasswordResetConfirm",
+    "PasswordResetRequest",
+    "RefreshRequest",
+    "RegisterRequest",
+    "RegistrationAccepted",
+    "TokenPair",
+    "VerifyEmailRequest",
+    "VerifyResponse",
+]
 
 # No NUL (or other C0 control) characters anywhere in text input.
 _NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
@@ -18,6 +34,55 @@ Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=_N
 OpaqueToken = Annotated[
     str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$", description="Opaque refresh token")
 ]
+
+
+Email = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=255, pattern=_NO_CONTROL, description="The account's e-mail address")
+]
+# Any string: whatever is not a live link (malformed, 10 KB, NUL bytes, used, expired) is the one
+# answer 400 LINK_INVALID, not a validation error that would tell a malformed token from a dead one.
+AccountLinkToken = Annotated[
+    str, msgspec.Meta(description=f"The `token` of the e-mailed link ({TOKEN_MAX_LENGTH} characters)")
+]
+
+
+@strict_body
+class PasswordChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Password
+    new_password: Password
+
+
+@strict_body
+class EmailChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    current_password: Password
+
+
+@strict_body
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_CONTROL)]
+    email: Email
+    password: Password
+
+
+@strict_body
+class VerifyEmailRequest(msgspec.Struct, forbid_unknown_fields=True):
+    token: AccountLinkToken
+
+
+class RegistrationAccepted(msgspec.Struct):
+    status: str
+
+
+@strict_body
+class PasswordResetRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+
+
+@strict_body
+class PasswordResetConfirm(msgspec.Struct, forbid_unknown_fields=True):
+    token: AccountLinkToken
+    new_password: Password
 
 
 class LoginRequest(msgspec.Struct):

@@ -20,14 +20,19 @@ from auth_service.domain.notifications.repository import NotificationRepository,
 from auth_service.domain.sessions.repository import RefreshTokenRepository
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.sessions.service import SessionService
+from auth_service.domain.users.policy import PasswordPolicyError
+from auth_service.domain.users.service import UserNotFound, UserService
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import HasherBusyError, PasswordHasher, VerifyResult
 from auth_service.lib.crypto.tokens import (
+    AccessClaims,
     TokenService,
     family_of,
     hash_refresh_token,
     new_refresh_token,
 )
 from auth_service.lib.errors import (
+    EmailUnverified,
     InvalidCredentials,
     ServiceUnavailable,
     TokenExpired,
@@ -114,7 +119,9 @@ class AuthService:
         refresh_ttl: int,
         reuse_grace: int,
         suspicion: SuspicionRules | None = None,
+        require_verified_email: bool = False,
     ) -> None:
+        self._require_verified = require_verified_email
         self._session = session
         self._limits = limits
         self._suspicion = suspicion or SuspicionRules()
@@ -155,6 +162,63 @@ class AuthService:
         await self.challenge(attempt)
         return await self.open_session(attempt)
 
+    async def change_password(
+        self, claims: AccessClaims, current: str, new: str, client: ClientInfo, users: UserService
+    ) -> IssuedTokens:
+        """The owner changes their password: `current` is checked like a login's (the same limits
+        and per-username failure budget; a wrong one is AUTH_INVALID_CREDENTIALS and counts), every
+        token of the user dies, and the caller gets a fresh pair on a new session.
+
+        Raises:
+            InvalidCredentials: `current` is wrong (or the token's user is not the password's).
+            PasswordPolicyError: `new` breaks the policy; nothing changed.
+        """
+        attempt = await self.authenticate(claims.username, current, client)
+        if str(attempt.user.id) != claims.sub:
+            await self._fail_login(
+                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+            )
+        try:
+            mail = await users.change_own_password(attempt.user.id, new)
+        except (PasswordPolicyError, UserNotFound):
+            # The current password was right: its budget slot goes back, as after a login.
+            await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+            raise
+        metrics.record_password_change()
+        fresh = await self._records.for_login(attempt.user.username)
+        if fresh is None or not fresh.is_active:
+            raise TokenRevoked
+        reopened = replace(attempt, user=fresh, result=VerifyResult(ok=True))
+        issued = await self.open_session(reopened)
+        log.info("password.changed", user_id=claims.sub)
+        return replace(issued, jobs=[*issued.jobs, mail])
+
+    async def change_email(
+        self,
+        claims: AccessClaims,
+        current: str,
+        email: str,
+        client: ClientInfo,
+        users: UserService,
+        links: AccountLinks,
+    ) -> list[QueuedJob]:
+        """The owner changes their address, `current` checked like a login's password.
+
+        Raises:
+            InvalidCredentials: `current` is wrong.
+            InvalidUserData, UserExistsError: the address is malformed or another account's.
+        """
+        attempt = await self.authenticate(claims.username, current, client)
+        if str(attempt.user.id) != claims.sub:
+            await self._fail_login(
+                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+            )
+        try:
+            return await users.change_own_email(attempt.user.id, email, links)
+        finally:
+            # The current password was right: its budget slot goes back, as after a login.
+            await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+
     async def authenticate(self, username: str, password: str, client: ClientInfo) -> LoginAttempt:
         """Step 1: the limits, the user, the password. Raises InvalidCredentials (after the
         failure floor, with the failure recorded) unless the password is right for an active user."""
@@ -168,8 +232,28 @@ class AuthService:
         return LoginAttempt(user, username, client, user_agent, result, gate)
 
     async def challenge(self, attempt: LoginAttempt) -> None:
-        """Step 2: what the user must prove besides the password before a session opens.
-        Nothing yet; a second factor (TOTP, passkeys) raises AUTH_MFA_REQUIRED here."""
+        """Step 2: what the user must prove besides the password before a session opens: a
+        verified address (REGISTRATION_REQUIRE_VERIFIED_EMAIL); a second factor (TOTP, passkeys)
+        will raise AUTH_MFA_REQUIRED here.
+
+        Raises:
+            EmailUnverified: the password was right, the address is not verified.
+        """
+        if self._require_verified and not attempt.user.email_verified:
+            user, client = attempt.user, attempt.client
+            await self._session.rollback()
+            await self._records.record_failure(
+                user_id=user.id,
+                username=attempt.username[:255],
+                ip=client.ip[:45],
+                user_agent=attempt.user_agent,
+                reason="email_unverified",
+            )
+            await self._session.commit()
+            # The password was right: its budget slot goes back, as after a login.
+            await self._limits.after_login(client.ip, attempt.username, attempt.gate, user_id=str(user.id))
+            metrics.login_attempts.add(1, {"outcome": "failure", "reason": "email_unverified"})
+            raise EmailUnverified
 
     async def open_session(self, attempt: LoginAttempt) -> IssuedTokens:
         """Step 3: the session, its login record and its notifications, then the tokens."""

@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from auth_service.domain.notifications.mailer import Mailer
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.queue import JobQueue
 from auth_service.settings import Settings
@@ -24,6 +25,7 @@ class JobContext(TypedDict, total=False):
     session_factory: Callable[[], AsyncSession]
     mailer: Mailer
     links: LinkSigner
+    account_links: AccountLinks
     queue: JobQueue
     # arq's, per job
     job_id: str

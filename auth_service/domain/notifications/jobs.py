@@ -18,13 +18,20 @@ from sqlalchemy.exc import DBAPIError
 
 from auth_service.domain.notifications.context import JobContext
 from auth_service.domain.notifications.mailer import PermanentMailError, TransientMailError
-from auth_service.domain.notifications.messages import Rendered, build_message, login_notification, suspicious_alert
+from auth_service.domain.notifications.messages import (
+    ACCOUNT_MESSAGES,
+    Rendered,
+    build_message,
+    login_notification,
+    suspicious_alert,
+)
 from auth_service.domain.notifications.repository import NotificationRepository
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.urls import PublicUrls
 from db.models import Notification, User
 
-__all__ = ["backoff", "send_login_notification_email", "send_suspicious_login_alert"]
+__all__ = ["backoff", "send_account_email", "send_login_notification_email", "send_suspicious_login_alert"]
 
 log = structlog.get_logger()
 
@@ -34,9 +41,10 @@ def backoff(job_try: int) -> int:
     return int(min(300, 5 * 2 ** max(0, job_try - 1)))
 
 
-def _link(ctx: JobContext, notification_id: uuid.UUID, user_id: uuid.UUID) -> str:
+def _not_me_link(ctx: JobContext) -> Callable[[uuid.UUID, User], str]:
     signer: LinkSigner = ctx["links"]
-    return PublicUrls(ctx["settings"].pages.public_base_url).not_me(signer.sign(notification_id, user_id))
+    urls = PublicUrls(ctx["settings"].pages.public_base_url)
+    return lambda notification_id, user: urls.not_me(signer.sign(notification_id, user.id))
 
 
 async def _deliver(
@@ -49,6 +57,8 @@ async def _deliver(
     details: dict[str, Any],
     notification_id: str | None,
     render: Callable[[str, dict[str, Any], str], Rendered],
+    link: Callable[[uuid.UUID, User], str] | None = None,
+    to: str | None = None,
 ) -> str:
     now = dt.datetime.now(dt.UTC)
     lease = dt.timedelta(seconds=ctx["settings"].worker_job_timeout)
@@ -72,9 +82,9 @@ async def _deliver(
                 return "skipped"
             await session.commit()
             message = build_message(
-                render(user.username, details, _link(ctx, note_id, user.id)),
+                render(user.username, details, (link or _not_me_link(ctx))(note_id, user)),
                 sender=ctx["settings"].email_from,
-                to=[user.email],
+                to=[to or user.email],
                 message_id=f"{kind}-{notification_id}",
             )
             try:
@@ -133,4 +143,43 @@ async def send_suspicious_login_alert(
         details=details,
         notification_id=notification_id,
         render=suspicious_alert,
+    )
+
+
+async def send_account_email(
+    ctx: JobContext,
+    user_id: str,
+    kind: str,
+    details: dict[str, Any] | None = None,
+    token_id: str | None = None,
+    notification_id: str | None = None,
+) -> str:
+    """An account mail (password reset link, password changed). A link's token is rebuilt from
+    its id (lib/crypto/account_links.py): the outbox never holds a raw token."""
+    details = details or {}
+    render = ACCOUNT_MESSAGES.get(kind)
+    if render is None:
+        log.error("email.unknown_kind", kind=kind, notification_id=notification_id)
+        return "dropped"
+    urls = PublicUrls(ctx["settings"].pages.public_base_url)
+    account_links: AccountLinks = ctx["account_links"]
+
+    def action(_: uuid.UUID, __: User) -> str:
+        if kind == "password_reset" and token_id:
+            return urls.reset_password(account_links.token(uuid.UUID(token_id), "reset"))
+        if kind == "verify_email" and token_id:
+            return urls.verify_email(account_links.token(uuid.UUID(token_id), "verify"))
+        return urls.reset_password()
+
+    return await _deliver(
+        ctx,
+        kind=kind,
+        job="send_account_email",
+        user_id=user_id,
+        payload={"user_id": user_id, "kind": kind, "details": details, "token_id": token_id},
+        details=details,
+        notification_id=notification_id,
+        render=render,
+        link=action,
+        to=details.get("to"),  # the e-mail-changed notice goes to the old address
     )

@@ -10,7 +10,16 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-__all__ = ["Rendered", "build_message", "daily_report", "login_notification", "suspicious_alert"]
+__all__ = [
+    "ACCOUNT_MESSAGES",
+    "Rendered",
+    "build_message",
+    "daily_report",
+    "login_notification",
+    "password_changed",
+    "password_reset",
+    "suspicious_alert",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,49 @@ def login_notification(username: str, details: dict[str, Any], link: str) -> Ren
     return _render(
         "login_notification", "New sign-in to your account", username=username, when=when, ip=ip, agent=agent, link=link
     )
+
+
+def password_reset(username: str, details: dict[str, Any], action: str) -> Rendered:
+    minutes = int(details.get("minutes", 30))
+    return _render("password_reset", "Reset your password", username=username, minutes=minutes, action=action, link="")
+
+
+def password_changed(username: str, details: dict[str, Any], action: str) -> Rendered:
+    how = "reset with an e-mailed link" if details.get("via") == "reset" else "changed"
+    when = str(details.get("timestamp", ""))
+    return _render(
+        "password_changed", "Your password was changed", username=username, how=how, when=when, action=action, link=""
+    )
+
+
+def verify_email(username: str, details: dict[str, Any], action: str) -> Rendered:
+    hours = int(details.get("hours", 48))
+    return _render(
+        "verify_email", "Confirm your e-mail address", username=username, hours=hours, action=action, link=""
+    )
+
+
+def email_changed(username: str, details: dict[str, Any], action: str) -> Rendered:
+    when = str(details.get("timestamp", ""))
+    return _render(
+        "email_changed", "Your e-mail address was changed", username=username, when=when, action=action, link=""
+    )
+
+
+def signup_attempt(username: str, details: dict[str, Any], action: str) -> Rendered:
+    return _render(
+        "signup_attempt", "Someone tried to sign up with your address", username=username, action=action, link=""
+    )
+
+
+# The account mails (kind: render(username, details, action link)).
+ACCOUNT_MESSAGES = {
+    "password_reset": password_reset,
+    "password_changed": password_changed,
+    "verify_email": verify_email,
+    "email_changed": email_changed,
+    "signup_attempt": signup_attempt,
+}
 
 
 def suspicious_alert(username: str, details: dict[str, Any], link: str) -> Rendered:

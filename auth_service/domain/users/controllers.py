@@ -15,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.deps import provide_session_service
 from auth_service.domain.sessions.service import SessionService
-from auth_service.domain.users.account import Account, LoginPage, MeRead, SessionRead
+from auth_service.domain.users.account import Account, LoginPage, SessionRead
 from auth_service.lib.crypto.tokens import AccessClaims
-from auth_service.lib.errors import NotFound, TokenRevoked
+from auth_service.lib.errors import NotFound
 from auth_service.lib.http import error_responses
 from auth_service.lib.pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN, MAX_LIMIT
 from observability.metrics import record_session_revoked
 
-__all__ = ["MeController"]
+__all__ = ["MeController", "provide_account"]
 
 log = structlog.get_logger()
 _BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
@@ -36,19 +36,6 @@ class MeController(Controller):
     path = "/api/v1/users/me"
     tags = ["account"]
     dependencies = {"account": Provide(provide_account)}
-
-    @get(
-        "",
-        summary="My account",
-        description="The caller's account: name, e-mail (and whether it is verified), roles, second factors.",
-        security=_BEARER,
-        responses=error_responses(401, 429, 503),
-    )
-    async def me(self, account: NamedDependency[Account]) -> MeRead:
-        found = await account.me()
-        if found is None:  # deleted or deactivated since the token was issued (the token is dead too)
-            raise TokenRevoked
-        return found
 
     @get(
         "/sessions",

@@ -57,5 +57,13 @@ class UserRepository(SQLAlchemyAsyncRepository[User]):
     async def set_active(self, user_id: UUID, active: bool) -> None:
         await self.session.execute(update(User).where(User.id == user_id).values(is_active=active))
 
+    async def set_email(self, user_id: UUID, email: str) -> None:
+        """A new, unverified address (its identity key's unique index refuses a taken one)."""
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(email=email, email_key=identity_key(email), email_verified=False)
+        )
+
     async def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
         await self.session.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))

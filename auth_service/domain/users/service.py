@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
+import uuid
 from typing import Any
 
 import msgspec
 from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
+from auth_service.domain.users.recovery import account_mail
 from auth_service.domain.users.repository import UserRepository
-from auth_service.domain.users.schemas import UserCreate, UserRead
+from auth_service.domain.users.schemas import Email, UserCreate, UserRead
+from auth_service.domain.users.verification import EmailVerification
+from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import Conflict, InvalidInput, NotFound
-from db.models import User
+from auth_service.lib.queue import QueuedJob
+from db.models import User, identity_key
 
 __all__ = [
     "InvalidUserData",
@@ -53,6 +60,10 @@ _FIELD_RULES = {
     "roles": "a role is a lowercase name: a letter, then up to 63 letters, digits, _ or -",
     "password": "a password is a string",
 }
+
+
+class _EmailOnly(msgspec.Struct):
+    email: Email
 
 
 class UserNotFound(NotFound):
@@ -167,6 +178,74 @@ class UserService:
         await self._revocation.revoke_everything(self._session, user.id)
         await self._revocation.commit(self._session, user.id)
         return await self._read_again(user.id)
+
+    async def change_own_password(self, user_id: uuid.UUID, new_password: str) -> QueuedJob:
+        """The owner's change (their current password already checked): policy, new hash, every
+        token of the user dies, and a "password changed" mail, in one transaction.
+
+        Raises:
+            UserNotFound: the user is gone or was deactivated meanwhile.
+            PasswordPolicyError: the new password breaks the policy (nothing changed).
+            RedisError: Redis could not be told; nothing changed.
+        """
+        found = await self._session.execute(
+            select(User.username, User.email).where(User.id == user_id, User.is_active.is_(True))
+        )
+        row = found.first()
+        await self._session.rollback()  # no transaction open while hashing
+        if row is None:
+            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        self._policy.check(new_password, username=row.username, email=row.email, field="new_password")
+        password_hash = await self._hasher.hash(new_password)
+        state = await self._revocation.lock(self._session, user_id)
+        if state is None or not state.is_active:
+            await self._session.rollback()
+            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        await self._users.set_password_hash(user_id, password_hash)
+        await self._revocation.revoke_everything(self._session, user_id)
+        now = dt.datetime.now(dt.UTC)
+        statement, job = account_mail(
+            user_id, "password_changed", {"via": "change", "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+        )
+        await self._session.execute(statement)
+        await self._revocation.commit(self._session, user_id)
+        return job
+
+    async def change_own_email(self, user_id: uuid.UUID, new_email: str, links: AccountLinks) -> list[QueuedJob]:
+        """The owner's new address (their current password already checked): unverified until its
+        link is used; the old address is told. Returns the two mails' jobs.
+
+        Raises:
+            InvalidUserData: not an e-mail address.
+            UserExistsError: another account has that address (409).
+            UserNotFound: the user is gone or was deactivated meanwhile.
+        """
+        try:
+            msgspec.convert({"email": new_email}, _EmailOnly)
+        except msgspec.ValidationError as exc:
+            raise InvalidUserData.from_validation(exc) from None
+        email = unicodedata.normalize("NFKC", new_email)
+        state = await self._revocation.lock(self._session, user_id)
+        old = (await self._session.execute(select(User.email).where(User.id == user_id))).scalar_one_or_none()
+        if state is None or not state.is_active or old is None:
+            await self._session.rollback()
+            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        if identity_key(old) == identity_key(email):
+            await self._session.rollback()
+            return []  # the same address: nothing changes
+        try:
+            await self._users.set_email(user_id, email)
+            verify = await EmailVerification(self._session, links).link(user_id, email)
+            now = dt.datetime.now(dt.UTC)
+            statement, notice = account_mail(
+                user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+            )
+            await self._session.execute(statement)
+            await self._session.commit()
+        except (IntegrityError, RepositoryIntegrityError):
+            await self._session.rollback()
+            raise UserExistsError("another account has that e-mail address") from None
+        return [verify, notice]
 
     async def _read_again(self, user_id: Any) -> UserRead:
         self._session.expunge_all()

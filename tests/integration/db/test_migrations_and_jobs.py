@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -101,7 +101,7 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
-        assert current_revision(url) == "0003"
+        assert current_revision(url) == "0004"
         downgrade(url, "0001")
         assert "notifications" not in asyncio.run(_tables(url))
         downgrade(url, "base")

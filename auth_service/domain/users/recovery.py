@@ -1,0 +1,145 @@
+"""Password reset by e-mail: a single-use, expiring link, stored only as a hash.
+
+Requesting answers the same whatever the address (the caller runs `request` after the response
+is sent, so even its timing says nothing). Confirming spends the link with one atomic UPDATE
+under the user's row lock, so of any number of concurrent confirmations exactly one wins; the
+new password replaces the old, every session and access token of the user dies (the revocation
+protocol: lock, PostgreSQL, Redis, commit), and a "password changed" mail goes through the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.lib.crypto.account_links import AccountLinks, token_hash
+from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.errors import LinkInvalid
+from auth_service.lib.queue import JobName, QueuedJob
+from db.models import identity_key
+from db.sql import notifications, user_tokens, users
+from observability.metrics import record_password_reset
+
+__all__ = ["PasswordReset", "account_mail"]
+
+log = structlog.get_logger()
+RESET = "reset"
+
+
+def account_mail(
+    user_id: uuid.UUID, kind: str, details: dict[str, Any], token_id: uuid.UUID | None = None
+) -> tuple[Any, QueuedJob]:
+    """The outbox INSERT of an account mail and the job that sends it once it is committed."""
+    note_id = uuid.uuid4()
+    payload = {"user_id": str(user_id), "kind": kind, "details": details, "token_id": token_id and str(token_id)}
+    statement = insert(notifications).values(
+        id=note_id, kind=kind, job=JobName.SEND_ACCOUNT_EMAIL.value, user_id=user_id, payload=payload, attempts=0
+    )
+    job = QueuedJob(JobName.SEND_ACCOUNT_EMAIL, f"notification:{note_id}", {**payload, "notification_id": str(note_id)})
+    return statement, job
+
+
+class PasswordReset:
+    """Requests and confirmations of password resets; commits its own session."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        revocation: RevocationStore,
+        policy: PasswordPolicy,
+        links: AccountLinks,
+        ttl_minutes: int,
+    ) -> None:
+        self._session = session
+        self._hasher = hasher
+        self._revocation = revocation
+        self._policy = policy
+        self._links = links
+        self._ttl = dt.timedelta(minutes=ttl_minutes)
+
+    async def request(self, email: str) -> QueuedJob | None:
+        """A reset link for the active account with this address, if there is one."""
+        u = users.c
+        found = await self._session.execute(
+            select(u.id).where(u.email_key == identity_key(email), u.is_active.is_(True))
+        )
+        user_id = found.scalar_one_or_none()
+        if user_id is None:
+            await self._session.rollback()
+            log.info("password_reset.requested", known=False)
+            return None
+        token_id = uuid.uuid4()
+        now = dt.datetime.now(dt.UTC)
+        await self._session.execute(
+            insert(user_tokens).values(
+                id=token_id,
+                purpose=RESET,
+                token_hash=token_hash(self._links.token(token_id, RESET)),
+                user_id=user_id,
+                expires_at=now + self._ttl,
+            )
+        )
+        minutes = int(self._ttl.total_seconds() // 60)
+        statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
+        await self._session.execute(statement)
+        await self._session.commit()
+        record_password_reset("requested")
+        log.info("password_reset.requested", known=True, user_id=str(user_id))
+        return job
+
+    async def confirm(self, token: str, new_password: str) -> QueuedJob:
+        """Spend the link and set the password.
+
+        Raises:
+            LinkInvalid: not a live reset link (malformed, forged, used, expired, user disabled).
+            PasswordPolicyError: the new password breaks the policy (the link stays usable).
+            RedisError: Redis could not be told; nothing changed and the link stays usable.
+        """
+        token_id = self._links.parse(token, RESET)
+        if token_id is None:
+            raise LinkInvalid
+        t, u = user_tokens.c, users.c
+        now = dt.datetime.now(dt.UTC)
+        live = (t.id == token_id, t.token_hash == token_hash(token), t.purpose == RESET, t.used_at.is_(None))
+        row = (
+            await self._session.execute(
+                select(u.id, u.username, u.email)
+                .join_from(user_tokens, users, u.id == t.user_id)
+                .where(*live, t.expires_at > now, u.is_active.is_(True))
+            )
+        ).first()
+        await self._session.rollback()  # no transaction open while hashing
+        if row is None:
+            raise LinkInvalid
+        self._policy.check(new_password, username=row.username, email=row.email, field="new_password")
+        new_hash = await self._hasher.hash(new_password)
+        state = await self._revocation.lock(self._session, row.id)
+        now = dt.datetime.now(dt.UTC)
+        spent = await self._session.execute(
+            update(user_tokens).where(*live, t.expires_at > now).values(used_at=now).returning(t.id)
+        )
+        if state is None or not state.is_active or spent.first() is None:
+            await self._session.rollback()  # a concurrent confirmation won, or the user changed
+            raise LinkInvalid
+        await self._session.execute(
+            update(users).where(u.id == row.id).values(password_hash=new_hash, email_verified=True)
+        )
+        await self._revocation.revoke_everything(self._session, row.id)
+        statement, job = account_mail(row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
+        await self._session.execute(statement)
+        await self._revocation.commit(self._session, row.id)
+        record_password_reset("completed")
+        log.info("password_reset.completed", user_id=str(row.id))
+        return job
+
+
+def _stamp(now: dt.datetime) -> str:
+    return now.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,233 @@
+"""Password change (current password given) and reset by e-mailed link, on real PostgreSQL and
+Redis through the app: every earlier token dies, links are single-use, and refusals change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+
+from auth_service.app import create_app
+from auth_service.lib.crypto.account_links import AccountLinks
+from auth_service.settings import Settings
+from tests.conftest import make_settings, run_engine
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+from tests.integration.conftest import login
+
+CHANGE = "/api/v1/users/me/password"
+RESET = "/api/v1/auth/password-reset"
+CONFIRM = "/api/v1/auth/password-reset/confirm"
+NEW = "an entirely new secret 42"
+
+
+async def _sql(settings: Settings, statement: str, **params: Any) -> list[Any]:
+    engine = run_engine(settings.async_database_url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(statement), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+async def _alive(client: AsyncTestClient[Any], access: str) -> bool:
+    return (await client.get("/api/v1/auth/verify", headers=bearer(access))).status_code == 200
+
+
+async def test_a_change_returns_a_fresh_pair_and_every_earlier_token_dies(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    here, there = await login(client), await login(client)
+    changed = await client.post(
+        CHANGE, json={"current_password": DEFAULT_PASSWORD, "new_password": NEW}, headers=bearer(here["access_token"])
+    )
+    assert changed.status_code == 200, changed.text
+    fresh = changed.json()
+    assert set(fresh) >= {"access_token", "refresh_token"}
+    assert await _alive(client, fresh["access_token"])
+    for old in (here, there):
+        assert not await _alive(client, old["access_token"])
+        spent = await client.post("/api/v1/auth/refresh", json={"refresh_token": old["refresh_token"]})
+        assert spent.status_code == 401
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    ).status_code == 200
+    wrong = await client.post("/api/v1/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD})
+    assert wrong.status_code == 401
+    await login(client, password=NEW)
+    kinds = await _sql(settings, "SELECT payload->>'kind' FROM notifications WHERE kind = 'password_changed'")
+    assert kinds == [("password_changed",)]
+
+
+async def test_a_wrong_current_password_is_invalid_credentials_and_counts_as_a_failed_login(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    tokens = await login(client)
+    for _ in range(2):
+        refused = await client.post(
+            CHANGE,
+            json={"current_password": "not my password", "new_password": NEW},
+            headers=bearer(tokens["access_token"]),
+        )
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
+    failures = await _sql(
+        settings, "SELECT count(*) FROM login_records WHERE username = 'alice' AND failure_reason = 'bad_password'"
+    )
+    assert failures == [(2,)]  # the same records, and the same per-username budget, as failed logins
+    assert await _alive(client, tokens["access_token"])  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("new_password", "reason"),
+    [("short", "too_short"), ("alice is my name", "contains_username"), ("password1234", "too_common")],
+)
+async def test_a_weak_new_password_names_its_reason_and_changes_nothing(
+    client: AsyncTestClient[Any], alice: Any, new_password: str, reason: str
+) -> None:
+    tokens = await login(client)
+    refused = await client.post(
+        CHANGE,
+        json={"current_password": DEFAULT_PASSWORD, "new_password": new_password},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"] == [{"field": "new_password", "message": error["details"][0]["message"], "reason": reason}]
+    assert await _alive(client, tokens["access_token"])
+    await login(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"current_password": 5, "new_password": "an entirely new secret"}',
+        b'{"new_password": "an entirely new secret"}',
+        b'{"current_password": "x\\u0000", "new_password": "an entirely new secret"}',
+        json.dumps({"current_password": DEFAULT_PASSWORD, "new_password": "x" * 10_000}).encode(),
+        json.dumps({"current_password": DEFAULT_PASSWORD, "new_password": NEW, "admin": True}).encode(),
+    ],
+)
+async def test_bad_input_to_a_change_is_a_validation_error(
+    client: AsyncTestClient[Any], alice: Any, body: bytes
+) -> None:
+    tokens = await login(client)
+    answer = await client.post(
+        CHANGE, content=body, headers={**bearer(tokens["access_token"]), "Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text
+    assert await _alive(client, tokens["access_token"])
+
+
+# ------------------------------------------------------------------------------ reset
+
+
+async def _reset_token(client: AsyncTestClient[Any], settings: Settings, email: str = "alice@example.com") -> str:
+    """Ask for a link and rebuild its token from the outbox row, as the worker does."""
+    before = await _sql(settings, "SELECT count(*) FROM notifications WHERE kind = 'password_reset'")
+    asked = await client.post(RESET, json={"email": email})
+    assert asked.status_code == 202 and asked.json() == {"status": "accepted"}
+    for _ in range(100):  # the lookup runs after the response
+        rows = await _sql(
+            settings, "SELECT payload->>'token_id' FROM notifications WHERE kind = 'password_reset' ORDER BY created_at"
+        )
+        if len(rows) > before[0][0]:
+            return AccountLinks(settings.signing_material).token(uuid.UUID(rows[-1][0]), "reset")
+        await asyncio.sleep(0.05)
+    raise AssertionError("no reset mail was queued")
+
+
+async def test_a_reset_link_sets_the_password_once_and_ends_every_session(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    tokens = await login(client)
+    token = await _reset_token(client, settings)
+    stored = await _sql(settings, "SELECT token_hash FROM user_tokens")
+    assert len(stored) == 1 and token not in str(stored)  # only its hash is kept
+    assert token not in str(await _sql(settings, "SELECT payload::text FROM notifications"))
+    done = await client.post(CONFIRM, json={"token": token, "new_password": NEW})
+    assert done.status_code == 204, done.text
+    assert not await _alive(client, tokens["access_token"])
+    await login(client, password=NEW)
+    again = await client.post(CONFIRM, json={"token": token, "new_password": "yet another new secret"})
+    assert again.status_code == 400 and again.json()["error"]["code"] == "LINK_INVALID"
+    await login(client, password=NEW)
+
+
+async def test_unknown_addresses_get_the_same_answer_and_nothing_is_stored(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    unknown = await client.post(RESET, json={"email": "nobody@example.com"})
+    known = await client.post(RESET, json={"email": "ALICE@example.com"})
+    assert unknown.status_code == known.status_code == 202
+    assert unknown.json() == known.json()
+    assert set(unknown.headers) == set(known.headers)
+    await asyncio.sleep(0.3)
+    rows = await _sql(settings, "SELECT count(*) FROM user_tokens")
+    assert rows == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "x" * 10_000, "a\x00b", "0" * 32 + "." + "A" * 43, uuid.uuid4().hex + "." + "A" * 43],
+)
+async def test_anything_but_a_live_link_is_link_invalid(client: AsyncTestClient[Any], alice: Any, token: str) -> None:
+    answer = await client.post(CONFIRM, json={"token": token, "new_password": NEW})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "LINK_INVALID", answer.text
+
+
+async def test_expired_and_deactivated_links_are_link_invalid(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    expired = await _reset_token(client, settings)
+    await _sql(settings, "UPDATE user_tokens SET expires_at = now() - interval '1 second'")
+    answer = await client.post(CONFIRM, json={"token": expired, "new_password": NEW})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "LINK_INVALID"
+    live = await _reset_token(client, settings)
+    await _sql(settings, "UPDATE users SET is_active = false WHERE username = 'alice'")
+    answer = await client.post(CONFIRM, json={"token": live, "new_password": NEW})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "LINK_INVALID"
+
+
+async def test_a_weak_password_keeps_the_link_usable(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    token = await _reset_token(client, settings)
+    weak = await client.post(CONFIRM, json={"token": token, "new_password": "short"})
+    assert weak.status_code == 400 and weak.json()["error"]["details"][0]["reason"] == "too_short"
+    assert (await client.post(CONFIRM, json={"token": token, "new_password": NEW})).status_code == 204
+
+
+async def test_twenty_concurrent_confirmations_of_one_link_give_exactly_one_success(
+    alice: Any, settings: Settings
+) -> None:
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        token = await _reset_token(client, settings)
+        answers = await asyncio.gather(
+            *(client.post(CONFIRM, json={"token": token, "new_password": f"{NEW} number {i}"}) for i in range(20))
+        )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [204] + [400] * 19, statuses
+    winner = next(i for i, answer in enumerate(answers) if answer.status_code == 204)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        await login(client, password=f"{NEW} number {winner}")
+    used = await _sql(settings, "SELECT used_at FROM user_tokens")
+    assert len(used) == 1 and used[0][0] is not None
+
+
+async def test_reset_mails_are_limited_per_address_known_or_not(database_url: str, redis_url: str) -> None:
+    limited = make_settings(database_url, redis_url, rate_limit_email="2/hour")
+    await create_user(limited, username="alice")
+    async with AsyncTestClient(app=create_app(limited)) as client:
+        for email in ("alice@example.com", "nobody@example.com"):
+            statuses = [(await client.post(RESET, json={"email": email})).status_code for _ in range(3)]
+            assert statuses == [202, 202, 429], (email, statuses)
+    await asyncio.sleep(0.3)
+    assert await _sql(limited, "SELECT count(*) FROM user_tokens WHERE expires_at > now()") == [(2,)]
+    assert dt.datetime.now(dt.UTC)  # (the window is an hour: nothing more to wait for here)
