@@ -105,3 +105,5 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces each of its plugins at INFO whenever it is imported (seven lines per start).
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -46,7 +46,7 @@ from auth_service.domain.users.deps import (
     provide_verification,
 )
 from auth_service.domain.users.recovery import PasswordReset
-from auth_service.domain.users.registration import Registration
+from auth_service.domain.users.registration import Prepared, Registration
 from auth_service.domain.users.service import UserService
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.crypto.account_links import AccountLinks
@@ -87,6 +87,16 @@ async def _request_reset(reset: PasswordReset, queue: JobQueue, email: str) -> N
         job = await reset.request(email)
     except Exception:  # after the response: nobody to tell but the log
         log.exception("password_reset.request_failed")
+        return
+    if job is not None:
+        await enqueue_all(queue, [job])
+
+
+async def _complete_registration(registration: Registration, queue: JobQueue, prepared: Prepared) -> None:
+    try:
+        job = await registration.complete(prepared)
+    except Exception:  # after the response: nobody to tell but the log
+        log.exception("registration.complete_failed")
         return
     if job is not None:
         await enqueue_all(queue, [job])
@@ -238,11 +248,11 @@ class AuthController(Controller):
         if not settings.registration_enabled:
             raise NotFound
         await limits.email(client.ip, data.email)
-        job = await registration.register(data.username, data.email, data.password)
+        prepared = await registration.prepare(data.username, data.email, data.password)
         return Response(
             RegistrationAccepted(status="verification_sent"),
             status_code=HTTP_202_ACCEPTED,
-            background=BackgroundTask(enqueue_all, queue, [job]),
+            background=BackgroundTask(_complete_registration, registration, queue, prepared),
         )
 
     @post(

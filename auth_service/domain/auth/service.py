@@ -179,7 +179,7 @@ class AuthService:
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
-            mail = await users.change_own_password(attempt.user.id, new)
+            mail = await users.change_own_password(attempt.user.id, new, attempt.user.password_hash)
         except (PasswordPolicyError, UserNotFound):
             # The current password was right: its budget slot goes back, as after a login.
             await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,13 +22,13 @@ from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.crypto.passwords import PasswordHasher
-from auth_service.lib.errors import LinkInvalid
+from auth_service.lib.errors import LinkInvalid, ServiceUnavailable
 from auth_service.lib.queue import JobName, QueuedJob
 from db.models import identity_key
 from db.sql import notifications, user_tokens, users
 from observability.metrics import record_password_reset
 
-__all__ = ["PasswordReset", "account_mail"]
+__all__ = ["PasswordReset", "account_mail", "new_link"]
 
 log = structlog.get_logger()
 RESET = "reset"
@@ -44,6 +45,29 @@ def account_mail(
     )
     job = QueuedJob(JobName.SEND_ACCOUNT_EMAIL, f"notification:{note_id}", {**payload, "notification_id": str(note_id)})
     return statement, job
+
+
+async def new_link(
+    session: AsyncSession,
+    links: AccountLinks,
+    purpose: str,
+    user_id: uuid.UUID,
+    ttl: dt.timedelta,
+    email: str | None = None,
+) -> uuid.UUID:
+    """Write a single-use link's row (only its token's hash) and return its id (no commit)."""
+    token_id = uuid.uuid4()
+    await session.execute(
+        insert(user_tokens).values(
+            id=token_id,
+            purpose=purpose,
+            token_hash=token_hash(links.token(token_id, purpose)),
+            user_id=user_id,
+            expires_at=dt.datetime.now(dt.UTC) + ttl,
+            email=email,
+        )
+    )
+    return token_id
 
 
 class PasswordReset:
@@ -76,17 +100,7 @@ class PasswordReset:
             await self._session.rollback()
             log.info("password_reset.requested", known=False)
             return None
-        token_id = uuid.uuid4()
-        now = dt.datetime.now(dt.UTC)
-        await self._session.execute(
-            insert(user_tokens).values(
-                id=token_id,
-                purpose=RESET,
-                token_hash=token_hash(self._links.token(token_id, RESET)),
-                user_id=user_id,
-                expires_at=now + self._ttl,
-            )
-        )
+        token_id = await new_link(self._session, self._links, RESET, user_id, self._ttl)
         minutes = int(self._ttl.total_seconds() // 60)
         statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
         await self._session.execute(statement)
@@ -101,7 +115,7 @@ class PasswordReset:
         Raises:
             LinkInvalid: not a live reset link (malformed, forged, used, expired, user disabled).
             PasswordPolicyError: the new password breaks the policy (the link stays usable).
-            RedisError: Redis could not be told; nothing changed and the link stays usable.
+            ServiceUnavailable: Redis could not be told; nothing changed and the link stays usable.
         """
         token_id = self._links.parse(token, RESET)
         if token_id is None:
@@ -135,7 +149,10 @@ class PasswordReset:
         await self._revocation.revoke_everything(self._session, row.id)
         statement, job = account_mail(row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
         await self._session.execute(statement)
-        await self._revocation.commit(self._session, row.id)
+        try:
+            await self._revocation.commit(self._session, row.id)
+        except RedisError:
+            raise ServiceUnavailable from None  # rolled back: the link stays usable, a retry is safe
         record_password_reset("completed")
         log.info("password_reset.completed", user_id=str(row.id))
         return job

@@ -1,15 +1,17 @@
 """Self-registration (REGISTRATION_ENABLED): a new, unverified account and its verification link.
 
 A taken username is 409 CONFLICT (usernames are public in this product: they are what people
-sign in with). A taken e-mail address answers exactly like a new one (202, same body, and the
-same work: the password is hashed either way) and its owner gets a "someone tried to sign up
-with your address" mail, so the API never says which addresses have accounts.
+sign in with). Everything that depends on the address happens after the response is sent
+(`complete`), so a taken address answers exactly like a new one: 202, the same body, the same
+time; its owner gets a "someone tried to sign up with your address" mail. The API never says
+which addresses have accounts.
 """
 
 from __future__ import annotations
 
 import unicodedata
 import uuid
+from typing import NamedTuple
 
 import msgspec
 import structlog
@@ -30,9 +32,15 @@ from db.models import identity_key
 from db.sql import users
 from observability.metrics import record_registration
 
-__all__ = ["Registration"]
+__all__ = ["Prepared", "Registration"]
 
 log = structlog.get_logger()
+
+
+class Prepared(NamedTuple):
+    username: str
+    email: str
+    password_hash: str
 
 
 class Registration:
@@ -44,8 +52,9 @@ class Registration:
         self._policy = policy
         self._links = links
 
-    async def register(self, username: str, email: str, password: str) -> QueuedJob:
-        """Create the account (or tell the address's owner); returns the mail's job.
+    async def prepare(self, username: str, email: str, password: str) -> Prepared:
+        """Everything that decides the answer, the same work for every address: validation, the
+        policy, the username check and the hash.
 
         Raises:
             InvalidUserData, PasswordPolicyError: the input is refused (400).
@@ -57,44 +66,49 @@ class Registration:
             raise InvalidUserData.from_validation(exc) from None
         self._policy.check(data.password, username=data.username, email=data.email)
         u = users.c
-        taken = (
-            await self._session.execute(
-                select(u.username_key == identity_key(data.username), u.id).where(
-                    (u.username_key == identity_key(data.username)) | (u.email_key == identity_key(data.email))
-                )
-            )
-        ).all()
+        taken = await self._session.execute(select(u.id).where(u.username_key == identity_key(data.username)))
+        exists = taken.first() is not None
         await self._session.rollback()  # no transaction open while hashing
-        if any(row[0] for row in taken):
+        if exists:
             raise UserExistsError("that username is taken")
-        password_hash = await self._hasher.hash(data.password)  # for a taken address too: the same time
-        if taken:  # the address has an account: its owner hears of the attempt, nothing else happens
-            statement, job = account_mail(taken[0].id, "signup_attempt", {})
+        password_hash = await self._hasher.hash(data.password)
+        return Prepared(data.username, unicodedata.normalize("NFKC", data.email), password_hash)
+
+    async def complete(self, prepared: Prepared) -> QueuedJob | None:
+        """After the response: the account and its verification link, or, when the address has an
+        account, a "someone tried to sign up" mail to its owner. None: the name was taken meanwhile."""
+        u = users.c
+        owner = (
+            await self._session.execute(select(u.id).where(u.email_key == identity_key(prepared.email)))
+        ).scalar_one_or_none()
+        if owner is not None:
+            statement, job = account_mail(owner, "signup_attempt", {})
             await self._session.execute(statement)
             await self._session.commit()
             record_registration("address_taken")
-            log.info("registration.address_taken", user_id=str(taken[0].id))
+            log.info("registration.address_taken", user_id=str(owner))
             return job
         user_id = uuid.uuid4()
         try:
             await self._session.execute(
                 insert(users).values(
                     id=user_id,
-                    username=data.username,
-                    email=unicodedata.normalize("NFKC", data.email),
-                    username_key=identity_key(data.username),
-                    email_key=identity_key(data.email),
-                    password_hash=password_hash,
+                    username=prepared.username,
+                    email=prepared.email,
+                    username_key=identity_key(prepared.username),
+                    email_key=identity_key(prepared.email),
+                    password_hash=prepared.password_hash,
                     roles=[],
                     is_active=True,
                     email_verified=False,
                 )
             )
-            job = await EmailVerification(self._session, self._links).link(user_id, data.email)
+            job = await EmailVerification(self._session, self._links).link(user_id, prepared.email)
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()  # the same name or address was registered meanwhile
-            raise UserExistsError("that username is taken") from None
+            log.info("registration.lost_race")
+            return None
         record_registration("created")
         log.info("registration.created", user_id=str(user_id))
         return job

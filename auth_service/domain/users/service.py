@@ -179,14 +179,17 @@ class UserService:
         await self._revocation.commit(self._session, user.id)
         return await self._read_again(user.id)
 
-    async def change_own_password(self, user_id: uuid.UUID, new_password: str) -> QueuedJob:
+    async def change_own_password(
+        self, user_id: uuid.UUID, new_password: str, checked_hash: str | None = None
+    ) -> QueuedJob:
         """The owner's change (their current password already checked): policy, new hash, every
         token of the user dies, and a "password changed" mail, in one transaction.
 
         Raises:
             UserNotFound: the user is gone or was deactivated meanwhile.
             PasswordPolicyError: the new password breaks the policy (nothing changed).
-            RedisError: Redis could not be told; nothing changed.
+            TokenRevoked: the password changed meanwhile (`checked_hash` is no longer the stored one).
+            ServiceUnavailable: Redis could not be told; nothing changed.
         """
         found = await self._session.execute(
             select(User.username, User.email).where(User.id == user_id, User.is_active.is_(True))

@@ -11,10 +11,10 @@ import datetime as dt
 import uuid
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.users.recovery import account_mail
+from auth_service.domain.users.recovery import account_mail, new_link
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.errors import LinkInvalid
 from auth_service.lib.queue import QueuedJob
@@ -38,17 +38,7 @@ class EmailVerification:
 
     async def link(self, user_id: uuid.UUID, email: str, kind: str = "verify_email") -> QueuedJob:
         """Write a verification token for `email` and its mail's outbox row (no commit)."""
-        token_id = uuid.uuid4()
-        await self._session.execute(
-            insert(user_tokens).values(
-                id=token_id,
-                purpose=VERIFY,
-                token_hash=token_hash(self._links.token(token_id, VERIFY)),
-                user_id=user_id,
-                expires_at=dt.datetime.now(dt.UTC) + VERIFY_TTL,
-                email=identity_key(email),
-            )
-        )
+        token_id = await new_link(self._session, self._links, VERIFY, user_id, VERIFY_TTL, identity_key(email))
         statement, job = account_mail(user_id, kind, {"hours": int(VERIFY_TTL.total_seconds() // 3600)}, token_id)
         await self._session.execute(statement)
         return job
