@@ -72,13 +72,21 @@ deactivate-user USERNAME: sync
 activate-user USERNAME: sync
     {{python}} -m auth_service activate-user "$1"
 
-# Every user: name, e-mail, roles, active, id
-list-users: sync
-    {{python}} -m auth_service list-users
+# Every user as a table: just list-users [--role R] [--inactive]
+list-users *ARGS: sync
+    {{python}} -m auth_service list-users "$@"
 
-# One user's details
+# One user's details, last logins and last audit events
 show-user USERNAME: sync
     {{python}} -m auth_service show-user "$1"
+
+# Replace a user's roles: just set-roles alice admin,support ('' for none); its tokens stop working
+set-roles USERNAME ROLES: sync
+    {{python}} -m auth_service set-roles "$1" "$2"
+
+# The audit log, newest first: just audit [--since 1h] [--actor NAME] [--action user.roles] [--limit 50]
+audit *ARGS: sync
+    {{python}} -m auth_service audit "$@"
 
 # Change a user's password (from stdin with --password-stdin, else generated); revokes its tokens
 set-password +ARGS: sync

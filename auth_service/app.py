@@ -24,7 +24,7 @@ from auth_service.domain.auth.controllers import VERIFY_PATH, AccountController,
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
-from auth_service.domain.users.controllers import MeController
+from auth_service.domain.users.controllers import AdminController, MeController
 from auth_service.domain.users.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.users.repository import UserRepository
 from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         AuthController,
         AccountController,
         MeController,
+        AdminController,
         NotMeController,
         ResetPasswordPage,
         VerifyEmailPage,

@@ -17,11 +17,12 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, Table, bindparam
 
-from db.models import LoginRecord, Notification, RefreshToken, User, UserToken
+from db.models import AuditEvent, LoginRecord, Notification, RefreshToken, User, UserToken
 
-__all__ = ["login_records", "notifications", "param", "refresh_tokens", "user_tokens", "users"]
+__all__ = ["audit_events", "login_records", "notifications", "param", "refresh_tokens", "user_tokens", "users"]
 
 users = cast(Table, User.__table__)
+audit_events = cast(Table, AuditEvent.__table__)
 refresh_tokens = cast(Table, RefreshToken.__table__)
 login_records = cast(Table, LoginRecord.__table__)
 notifications = cast(Table, Notification.__table__)

@@ -20,6 +20,8 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | redis.eviction.risk | redis_eviction_risk | 1 when Redis's maxmemory-policy may evict our keys (anything but noeviction), else 0 |
 | db.connection.errors | db_connection_errors_total | source (request, health) |
 | jobs.runs | jobs_runs_total | task, outcome |
+| audit.events | audit_events_total | action (committed audit events) |
+| admin.requests | admin_requests_total | operation, outcome |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
@@ -39,12 +41,17 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Observation
 
 __all__ = [
+    "ADMIN_OPERATIONS",
+    "ADMIN_OUTCOMES",
+    "AUDIT_ACTIONS",
     "DB_ERROR_SOURCES",
     "JOB_OUTCOMES",
     "LIMITED_ENDPOINTS",
     "LOGIN_FAILURE_REASONS",
     "TOKEN_TYPES",
     "active_users",
+    "admin_requests",
+    "audit_events",
     "db_connection_errors",
     "gauges",
     "http_request_duration",
@@ -55,6 +62,8 @@ __all__ = [
     "password_resets",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
+    "record_admin_request",
+    "record_audit_event",
     "record_password_change",
     "record_password_reset",
     "record_registration",
@@ -117,6 +126,10 @@ registrations = _meter.create_counter(
 password_changes = _meter.create_counter(
     "auth.password.changes", description="Passwords changed by their owner (current password given)"
 )
+audit_events = _meter.create_counter("audit.events", description="Audit events committed, by action")
+admin_requests = _meter.create_counter(
+    "admin.requests", description="Admin API requests by operation and outcome (ok, or the refusal's kind)"
+)
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -130,8 +143,55 @@ LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email")
 TOKEN_TYPES = ("access", "refresh")
 DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
-SESSION_REVOKERS = ("self",)
+SESSION_REVOKERS = ("self", "admin")
 RESET_STAGES = ("requested", "completed")
+
+
+# The audit log's actions (lib/audit.py ACTIONS, repeated here: observability imports nothing of
+# auth_service) and the admin API's operations and outcomes (domain/users/admin_http.py).
+AUDIT_ACTIONS = (
+    "user.create",
+    "user.update",
+    "user.deactivate",
+    "user.activate",
+    "user.delete",
+    "user.roles",
+    "user.logout_all",
+    "user.password_reset_sent",
+    "user.mfa_reset",
+    "password.change",
+    "password.reset",
+    "email.change",
+    "mfa.totp.enable",
+    "mfa.totp.disable",
+    "mfa.passkey.add",
+    "mfa.passkey.remove",
+    "mfa.recovery.regenerate",
+    "session.revoke",
+    "account.register",
+    "account.not_me",
+)
+ADMIN_OPERATIONS = (
+    "users.list",
+    "users.create",
+    "users.get",
+    "users.update",
+    "users.delete",
+    "users.logout",
+    "users.password_reset",
+    "users.mfa_reset",
+    "login_records.list",
+    "audit_events.list",
+)
+ADMIN_OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "not_found", "conflict", "limited", "error")
+
+
+def record_audit_event(action: str) -> None:
+    audit_events.add(1, {"action": action})
+
+
+def record_admin_request(operation: str, outcome: str) -> None:
+    admin_requests.add(1, {"operation": operation, "outcome": outcome})
 
 
 def record_password_reset(stage: str) -> None:
@@ -153,8 +213,8 @@ def record_password_change() -> None:
     password_changes.add(1)
 
 
-def record_session_revoked(by: str) -> None:
-    session_revocations.add(1, {"by": by})
+def record_session_revoked(by: str, sessions: int = 1) -> None:
+    session_revocations.add(sessions, {"by": by})
 
 
 def start_at_zero(counter: Counter, attribute_sets: Iterable[Mapping[str, str]]) -> None:
@@ -179,6 +239,10 @@ def start_api_counters() -> None:
     start_at_zero(password_changes, [{}])
     start_at_zero(verifications, [{}])
     start_at_zero(registrations, [{"outcome": outcome} for outcome in REGISTRATION_OUTCOMES])
+    start_at_zero(audit_events, [{"action": action} for action in AUDIT_ACTIONS])
+    start_at_zero(
+        admin_requests, [{"operation": op, "outcome": outcome} for op in ADMIN_OPERATIONS for outcome in ADMIN_OUTCOMES]
+    )
 
 
 def start_job_counters(tasks: Iterable[str]) -> None:

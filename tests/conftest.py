@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import re
 import secrets
 import socket
 import sys
@@ -30,7 +31,7 @@ from auth_service.settings import Settings, load_settings, normalize_database_ur
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = secrets.token_hex(32)
-TABLES = ("user_tokens", "notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
+TABLES = ("audit_events", "user_tokens", "notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
 
 
 def _plain(url: str) -> str:
@@ -78,10 +79,29 @@ def _find_redis() -> tuple[str, str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Which servers the run used (only those it found: a unit-only run finds none)."""
+    """Which servers the run used (only those it found: a unit-only run finds none), and how many
+    audit events the run wrote, each read for secrets."""
     for name, finder in (("PostgreSQL", _find_postgres), ("Redis", _find_redis)):
         if finder.cache_info().currsize:
             terminalreporter.write_line(f"{name}: {finder()[1]}")
+    if AUDIT_ROWS_READ:
+        terminalreporter.write_line(f"audit events written by the run, each read for secrets: {len(AUDIT_ROWS_READ)}")
+
+
+# What must never be in an audit event: password hashes, JWTs, the passwords the tests use, and
+# keys naming a secret (lib/audit.py refuses those too; this reads what really was stored).
+_SECRETS = re.compile(
+    r"\$argon2|\$2[aby]\$|eyJ[A-Za-z0-9_-]{8,}\.|correct horse|passphrase|password I chose"
+    r'|"[^"]*(pass|hash|token|secret|code)[^"]*":',
+    re.IGNORECASE,
+)
+AUDIT_ROWS_READ: set[uuid.UUID] = set()
+
+
+async def _audit_secrets(conn: Any) -> list[str]:
+    rows = await conn.fetch("SELECT id, action, details::text AS details, actor_ip, request_id FROM audit_events")
+    AUDIT_ROWS_READ.update(row["id"] for row in rows)
+    return [f"{row['action']}: {row['details']}" for row in rows if _SECRETS.search(str(dict(row)))]
 
 
 async def _admin(admin_url: str, sql: str) -> None:
@@ -141,16 +161,32 @@ def _clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     url = request.getfixturevalue("database_url")
     plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
-    async def truncate() -> None:
+    async def truncate() -> list[str]:
         conn = await asyncpg.connect(plain)
         try:
+            leaked = await _audit_secrets(conn)  # rows a test left that its teardown could not read
             await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+            return leaked
         finally:
             await conn.close()
 
-    asyncio.run(truncate())
+    leaked = asyncio.run(truncate())
+    assert not leaked, f"audit events of an earlier test hold secrets: {leaked}"
     redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()
     yield
+
+    async def read_audit() -> list[str]:
+        try:
+            conn = await asyncpg.connect(plain, timeout=5)
+        except (OSError, asyncpg.PostgresError):
+            return []  # the test left PostgreSQL unreachable: the next test's set-up reads the rows
+        try:
+            return await _audit_secrets(conn)
+        finally:
+            await conn.close()
+
+    leaked = asyncio.run(read_audit())
+    assert not leaked, f"audit events hold secrets: {leaked}"
 
 
 @functools.cache

@@ -16,10 +16,12 @@ from auth_service.cli.users import (
     create_first_admin,
     users,
     users_activate,
+    users_audit,
     users_create,
     users_deactivate,
     users_list,
     users_set_password,
+    users_set_roles,
     users_show,
 )
 
@@ -55,6 +57,8 @@ _ALIASES = {
     "deactivate-user": users_deactivate,
     "activate-user": users_activate,
     "set-password": users_set_password,
+    "set-roles": users_set_roles,
+    "audit": users_audit,
     "migrate": db_migrate,
     "downgrade": db_downgrade,
     "api": run_api_command,

@@ -1,28 +1,33 @@
-"""`users`: accounts from the command line (create, list, show, activate, deactivate, set-password)."""
+"""`users`: accounts from the command line (create, list, show, activate, deactivate, set-password,
+set-roles) and the audit log (`audit`). Every change is audited as the CLI's (no actor, via "cli")."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
+import re
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 import msgspec
 
 from auth_service.cli.common import fail, out, resolve_servers
+from auth_service.domain.users.audit import AuditFilter, LoginRecordFilter
 from auth_service.domain.users.policy import PasswordPolicy
-from auth_service.domain.users.schemas import UserCreate
+from auth_service.domain.users.schemas import AdminUserPatch, UserCreate
 from auth_service.domain.users.service import InvalidUserData, UserService
 from auth_service.lib.errors import InvalidInput
 from auth_service.settings import Settings
 
-__all__ = ["create_first_admin", "users"]
+__all__ = ["create_first_admin", "parse_since", "table", "users"]
 
 T = TypeVar("T")
-_PAGE = 1000
+_PAGE = 100
 # Which argument a refused field came from, for the error line.
 _FLAGS = {"username": "USERNAME", "email": "--email", "roles": "--role", "password": "password"}
 
@@ -98,11 +103,25 @@ def _boxed(*lines: str) -> None:
     out("+" + "-" * (width + 2) + "+")
 
 
+def _quiet_logs() -> None:
+    """The domain's log lines are for the service's logs: here only warnings, and on stderr, so
+    stdout is the command's own output."""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
 def _run_user_action(settings: Settings, action: Callable[[UserService], Awaitable[None]]) -> None:
     from redis.exceptions import RedisError
 
     from auth_service.lib.errors import AuthServiceError
 
+    _quiet_logs()
     try:
         asyncio.run(_with_users(settings, action))
     except InvalidInput as exc:  # a malformed name, e-mail or role; a password the policy refuses
@@ -130,20 +149,53 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
     return secrets.token_urlsafe(18), True
 
 
-def _list_users(settings: Settings) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print rows under headers, each column as wide as its widest cell (the last one ragged)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in (headers, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=False)]
+        out("  ".join([*cells, line[-1]]).rstrip())
+
+
+def _when(value: dt.datetime | None) -> str:
+    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _list_users(settings: Settings, role: str | None = None, inactive: bool = False) -> None:
     async def run(users: UserService) -> None:
+        if role is not None:
+            try:
+                msgspec.convert({"roles": [role]}, AdminUserPatch)
+            except msgspec.ValidationError:
+                fail(f"--role: {role!r} is not a role name (a lowercase letter, then letters, digits, _ or -)")
         rows: list[Any] = []
-        while page := await users.list_users(limit=_PAGE, offset=len(rows)):
-            rows += page
-            if len(page) < _PAGE:
+        cursor: str | None = None
+        while True:
+            page = await users.list_users(limit=_PAGE, cursor=cursor, role=role, active=False if inactive else None)
+            rows += page.items
+            if page.next_cursor is None:
                 break
-        out(f"{'username':24} {'e-mail':32} {'roles':16} active  id")
-        for user in rows:
-            out(
-                f"{user.username:24} {user.email:32} {','.join(user.roles) or '-':16} "
-                f"{'yes' if user.is_active else 'no':7} {user.id}"
-            )
-        out(f"{len(rows)} user(s)")
+            cursor = page.next_cursor
+        rows.sort(key=lambda user: user.username.casefold())
+        table(
+            ["USERNAME", "E-MAIL", "ROLES", "ACTIVE", "VERIFIED", "CREATED", "ID"],
+            [
+                [
+                    u.username,
+                    u.email,
+                    ",".join(u.roles) or "-",
+                    "yes" if u.is_active else "no",
+                    "yes" if u.email_verified else "no",
+                    _when(u.created_at),
+                    u.id,
+                ]
+                for u in rows
+            ],
+        )
+        which = " ".join(
+            part for part in ("deactivated" if inactive else "", f"with role {role}" if role else "") if part
+        )
+        out(f"{len(rows)} user(s){' ' + which if which else ''}")
 
     _run_user_action(settings, run)
 
@@ -154,11 +206,101 @@ def _show_user(settings: Settings, username: str) -> None:
         for label, value in (
             ("username", user.username),
             ("id", user.id),
-            ("e-mail", user.email),
+            ("e-mail", f"{user.email} ({'verified' if user.email_verified else 'not verified'})"),
             ("roles", ",".join(user.roles) or "-"),
             ("active", "yes" if user.is_active else "no"),
+            ("created", _when(user.created_at)),
+            ("updated", _when(user.updated_at)),
         ):
             out(f"{label + ':':10} {value}")
+        reads = users.reads()
+        logins = await reads.login_records(LoginRecordFilter(user_id=uuid.UUID(user.id)), 5, None)
+        out("")
+        out("last logins:")
+        table(
+            ["AT", "IP", "RESULT", "USER AGENT"],
+            [
+                [_when(r.at), r.ip_address, "ok" if r.success else r.failure_reason or "failed", r.user_agent or "-"]
+                for r in logins.items
+            ]
+            or [["-", "-", "-", "-"]],
+        )
+        events = await reads.audit_events(AuditFilter(target_id=user.id), 10, None)
+        names = await users.names_of(e.actor_id for e in events.items if e.actor_id)
+        out("")
+        out("last audit events:")
+        _events_table(events.items, names)
+
+    _run_user_action(settings, run)
+
+
+def _events_table(events: Sequence[Any], names: dict[str, str]) -> None:
+    def actor(event: Any) -> str:
+        if event.actor_id is None:
+            return str(event.details.get("via", "-"))
+        return str(names.get(event.actor_id, event.actor_id))
+
+    def details(event: Any) -> str:
+        shown = {k: v for k, v in event.details.items() if k != "via"}
+        return msgspec.json.encode(shown).decode() if shown else "-"
+
+    table(
+        ["AT", "ACTOR", "ACTION", "TARGET", "DETAILS"],
+        [[_when(e.at), actor(e), e.action, e.target_id or "-", details(e)] for e in events] or [["-"] * 5],
+    )
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: dt.datetime) -> dt.datetime:
+    """`30m`, `1h`, `7d` (before now) or an ISO 8601 instant (no zone: UTC)."""
+    match = _DURATION.match(value.strip())
+    if match:
+        return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        instant = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since: {value!r} is neither a duration (30m, 1h, 7d) nor an ISO 8601 time (2026-12-01T08:00)")
+    return instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
+
+
+def _audit(settings: Settings, since: str | None, actor: str | None, action: str | None, limit: int) -> None:
+    start = parse_since(since, dt.datetime.now(dt.UTC)) if since else None
+
+    async def run(users: UserService) -> None:
+        actor_id = None
+        if actor is not None:
+            actor_id = await users.admin().id_of(actor)
+        where = AuditFilter(actor_id=actor_id, action=action, since=start)
+        reads = users.reads()
+        events: list[Any] = []
+        cursor: str | None = None
+        while len(events) < limit:
+            page = await reads.audit_events(where, min(100, limit - len(events)), cursor)
+            events += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        names = await users.names_of(e.actor_id for e in events if e.actor_id)
+        _events_table(events, names)
+        more = " (newest first; --limit for more)" if len(events) == limit else ""
+        out(f"{len(events)} event(s){more}")
+
+    _run_user_action(settings, run)
+
+
+def _set_roles(settings: Settings, username: str, roles: str) -> None:
+    wanted = [role.strip() for role in roles.split(",") if role.strip()]
+
+    async def run(users: UserService) -> None:
+        before = await users.show(username)
+        user = await users.set_roles(username, wanted)
+        if sorted(before.roles) == sorted(user.roles):
+            out(f"roles of {user.username!r} unchanged: {','.join(user.roles) or '-'}")
+            return
+        out(f"roles of {user.username!r} are now {','.join(user.roles) or '-'}; all its tokens are revoked")
 
     _run_user_action(settings, run)
 
@@ -195,7 +337,7 @@ def _set_password(settings: Settings, username: str, password_stdin: bool) -> No
     _run_user_action(settings, run)
 
 
-@click.group(help="Accounts: create, list, show, activate, deactivate, set a password.")
+@click.group(help="Accounts: create, list, show, activate, deactivate, set a password or roles; the audit log.")
 def users() -> None:
     """User administration."""
 
@@ -209,12 +351,14 @@ def users_create(username: str, email: str, roles: tuple[str, ...], password_std
     _create_user(resolve_servers(), username, email, list(roles), password_stdin)
 
 
-@users.command("list", help="Every user: name, e-mail, roles, active, id.")
-def users_list() -> None:
-    _list_users(resolve_servers())
+@users.command("list", help="Every user: name, e-mail, roles, active, verified, created, id.")
+@click.option("--role", default=None, help="only users with this role")
+@click.option("--inactive", is_flag=True, help="only deactivated users")
+def users_list(role: str | None, inactive: bool) -> None:
+    _list_users(resolve_servers(), role, inactive)
 
 
-@users.command("show", help="One user's details.")
+@users.command("show", help="One user's details, last logins and last audit events.")
 @click.argument("username")
 def users_show(username: str) -> None:
     _show_user(resolve_servers(), username)
@@ -237,3 +381,19 @@ def users_activate(username: str) -> None:
 @_PASSWORD_STDIN
 def users_set_password(username: str, password_stdin: bool) -> None:
     _set_password(resolve_servers(), username, password_stdin)
+
+
+@users.command("set-roles", help="Replace a user's roles (comma-separated, '' for none); its tokens stop working.")
+@click.argument("username")
+@click.argument("roles")
+def users_set_roles(username: str, roles: str) -> None:
+    _set_roles(resolve_servers(), username, roles)
+
+
+@users.command("audit", help="The audit log, newest first: who did what to whom.")
+@click.option("--since", default=None, help="a duration back from now (30m, 1h, 7d) or an ISO 8601 time")
+@click.option("--actor", default=None, help="only what this user did (a username)")
+@click.option("--action", default=None, help="only this action, e.g. user.roles")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="at most this many")
+def users_audit(since: str | None, actor: str | None, action: str | None, limit: int) -> None:
+    _audit(resolve_servers(), since, actor, action, limit)

@@ -46,7 +46,7 @@ _DESCRIPTIONS = {
     401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
-    409: "CONFLICT: the username or e-mail address is taken",
+    409: "CONFLICT: the username or e-mail address is taken, or the change would leave no active admin",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE: the body is over the limit (64 KiB by default)",
     415: "UNSUPPORTED_MEDIA_TYPE: send Content-Type: application/json",

@@ -13,6 +13,7 @@ from auth_service.domain.auth.deps import Authenticator, AuthPolicy, provide_cla
 from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.lib.audit import provide_actor
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
@@ -96,6 +97,7 @@ def app_dependencies() -> dict[str, Provide]:
         "authenticator": _authenticator,
         "auth_policy": _auth_policy,
         "current_user": provide_current_user,
+        "actor": provide_actor,
     }
     dependencies = {name: Provide(provider, sync_to_thread=False) for name, provider in plain.items()}
     dependencies["claims"] = Provide(provide_claims)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from advanced_alchemy.base import orm_registry
 
+from db.models.audit_event import AuditEvent
 from db.models.login_record import LoginRecord
 from db.models.notification import Notification
 from db.models.refresh_token import RefreshToken
@@ -14,6 +15,7 @@ from db.models.user_token import UserToken
 metadata = orm_registry.metadata
 
 __all__ = [
+    "AuditEvent",
     "LoginRecord",
     "Notification",
     "RefreshToken",

@@ -6,7 +6,7 @@ from typing import Any
 
 from advanced_alchemy.base import UUIDAuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import Boolean, String, text
+from sqlalchemy import Boolean, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +31,15 @@ class User(UUIDAuditBase):
     """An account that can log in."""
 
     __tablename__ = "users"
+    # The admin listing's filters (newest first, keyset on (created_at, id)): a prefix of the
+    # name or address (LIKE 'q%' needs the pattern operator class), a role, the inactive ones.
+    __table_args__ = (
+        Index("ix_users_created_at_id", "created_at", "id"),
+        Index("ix_users_username_key_prefix", "username_key", postgresql_ops={"username_key": "varchar_pattern_ops"}),
+        Index("ix_users_email_key_prefix", "email_key", postgresql_ops={"email_key": "varchar_pattern_ops"}),
+        Index("ix_users_roles", "roles", postgresql_using="gin"),
+        Index("ix_users_inactive_created_at_id", "created_at", "id", postgresql_where=text("NOT is_active")),
+    )
 
     username: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(255))

@@ -102,3 +102,23 @@ async def test_losing_one_instance_behind_nginx_costs_at_most_its_in_flight_requ
     after = load.since(killed_at + 0.5)
     assert Load.statuses(after).keys() == {200} and len(after) > 20
     assert survivor.status_code == 200
+
+
+async def test_an_admins_role_change_or_deactivation_on_one_instance_is_honoured_by_the_other_at_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    alice = await create_user(settings, username="alice", roles=["user"])
+    await create_user(settings, username="root", roles=["admin"])
+    with api_server(settings, tmp_path, **GENEROUS) as one, api_server(settings, tmp_path, **GENEROUS) as two:
+        async with httpx.AsyncClient(timeout=10) as http:
+            admin = bearer((await http.post(one + LOGIN, json={**ALICE, "username": "root"})).json()["access_token"])
+            for change in ({"roles": ["user", "support"]}, {"is_active": False}):
+                tokens = (await http.post(two + LOGIN, json=ALICE)).json()
+                # Warm instance two's view (its answer comes from Redis from now on).
+                assert (await http.get(two + VERIFY, headers=bearer(tokens["access_token"]))).status_code == 200
+                changed = await http.patch(f"{one}/api/v1/admin/users/{alice.id}", json=change, headers=admin)
+                assert changed.status_code == 200, changed.text
+                after = await http.get(two + VERIFY, headers=bearer(tokens["access_token"]))
+                assert after.status_code == 401 and after.json()["error"]["code"] == "AUTH_TOKEN_REVOKED", change
+                refresh = await http.post(two + REFRESH, json={"refresh_token": tokens["refresh_token"]})
+                assert refresh.status_code == 401, change

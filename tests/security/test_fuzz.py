@@ -56,13 +56,24 @@ CONFIG = schemathesis.Config.from_dict(
                 "/api/v1/users/me/password",
                 "/api/v1/users/me",  # PATCH: a schema-valid address may be malformed by the stricter rule
                 "/api/v1/auth/register",
+                # A schema-valid new user may be taken (409) or its password too weak (400).
+                "/api/v1/admin/users",
+                "/api/v1/admin/users/{user_id}",
             )
         ],
     }
 )
 # Operations a fuzzer with a real user's token must get through at least once (the others have
 # no generatable success: a signed link, a live refresh token, a loopback peer for /metrics).
-MUST_SUCCEED = {("POST", LOGIN), ("POST", LOGOUT), ("GET", "/api/v1/auth/verify"), ("GET", "/api/v1/health")}
+MUST_SUCCEED = {
+    ("POST", LOGIN),
+    ("POST", LOGOUT),
+    ("GET", "/api/v1/auth/verify"),
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/admin/users"),
+    ("GET", "/api/v1/admin/login-records"),
+    ("GET", "/api/v1/admin/audit-events"),
+}
 # ... and the "this wasn't me" operations must see a well-formed but unsigned link (the 403 page),
 # not only malformed ones (400): the schema's token format is one the fuzzer can produce.
 MUST_REFUSE = {("GET", NOT_ME), ("POST", NOT_ME)}
@@ -89,6 +100,7 @@ class AppUnderTest:
     def __init__(self) -> None:
         self.target: Litestar | None = None
         self.shared_token = ""
+        self.admin_token = ""
         self.statuses: dict[tuple[str, str], set[int]] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -125,6 +137,8 @@ class RealUserToken:
     def get(self, case: Any, context: Any) -> str:
         if APP.target is None:
             return "collecting"  # schemathesis builds some cases while pytest collects
+        if case.path.startswith("/api/v1/admin/"):
+            return APP.admin_token  # the admin API as an admin (a plain user's 403s are tested elsewhere)
         return APP.login("leaver") if case.path == LOGOUT else APP.shared_token
 
     def set(self, case: Any, data: str, context: Any) -> None:
@@ -145,10 +159,12 @@ def app(database_url: str, redis_url: str, request: pytest.FixtureRequest) -> It
     )
     for username in ("alice", "reader", "leaver"):  # alice: the login example in the document
         asyncio.run(create_user(settings, username=username))
+    asyncio.run(create_user(settings, username="root", roles=["admin"]))
     APP.target = create_app(settings)
     APP.statuses.clear()
     try:
         APP.shared_token = APP.login("reader")
+        APP.admin_token = APP.login("root")
         APP.statuses.clear()
         yield APP
         operation = request.node.name.partition("[")[2].rstrip("]")

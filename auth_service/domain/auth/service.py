@@ -426,7 +426,7 @@ class AuthService:
             if not rotation.is_active or rotation.username is None:
                 # The successor was not written; the session ends with its owner's account.
                 await self._session.rollback()
-                await self._revoke_session(rotation.user_id, rotation.family_id)
+                await self._revoke_session(rotation.user_id, rotation.family_id, "account_inactive")
                 raise TokenRevoked
             await self._session.commit()
         except BaseException:
@@ -462,12 +462,12 @@ class AuthService:
         # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
         # of its own (this one's share lock cannot become the revocation's update lock).
         await self._session.rollback()
-        await self._revoke_session(existing.user_id, existing.family_id)
+        await self._revoke_session(existing.user_id, existing.family_id, "refresh_token_reuse")
         log.warning("refresh.reuse_detected", user_id=str(existing.user_id), family_id=str(existing.family_id))
         raise TokenRevoked
 
-    async def _revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
-        await SessionService(self._session, self._revocation).revoke_session(user_id, family_id)
+    async def _revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID, reason: str) -> None:
+        await SessionService(self._session, self._revocation).revoke_session(user_id, family_id, reason=reason)
 
     def _issue(
         self,

@@ -165,7 +165,7 @@ async def send_account_email(
     account_links: AccountLinks = ctx["account_links"]
 
     def action(_: uuid.UUID, __: User) -> str:
-        if kind == "password_reset" and token_id:
+        if kind in ("password_reset", "invitation") and token_id:
             return urls.reset_password(account_links.token(uuid.UUID(token_id), "reset"))
         if kind == "verify_email" and token_id:
             return urls.verify_email(account_links.token(uuid.UUID(token_id), "verify"))

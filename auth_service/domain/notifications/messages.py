@@ -15,6 +15,7 @@ __all__ = [
     "Rendered",
     "build_message",
     "daily_report",
+    "invitation",
     "login_notification",
     "password_changed",
     "password_reset",
@@ -98,6 +99,13 @@ def signup_attempt(username: str, details: dict[str, Any], action: str) -> Rende
     )
 
 
+def invitation(username: str, details: dict[str, Any], action: str) -> Rendered:
+    hours = int(details.get("hours", 72))
+    return _render(
+        "invitation", "Your new account: choose a password", username=username, hours=hours, action=action, link=""
+    )
+
+
 # The account mails (kind: render(username, details, action link)).
 ACCOUNT_MESSAGES = {
     "password_reset": password_reset,
@@ -105,6 +113,7 @@ ACCOUNT_MESSAGES = {
     "verify_email": verify_email,
     "email_changed": email_changed,
     "signup_attempt": signup_attempt,
+    "invitation": invitation,
 }
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.notifications.repository import NotificationRepository
 from auth_service.domain.sessions.repository import RefreshTokenRepository, TokenBlacklistRepository
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.links import SignedLink
 from auth_service.lib.crypto.tokens import AccessClaims, hash_refresh_token
 from auth_service.lib.errors import ServiceUnavailable, TokenRevoked
@@ -35,7 +36,8 @@ class SessionService:
         revocation: Redis/PostgreSQL revocation state.
     """
 
-    def __init__(self, session: AsyncSession, revocation: RevocationStore) -> None:
+    def __init__(self, session: AsyncSession, revocation: RevocationStore, actor: Actor | None = None) -> None:
+        self._actor = actor or Actor()
         self._session = session
         self._revocation = revocation
 
@@ -51,10 +53,16 @@ class SessionService:
     def _notifications(self) -> NotificationRepository:
         return NotificationRepository(session=self._session)
 
-    async def revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID) -> None:
-        """Revoke one session (refresh family) in a transaction of its own; 503 when Redis cannot be told."""
+    async def revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID, reason: str | None = None) -> None:
+        """Revoke one session (refresh family) in a transaction of its own; 503 when Redis cannot be told.
+
+        Audited as `session.revoke`: by its owner, or, with a `reason` (a stolen refresh token), by
+        the service itself (no actor)."""
         if await self._revocation.lock(self._session, user_id) is not None:
             await self._revocation.revoke_families(self._session, [family_id])
+            details = {"session_id": str(family_id)} | ({"reason": reason} if reason else {})
+            actor = self._actor if reason else self._actor.as_user(user_id)
+            await record(self._session, actor, AuditEntry("session.revoke", user_id, details))
         await self._commit(user_id)
 
     async def logout(self, claims: AccessClaims, refresh_token: str | None, everywhere: bool) -> None:
@@ -93,6 +101,8 @@ class SessionService:
             await self._session.rollback()
             return False
         sessions = await self._revocation.revoke_everything(self._session, link.user_id)
+        entry = AuditEntry("account.not_me", link.user_id, {"sessions": sessions})
+        await record(self._session, self._actor.as_user(link.user_id), entry)
         await self._commit(link.user_id)
         log.warning(
             "account.login_disavowed",

@@ -1,28 +1,47 @@
-"""HTTP endpoints of /api/v1/users/me: the caller's own account, sessions and login history."""
+"""HTTP endpoints of /api/v1/users/me (the caller's own account, sessions and login history) and
+of /api/v1/admin (users, login records and the audit log, for the `admin` role)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import uuid
 from typing import Annotated
 
 import structlog
-from litestar import Controller, delete, get
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
-from litestar.params import Parameter
-from litestar.status_codes import HTTP_204_NO_CONTENT
+from litestar.params import JSONBody, Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.deps import provide_session_service
 from auth_service.domain.sessions.service import SessionService
 from auth_service.domain.users.account import Account, LoginPage, SessionRead
+from auth_service.domain.users.admin import ADMIN_ROLE, AdminService, AdminUserRead, parse_id
+from auth_service.domain.users.audit import (
+    AdminReads,
+    AuditEventPage,
+    AuditFilter,
+    LoginRecordFilter,
+    LoginRecordPage,
+    UserFilter,
+    UserPage,
+)
+from auth_service.domain.users.deps import provide_admin_reads, provide_admin_service
+from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.lib.audit import Actor
 from auth_service.lib.crypto.tokens import AccessClaims
-from auth_service.lib.errors import NotFound
-from auth_service.lib.http import error_responses
+from auth_service.lib.errors import InvalidInput, NotFound
+from auth_service.lib.http import error_responses, require_json_body
 from auth_service.lib.pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN, MAX_LIMIT
-from observability.metrics import record_session_revoked
+from auth_service.lib.principal import requires_role
+from auth_service.lib.queue import JobQueue, enqueue_all
+from observability.metrics import record_admin_request, record_session_revoked
 
-__all__ = ["MeController", "provide_account"]
+__all__ = ["AdminController", "AdminMetrics", "MeController", "provide_account"]
 
 log = structlog.get_logger()
 _BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
@@ -97,3 +116,277 @@ class MeController(Controller):
         ] = None,
     ) -> LoginPage:
         return await account.logins(limit, cursor)
+
+
+# ---- /api/v1/admin ------------------------------------------------------------------------------
+
+_ADMIN_OPERATION = "admin_operation"
+_OUTCOMES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "conflict"}
+_OUTCOMES |= {413: "invalid", 415: "invalid", 429: "limited"}
+_ACTION_PATTERN = r"^[a-z][a-z_.]{0,63}$(?!\n)"
+_ROLE_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$(?!\n)"
+
+
+class AdminMetrics:
+    """ASGI middleware of the admin routes: admin_requests_total{operation,outcome}, counted from
+    the status every request ends with (guards' 401/403 included: they answer inside it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        operation = str(handler.opt.get(_ADMIN_OPERATION, "other")) if handler is not None else "other"
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            outcome = "ok" if status < 400 else _OUTCOMES.get(status, "error")
+            record_admin_request(operation, outcome)
+
+
+def _op(name: str) -> dict[str, str]:
+    return {_ADMIN_OPERATION: name}
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A filter's instant; one without a zone is read as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
+def _ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidInput("ip", "not an IP address (expected one like 203.0.113.7 or 2001:db8::1)") from None
+
+
+def _filter_id(field: str, value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(field, "not a UUID (expected one like 1b4e28ba-2fa1-11d2-883f-0016d3cca427)") from None
+
+
+_Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Items per page (at most 100)")]
+_Cursor = Annotated[
+    str | None,
+    Parameter(pattern=CURSOR_PATTERN, max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the page before"),
+]
+_Since = Annotated[dt.datetime | None, Parameter(description="From this instant on (ISO 8601; no zone: UTC)")]
+_Until = Annotated[dt.datetime | None, Parameter(description="Before this instant (ISO 8601; no zone: UTC)")]
+_UserId = Annotated[str, Parameter(max_length=64, description="The user's id")]
+
+
+class AdminController(Controller):
+    """Users, their sessions and the records of what happened, for the `admin` role (everyone
+    else: 403 FORBIDDEN; no token: 401). Every change is audited in its own transaction."""
+
+    path = "/api/v1/admin"
+    tags = ["admin"]
+    guards = [requires_role(ADMIN_ROLE)]
+    middleware = [AdminMetrics]
+    security = _BEARER
+    dependencies = {"admin": Provide(provide_admin_service), "reads": Provide(provide_admin_reads)}
+
+    @get(
+        "/users",
+        opt=_op("users.list"),
+        summary="List users",
+        description="Newest first; `q` matches a username or e-mail prefix (case-insensitive), `role` a role, "
+        "`active` the flag. Pass `next_cursor` back as `cursor` for the next page (null on the last).",
+        responses=error_responses(400, 401, 403, 429, 503),
+    )
+    async def list_users(
+        self,
+        reads: NamedDependency[AdminReads],
+        q: Annotated[str | None, Parameter(min_length=1, max_length=255, description="Name or address prefix")] = None,
+        role: Annotated[str | None, Parameter(pattern=_ROLE_PATTERN, description="Users with this role")] = None,
+        active: Annotated[bool | None, Parameter(description="Only active (true) or deactivated (false) users")] = None,
+        limit: _Limit = 50,
+        cursor: _Cursor = None,
+    ) -> UserPage:
+        return await reads.users(UserFilter(q, role, active), limit, cursor)
+
+    @post(
+        "/users",
+        before_request=require_json_body,
+        opt=_op("users.create"),
+        status_code=HTTP_201_CREATED,
+        summary="Create a user",
+        description="With a `password` (the policy applies) the user is verified at once; without one the "
+        "user gets an invitation mail with a set-password link (valid 72 hours) and is verified by using it. "
+        "A taken username or e-mail is 409 CONFLICT.",
+        responses=error_responses(400, 401, 403, 409, 413, 415, 429, 503),
+    )
+    async def create_user(
+        self,
+        data: JSONBody[AdminUserCreate],
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+        queue: NamedDependency[JobQueue],
+    ) -> Response[AdminUserRead]:
+        user, jobs = await admin.create(data, actor.as_user(claims.sub))
+        background = BackgroundTask(enqueue_all, queue, jobs) if jobs else None
+        return Response(user, status_code=HTTP_201_CREATED, background=background)
+
+    @get(
+        "/users/{user_id:str}",
+        opt=_op("users.get"),
+        summary="One user",
+        responses=error_responses(400, 401, 403, 404, 429, 503),
+    )
+    async def get_user(self, user_id: _UserId, admin: NamedDependency[AdminService]) -> AdminUserRead:
+        return await admin.get(parse_id(user_id))
+
+    @patch(
+        "/users/{user_id:str}",
+        before_request=require_json_body,
+        opt=_op("users.update"),
+        summary="Change a user",
+        description="Only the fields given change. A role change or a deactivation makes the user's existing "
+        "tokens stop working at once (roles are in the tokens); an activation leaves the old ones dead. The "
+        "last active admin cannot be deactivated or lose `admin` (409); an address taken is 409 too.",
+        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 429, 503),
+    )
+    async def update_user(
+        self,
+        user_id: _UserId,
+        data: JSONBody[AdminUserPatch],
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+    ) -> AdminUserRead:
+        return await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
+
+    @delete(
+        "/users/{user_id:str}",
+        opt=_op("users.delete"),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a user",
+        description="Its sessions and links go with it; login records keep their rows with `user_id` null and "
+        "the typed username. The last active admin cannot be deleted (409).",
+        responses=error_responses(400, 401, 403, 404, 409, 429, 503),
+    )
+    async def delete_user(
+        self,
+        user_id: _UserId,
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+    ) -> None:
+        await admin.delete(parse_id(user_id), actor.as_user(claims.sub))
+
+    @post(
+        "/users/{user_id:str}/logout",
+        opt=_op("users.logout"),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="End every session of a user",
+        description="Every refresh token and access token of the user stops working at once.",
+        responses=error_responses(400, 401, 403, 404, 429, 503),
+    )
+    async def logout_user(
+        self,
+        user_id: _UserId,
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+    ) -> None:
+        await admin.logout_all(parse_id(user_id), actor.as_user(claims.sub))
+
+    @post(
+        "/users/{user_id:str}/password-reset",
+        opt=_op("users.password_reset"),
+        status_code=HTTP_202_ACCEPTED,
+        summary="Mail a user a password-reset link",
+        description="The link is single-use and valid PASSWORD_RESET_TTL_MINUTES; the current password keeps "
+        "working until it is used. A deactivated user is 409.",
+        responses=error_responses(400, 401, 403, 404, 409, 429, 503),
+    )
+    async def send_password_reset(
+        self,
+        user_id: _UserId,
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+        queue: NamedDependency[JobQueue],
+    ) -> Response[None]:
+        job = await admin.send_reset(parse_id(user_id), actor.as_user(claims.sub))
+        return Response(None, status_code=HTTP_202_ACCEPTED, background=BackgroundTask(enqueue_all, queue, [job]))
+
+    @delete(
+        "/users/{user_id:str}/mfa",
+        opt=_op("users.mfa_reset"),
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Remove a user's second factors",
+        description="Emergency access: TOTP, passkeys and recovery codes are removed; the next login asks for "
+        "the password only.",
+        responses=error_responses(400, 401, 403, 404, 429, 503),
+    )
+    async def reset_mfa(
+        self,
+        user_id: _UserId,
+        admin: NamedDependency[AdminService],
+        actor: NamedDependency[Actor],
+        claims: NamedDependency[AccessClaims],
+    ) -> None:
+        await admin.reset_mfa(parse_id(user_id), actor.as_user(claims.sub))
+
+    @get(
+        "/login-records",
+        opt=_op("login_records.list"),
+        summary="Login records",
+        description="Every login attempt, newest first, filtered by user, typed username (exact), IP, outcome "
+        "and time window; each filter is an index range, fast on millions of rows.",
+        responses=error_responses(400, 401, 403, 429, 503),
+    )
+    async def login_records(
+        self,
+        reads: NamedDependency[AdminReads],
+        user_id: Annotated[str | None, Parameter(max_length=64, description="The user's id")] = None,
+        username: Annotated[str | None, Parameter(max_length=255, description="The typed username")] = None,
+        ip: Annotated[str | None, Parameter(max_length=64, description="The client IP")] = None,
+        success: Annotated[bool | None, Parameter(description="Only successes (true) or failures (false)")] = None,
+        since: _Since = None,
+        until: _Until = None,
+        limit: _Limit = 50,
+        cursor: _Cursor = None,
+    ) -> LoginRecordPage:
+        where = LoginRecordFilter(_filter_id("user_id", user_id), username, _ip(ip), success, _utc(since), _utc(until))
+        return await reads.login_records(where, limit, cursor)
+
+    @get(
+        "/audit-events",
+        opt=_op("audit_events.list"),
+        summary="Audit events",
+        description="What admins, the CLI and users did to accounts, newest first, filtered by actor, action, "
+        "target and time window. The log is append-only.",
+        responses=error_responses(400, 401, 403, 429, 503),
+    )
+    async def audit_events(
+        self,
+        reads: NamedDependency[AdminReads],
+        actor_id: Annotated[str | None, Parameter(max_length=64, description="Who acted (a user id)")] = None,
+        action: Annotated[str | None, Parameter(pattern=_ACTION_PATTERN, description="e.g. user.roles")] = None,
+        target_id: Annotated[str | None, Parameter(max_length=64, description="What was acted on")] = None,
+        since: _Since = None,
+        until: _Until = None,
+        limit: _Limit = 50,
+        cursor: _Cursor = None,
+    ) -> AuditEventPage:
+        where = AuditFilter(_filter_id("actor_id", actor_id), action, target_id, _utc(since), _utc(until))
+        return await reads.audit_events(where, limit, cursor)

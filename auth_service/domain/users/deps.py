@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.admin import AdminService
+from auth_service.domain.users.audit import AdminReads
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import PasswordReset
 from auth_service.domain.users.registration import Registration
 from auth_service.domain.users.service import UserService
 from auth_service.domain.users.verification import EmailVerification
+from auth_service.lib.audit import Actor
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.settings import Settings
 
-__all__ = ["provide_password_reset", "provide_registration", "provide_user_service", "provide_verification"]
+__all__ = [
+    "provide_admin_reads",
+    "provide_admin_service",
+    "provide_password_reset",
+    "provide_registration",
+    "provide_user_service",
+    "provide_verification",
+]
 
 
 async def provide_user_service(
@@ -23,8 +35,9 @@ async def provide_user_service(
     hasher: NamedDependency[PasswordHasher],
     revocation: NamedDependency[RevocationStore],
     password_policy: NamedDependency[PasswordPolicy],
+    actor: NamedDependency[Actor],
 ) -> UserService:
-    return UserService(db_session, hasher, revocation, password_policy)
+    return UserService(db_session, hasher, revocation, password_policy, actor)
 
 
 async def provide_password_reset(
@@ -34,9 +47,10 @@ async def provide_password_reset(
     password_policy: NamedDependency[PasswordPolicy],
     account_links: NamedDependency[AccountLinks],
     settings: NamedDependency[Settings],
+    actor: NamedDependency[Actor],
 ) -> PasswordReset:
     ttl = settings.pages.password_reset_ttl_minutes
-    return PasswordReset(db_session, hasher, revocation, password_policy, account_links, ttl)
+    return PasswordReset(db_session, hasher, revocation, password_policy, account_links, ttl, actor)
 
 
 async def provide_registration(
@@ -44,8 +58,25 @@ async def provide_registration(
     hasher: NamedDependency[PasswordHasher],
     password_policy: NamedDependency[PasswordPolicy],
     account_links: NamedDependency[AccountLinks],
+    actor: NamedDependency[Actor],
 ) -> Registration:
-    return Registration(db_session, hasher, password_policy, account_links)
+    return Registration(db_session, hasher, password_policy, account_links, actor)
+
+
+async def provide_admin_service(
+    db_session: NamedDependency[AsyncSession],
+    hasher: NamedDependency[PasswordHasher],
+    revocation: NamedDependency[RevocationStore],
+    password_policy: NamedDependency[PasswordPolicy],
+    account_links: NamedDependency[AccountLinks],
+    settings: NamedDependency[Settings],
+) -> AdminService:
+    reset_ttl = dt.timedelta(minutes=settings.pages.password_reset_ttl_minutes)
+    return AdminService(db_session, hasher, revocation, password_policy, account_links, reset_ttl)
+
+
+async def provide_admin_reads(db_session: NamedDependency[AsyncSession]) -> AdminReads:
+    return AdminReads(db_session)
 
 
 async def provide_verification(

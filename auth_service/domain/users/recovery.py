@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import LinkInvalid, ServiceUnavailable
@@ -81,7 +82,9 @@ class PasswordReset:
         policy: PasswordPolicy,
         links: AccountLinks,
         ttl_minutes: int,
+        actor: Actor | None = None,
     ) -> None:
+        self._actor = actor or Actor()
         self._session = session
         self._hasher = hasher
         self._revocation = revocation
@@ -149,6 +152,7 @@ class PasswordReset:
         await self._revocation.revoke_everything(self._session, row.id)
         statement, job = account_mail(row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
         await self._session.execute(statement)
+        await record(self._session, self._actor.as_user(row.id), AuditEntry("password.reset", row.id))
         try:
             await self._revocation.commit(self._session, row.id)
         except RedisError:

@@ -25,6 +25,7 @@ from auth_service.domain.users.recovery import account_mail
 from auth_service.domain.users.schemas import UserCreate
 from auth_service.domain.users.service import InvalidUserData, UserExistsError
 from auth_service.domain.users.verification import EmailVerification
+from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.queue import QueuedJob
@@ -45,8 +46,14 @@ class Prepared(NamedTuple):
 
 class Registration:
     def __init__(
-        self, session: AsyncSession, hasher: PasswordHasher, policy: PasswordPolicy, links: AccountLinks
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        links: AccountLinks,
+        actor: Actor | None = None,
     ) -> None:
+        self._actor = actor or Actor()
         self._session = session
         self._hasher = hasher
         self._policy = policy
@@ -104,6 +111,7 @@ class Registration:
                 )
             )
             job = await EmailVerification(self._session, self._links).link(user_id, prepared.email)
+            await record(self._session, self._actor.as_user(user_id), AuditEntry("account.register", user_id))
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()  # the same name or address was registered meanwhile

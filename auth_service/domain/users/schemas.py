@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["EMAIL_PATTERN", "USERNAME_PATTERN", "UserCreate", "UserRead"]
+from auth_service.lib.http import strict_body
+
+__all__ = ["EMAIL_PATTERN", "USERNAME_PATTERN", "AdminUserCreate", "AdminUserPatch", "UserCreate", "UserRead"]
 
 # msgspec matches patterns with re.search, where `$` also matches before a final newline:
 # `(?!\n)` after it refuses "admin1\n" (which would otherwise be a second account beside
@@ -41,3 +43,26 @@ class UserRead(msgspec.Struct):
     email: str
     roles: list[str]
     is_active: bool
+
+
+Roles = Annotated[list[Role], msgspec.Meta(max_length=32, description="Role names (`admin` opens the admin API)")]
+
+
+@strict_body
+class AdminUserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """An account made by an admin: with a password (verified at once), or without one (the user
+    gets an invitation mail with a set-password link and is verified by using it)."""
+
+    username: Username
+    email: Email
+    roles: Roles = msgspec.field(default_factory=list)
+    password: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+
+
+@strict_body
+class AdminUserPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields given change. A role change or a deactivation ends every token of the user."""
+
+    email: Email | msgspec.UnsetType = msgspec.UNSET
+    roles: Roles | msgspec.UnsetType = msgspec.UNSET
+    is_active: bool | msgspec.UnsetType = msgspec.UNSET

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import unicodedata
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -15,14 +16,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.admin import AdminService, AdminUserRead, UserExistsError, UserNotFound
+from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
 from auth_service.domain.users.recovery import account_mail
 from auth_service.domain.users.repository import UserRepository
-from auth_service.domain.users.schemas import Email, UserCreate, UserRead
+from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, Email, UserCreate, UserRead
 from auth_service.domain.users.verification import EmailVerification
+from auth_service.lib.audit import CLI, Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
-from auth_service.lib.errors import Conflict, InvalidInput, NotFound
+from auth_service.lib.errors import InvalidInput
 from auth_service.lib.queue import QueuedJob
 from db.models import User, identity_key
 
@@ -34,10 +38,6 @@ __all__ = [
     "UserService",
     "check_password_policy",
 ]
-
-
-class UserExistsError(Conflict):
-    """A user with that username or e-mail already exists."""
 
 
 class InvalidUserData(InvalidInput):
@@ -66,21 +66,18 @@ class _EmailOnly(msgspec.Struct):
     email: Email
 
 
-class UserNotFound(NotFound):
-    """No user by that name (or it was deleted meanwhile)."""
-
-
 def check_password_policy(password: str, username: str, email: str = "") -> None:
     """The default policy (PasswordPolicy()); raises PasswordPolicyError with the rule that failed."""
     PasswordPolicy().check(password, username=username, email=email)
 
 
-def _read(user: User) -> UserRead:
+def _read(user: User | AdminUserRead) -> UserRead:
     return UserRead(str(user.id), user.username, user.email, list(user.roles or []), user.is_active)
 
 
 class UserService:
-    """Creates and changes users; commits its own session."""
+    """Creates and changes users; commits its own session. Every change is audited as `actor`'s
+    (the CLI's by default: no user, `via` "cli")."""
 
     def __init__(
         self,
@@ -88,15 +85,21 @@ class UserService:
         hasher: PasswordHasher,
         revocation: RevocationStore,
         policy: PasswordPolicy | None = None,
+        actor: Actor = CLI,
     ) -> None:
+        self._actor = actor
         self._policy = policy or PasswordPolicy()
         self._session = session
         self._revocation = revocation
         self._users = UserRepository(session=session)
         self._hasher = hasher
 
+    def admin(self, links: AccountLinks | None = None) -> AdminService:
+        """The same changes by id, as the admin API makes them (one implementation for both)."""
+        return AdminService(self._session, self._hasher, self._revocation, self._policy, links)
+
     async def create(self, data: UserCreate) -> UserRead:
-        """Create a user.
+        """Create a user (verified: it has a password); audited as `user.create` by the actor.
 
         Raises:
             InvalidUserData: username, e-mail or roles malformed.
@@ -105,62 +108,74 @@ class UserService:
         """
         try:
             data = msgspec.convert(msgspec.to_builtins(data), UserCreate)  # re-validates constraints
+            create = AdminUserCreate(data.username, data.email, data.roles, data.password)
         except msgspec.ValidationError as exc:
             raise InvalidUserData.from_validation(exc) from None
-        self._policy.check(data.password, username=data.username, email=data.email)
-        if await self._users.exists_username_or_email(data.username, data.email):
-            raise UserExistsError("a user with that username or e-mail already exists")
-        user = User(
-            username=data.username,
-            email=unicodedata.normalize("NFKC", data.email),
-            password_hash=await self._hasher.hash(data.password),
-            roles=sorted(set(data.roles)),
-            is_active=True,
-        )
-        try:
-            await self._users.add(user)
-            await self._session.commit()
-        except (IntegrityError, RepositoryIntegrityError):
-            # The same name was created meanwhile: the unique keys have the last word.
-            await self._session.rollback()
-            raise UserExistsError("a user with that username or e-mail already exists") from None
+        user, _ = await self.admin().create(create, self._actor)
         return _read(user)
 
     async def get_by_username(self, username: str) -> UserRead | None:
         user = await self._users.get_by_username(username)
         return _read(user) if user else None
 
-    async def list_users(self, limit: int = 1000, offset: int = 0) -> list[UserRead]:
-        return [_read(user) for user in await self._users.listing(limit, offset)]
+    async def list_users(
+        self, limit: int = 1000, cursor: str | None = None, role: str | None = None, active: bool | None = None
+    ) -> UserPage:
+        """A page of users, newest first (the admin listing's query)."""
+        page = await AdminReads(self._session).users(UserFilter(role=role, active=active), limit, cursor)
+        await self._session.rollback()
+        return page
 
-    async def show(self, username: str) -> UserRead:
+    async def show(self, username: str) -> AdminUserRead:
         """One user by name.
 
         Raises:
             UserNotFound: no such user.
         """
-        return _read(await self._require(username))
+        return await self.admin().get(await self.admin().id_of(username))
+
+    def reads(self) -> AdminReads:
+        """The admin listings on this session (users, login records, audit events)."""
+        return AdminReads(self._session)
+
+    async def names_of(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """Usernames of the users among `user_ids` that still exist."""
+        ids = [uuid.UUID(value) for value in set(user_ids)]
+        if not ids:
+            return {}
+        rows = await self._session.execute(select(User.id, User.username).where(User.id.in_(ids)))
+        return {str(row.id): row.username for row in rows}
 
     async def count_admins(self) -> int:
         return await self._users.count_admins()
 
     async def set_active(self, username: str, active: bool) -> UserRead:
-        """Enable or disable a user; disabling kills every token at once.
-
-        Either way the user's cached revocation state is dropped (revocation.py), so Redis
-        never answers from a state that PostgreSQL no longer has.
+        """Enable or disable a user; disabling kills every token at once (and is refused for the
+        last active admin).
 
         Raises:
             UserNotFound: no such user.
-            RedisError: Redis could not be told; nothing changed.
+            LastAdmin: the last active admin cannot be deactivated.
+            ServiceUnavailable: Redis could not be told; nothing changed.
         """
-        user = await self._require(username)
-        await self._revocation.lock(self._session, user.id)
-        await self._users.set_active(user.id, active)
-        if not active:
-            await self._revocation.revoke_everything(self._session, user.id)
-        await self._revocation.commit(self._session, user.id)
-        return await self._read_again(user.id)
+        admin = self.admin()
+        user_id = await admin.id_of(username)
+        return _read(await admin.update(user_id, AdminUserPatch(is_active=active), self._actor))
+
+    async def set_roles(self, username: str, roles: list[str]) -> UserRead:
+        """Replace a user's roles; a change ends every token of the user.
+
+        Raises:
+            InvalidUserData: a role is malformed.
+            UserNotFound, LastAdmin, ServiceUnavailable.
+        """
+        try:
+            patch = msgspec.convert({"roles": roles}, AdminUserPatch)
+        except msgspec.ValidationError as exc:
+            raise InvalidUserData.from_validation(exc) from None
+        admin = self.admin()
+        user_id = await admin.id_of(username)
+        return _read(await admin.update(user_id, patch, self._actor))
 
     async def set_password(self, username: str, password: str) -> UserRead:
         """Change a password (policy applies); every existing token dies.
@@ -168,16 +183,10 @@ class UserService:
         Raises:
             UserNotFound: no such user.
             PasswordPolicyError: the password breaks the policy.
-            RedisError: Redis could not be told; nothing changed.
+            ServiceUnavailable: Redis could not be told; nothing changed.
         """
-        user = await self._require(username)
-        self._policy.check(password, username=user.username, email=user.email)
-        password_hash = await self._hasher.hash(password)
-        await self._revocation.lock(self._session, user.id)
-        await self._users.set_password_hash(user.id, password_hash)
-        await self._revocation.revoke_everything(self._session, user.id)
-        await self._revocation.commit(self._session, user.id)
-        return await self._read_again(user.id)
+        admin = self.admin()
+        return _read(await admin.set_password(await admin.id_of(username), password, self._actor))
 
     async def change_own_password(
         self, user_id: uuid.UUID, new_password: str, checked_hash: str | None = None
@@ -211,6 +220,7 @@ class UserService:
             user_id, "password_changed", {"via": "change", "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
         )
         await self._session.execute(statement)
+        await record(self._session, self._actor.as_user(user_id), AuditEntry("password.change", user_id))
         await self._revocation.commit(self._session, user_id)
         return job
 
@@ -244,6 +254,7 @@ class UserService:
                 user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
             )
             await self._session.execute(statement)
+            await record(self._session, self._actor.as_user(user_id), AuditEntry("email.change", user_id))
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()

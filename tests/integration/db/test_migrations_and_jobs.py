@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -98,10 +98,11 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
     try:
         upgrade(url)
         assert current_revision(url) == HEAD
-        tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications"}
+        tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
-        assert current_revision(url) == "0004"
+        assert current_revision(url) == "0005"
+        assert "audit_events" not in asyncio.run(_tables(url))
         downgrade(url, "0001")
         assert "notifications" not in asyncio.run(_tables(url))
         downgrade(url, "base")

@@ -13,7 +13,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.app import create_app
@@ -22,7 +22,7 @@ from auth_service.lib.queue import JobName
 from auth_service.settings import Settings
 from db.models import LoginRecord, Notification, User
 from tasks.worker import FUNCTIONS, job_context
-from tests.conftest import make_settings
+from tests.conftest import make_settings, run_engine
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.smtp import RecordingHandler, body_html, body_text, smtp_server
 
@@ -151,6 +151,9 @@ async def test_not_me_link_shows_a_page_then_revokes_everything_once(
         refresh = await app_client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert refresh.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
     assert (await app_client.post(link, data={"token": token})).status_code == 410  # single use
+    async with run_engine(mail_settings.async_database_url).connect() as conn:
+        events = (await conn.execute(text("SELECT action, actor_id, details FROM audit_events"))).all()
+    assert [(e.action, e.actor_id, e.details) for e in events] == [("account.not_me", alice.id, {"sessions": 2})]
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert (await app_client.get(f"/api/v1/auth/not-me?token={forged}")).status_code == 403  # well-formed, unsigned
     assert (await app_client.get(f"/api/v1/auth/not-me?token={token[:-1]}")).status_code == 400  # not the format

@@ -55,6 +55,13 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/users/me/sessions",
         "/api/v1/users/me/sessions/{session_id}",
         "/api/v1/users/me/logins",
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/{user_id}",
+        "/api/v1/admin/users/{user_id}/logout",
+        "/api/v1/admin/users/{user_id}/password-reset",
+        "/api/v1/admin/users/{user_id}/mfa",
+        "/api/v1/admin/login-records",
+        "/api/v1/admin/audit-events",
         "/api/v1/health",
         "/metrics",
     }

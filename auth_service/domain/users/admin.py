@@ -1,0 +1,374 @@
+"""User administration (the admin API and the CLI): every change is the change, its audit event
+and, where tokens must die, the revocation protocol, in one transaction.
+
+- A role change or a deactivation ends every token of the user at once: roles are in the access
+  tokens, so the old ones must not outlive the change (revocation.py: lock the row, write
+  PostgreSQL, drop the user's Redis state, commit; every instance reads the same Redis).
+- The last active admin cannot be deactivated, deleted or lose `admin`. A change that would
+  remove an active admin takes one transaction-scoped advisory lock before it counts the
+  others, so of two concurrent requests that each remove one of two admins the second counts
+  after the first has committed, and is refused.
+- Without a password, a created user gets an unusable one (the hash of a random secret nobody
+  knows, so a login against it costs what any other does) and an invitation: a set-password
+  link on the reset page, valid INVITE_TTL; using it verifies the address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import unicodedata
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from redis.exceptions import RedisError
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.users.account import MfaState
+from auth_service.domain.users.policy import PasswordPolicy
+from auth_service.domain.users.recovery import RESET, account_mail, new_link
+from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.lib.audit import Actor, AuditEntry, record
+from auth_service.lib.crypto.account_links import AccountLinks
+from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
+from auth_service.lib.queue import QueuedJob
+from db.models import identity_key
+from db.sql import users
+from observability.metrics import record_session_revoked
+
+__all__ = [
+    "ADMIN_ROLE",
+    "COLUMNS",
+    "INVITE_TTL",
+    "AdminService",
+    "AdminUserRead",
+    "LastAdmin",
+    "UserExistsError",
+    "UserNotFound",
+    "parse_id",
+    "read_user",
+]
+
+log = structlog.get_logger()
+ADMIN_ROLE = "admin"
+INVITE_TTL = dt.timedelta(hours=72)
+# pg_advisory_xact_lock key of "the set of active admins" ("admins" in ASCII).
+_ADMINS_LOCK = 0x61646D696E73
+
+
+class AdminUserRead(msgspec.Struct):
+    """A user as the admin API shows it: the /users/me shape plus is_active and updated_at."""
+
+    id: str
+    username: str
+    email: str
+    email_verified: bool
+    roles: list[str]
+    created_at: dt.datetime
+    mfa: MfaState
+    is_active: bool
+    updated_at: dt.datetime
+
+
+class UserNotFound(NotFound):
+    """No such user (or it was deleted meanwhile)."""
+
+
+class UserExistsError(Conflict):
+    """A user with that username or e-mail already exists."""
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active admin."""
+
+
+_u = users.c
+COLUMNS = (_u.id, _u.username, _u.email, _u.email_verified, _u.roles, _u.created_at, _u.is_active, _u.updated_at)
+
+
+def read_user(row: Any) -> AdminUserRead:
+    return AdminUserRead(
+        str(row.id),
+        row.username,
+        row.email,
+        row.email_verified,
+        list(row.roles or []),
+        row.created_at,
+        MfaState(),
+        row.is_active,
+        row.updated_at,
+    )
+
+
+def parse_id(user_id: str) -> uuid.UUID:
+    """A path's user id; anything that is not a UUID is an unknown user (404), like a missing one."""
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        raise UserNotFound("no user with that id") from None
+
+
+class AdminService:
+    """The admin's changes to users; commits its own session.
+
+    Args:
+        links: account links, for invitations and reset mails (None: the CLI, which sends neither).
+        reset_ttl: how long a reset link mailed by an admin lives.
+    """
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        revocation: RevocationStore,
+        policy: PasswordPolicy,
+        links: AccountLinks | None = None,
+        reset_ttl: dt.timedelta = dt.timedelta(minutes=30),
+    ) -> None:
+        self._session = session
+        self._hasher = hasher
+        self._revocation = revocation
+        self._policy = policy
+        self._links = links
+        self._reset_ttl = reset_ttl
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    async def get(self, user_id: uuid.UUID) -> AdminUserRead:
+        row = (await self._session.execute(select(*COLUMNS).where(_u.id == user_id))).first()
+        await self._session.rollback()
+        if row is None:
+            raise UserNotFound("no user with that id")
+        return read_user(row)
+
+    async def id_of(self, username: str) -> uuid.UUID:
+        """The id of a user by name (the CLI's way in)."""
+        found = await self._session.execute(select(_u.id).where(_u.username_key == identity_key(username)))
+        user_id = found.scalar_one_or_none()
+        await self._session.rollback()
+        if user_id is None:
+            raise UserNotFound(f"no user named {username!r}")
+        return uuid.UUID(str(user_id))
+
+    # ---- changes ------------------------------------------------------------------------------
+
+    async def create(self, data: AdminUserCreate, actor: Actor) -> tuple[AdminUserRead, list[QueuedJob]]:
+        """A new user, verified when it has a password, else invited. Returns the user and the
+        invitation mail's job (to enqueue once the response is sent).
+
+        Raises:
+            PasswordPolicyError: the password breaks the policy.
+            Conflict: the username or e-mail is taken.
+        """
+        if await self._taken(data.username, data.email):
+            raise UserExistsError("a user with that username or e-mail already exists")
+        invited = data.password is None
+        if data.password is not None:
+            self._policy.check(data.password, username=data.username, email=data.email)
+        if invited and self._links is None:
+            raise Conflict("an invitation needs the API (it mails a link); give a password instead")
+        password_hash = await self._hasher.hash(data.password or secrets.token_urlsafe(32))
+        user_id = uuid.uuid4()
+        now = dt.datetime.now(dt.UTC)
+        roles = sorted(set(data.roles))
+        jobs: list[QueuedJob] = []
+        try:
+            row = (
+                await self._session.execute(
+                    insert(users)
+                    .values(
+                        id=user_id,
+                        username=data.username,
+                        username_key=identity_key(data.username),
+                        email=unicodedata.normalize("NFKC", data.email),
+                        email_key=identity_key(data.email),
+                        password_hash=password_hash,
+                        is_active=True,
+                        email_verified=not invited,
+                        roles=roles,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(*COLUMNS)
+                )
+            ).one()
+            if invited:
+                assert self._links is not None
+                token_id = await new_link(self._session, self._links, RESET, user_id, INVITE_TTL)
+                hours = int(INVITE_TTL.total_seconds() // 3600)
+                statement, job = account_mail(user_id, "invitation", {"hours": hours}, token_id)
+                await self._session.execute(statement)
+                jobs.append(job)
+            details = {"username": data.username, "roles": roles, "invited": invited}
+            await record(self._session, actor, AuditEntry("user.create", user_id, details))
+            await self._session.commit()
+        except (IntegrityError, RepositoryIntegrityError):
+            await self._session.rollback()  # the same name was created meanwhile: the unique keys decide
+            raise UserExistsError("a user with that username or e-mail already exists") from None
+        log.info("admin.user_created", user_id=str(user_id), invited=invited, via=actor.via or "api")
+        return read_user(row), jobs
+
+    async def update(self, user_id: uuid.UUID, patch: AdminUserPatch, actor: Actor) -> AdminUserRead:
+        """Change e-mail, roles and the active flag (only those given). A role change or a
+        deactivation ends every token of the user; an activation leaves the old ones dead.
+
+        Raises:
+            UserNotFound, LastAdmin, Conflict (address taken), ServiceUnavailable (Redis).
+        """
+        current = await self._lock(user_id)
+        values: dict[str, Any] = {}
+        entries: list[AuditEntry] = []
+        if patch.email is not msgspec.UNSET and patch.email != current.email:
+            email = unicodedata.normalize("NFKC", patch.email)
+            values.update(email=email, email_key=identity_key(email), email_verified=True)
+            entries.append(AuditEntry("user.update", user_id, {"fields": ["email"]}))
+        roles = list(current.roles or [])
+        if patch.roles is not msgspec.UNSET and sorted(set(patch.roles)) != sorted(roles):
+            new_roles = sorted(set(patch.roles))
+            values["roles"] = new_roles
+            added = sorted(set(new_roles) - set(roles))
+            removed = sorted(set(roles) - set(new_roles))
+            entries.append(AuditEntry("user.roles", user_id, {"added": added, "removed": removed}))
+            roles = new_roles
+        active = current.is_active
+        if patch.is_active is not msgspec.UNSET and patch.is_active != current.is_active:
+            active = patch.is_active
+            values["is_active"] = active
+            entries.append(AuditEntry("user.activate" if active else "user.deactivate", user_id))
+        if not values:
+            await self._session.rollback()
+            return read_user(current)
+        was_admin = current.is_active and ADMIN_ROLE in (current.roles or [])
+        if was_admin and not (active and ADMIN_ROLE in roles):
+            await self._keep_an_admin(user_id)
+        values["updated_at"] = dt.datetime.now(dt.UTC)
+        try:
+            row = (
+                await self._session.execute(update(users).where(_u.id == user_id).values(**values).returning(*COLUMNS))
+            ).one()
+        except (IntegrityError, RepositoryIntegrityError):
+            await self._session.rollback()
+            raise UserExistsError("another account has that e-mail address") from None
+        if "roles" in values or values.get("is_active") is False:
+            await self._revocation.revoke_everything(self._session, user_id)
+        await record(self._session, actor, *entries)
+        await self._commit(user_id)
+        log.info("admin.user_updated", user_id=str(user_id), actions=[e.action for e in entries])
+        return read_user(row)
+
+    async def set_password(self, user_id: uuid.UUID, password: str, actor: Actor) -> AdminUserRead:
+        """A new password set by an operator (policy applies); every token of the user dies.
+
+        Raises:
+            UserNotFound, PasswordPolicyError, ServiceUnavailable (Redis).
+        """
+        found = await self.get(user_id)
+        self._policy.check(password, username=found.username, email=found.email)
+        password_hash = await self._hasher.hash(password)
+        await self._lock(user_id)
+        now = dt.datetime.now(dt.UTC)
+        row = (
+            await self._session.execute(
+                update(users)
+                .where(_u.id == user_id)
+                .values(password_hash=password_hash, updated_at=now)
+                .returning(*COLUMNS)
+            )
+        ).one()
+        await self._revocation.revoke_everything(self._session, user_id)
+        await record(self._session, actor, AuditEntry("user.update", user_id, {"fields": ["password"]}))
+        await self._commit(user_id)
+        return read_user(row)
+
+    async def delete(self, user_id: uuid.UUID, actor: Actor) -> None:
+        """Remove the user (its sessions and links with it; login records keep their rows with
+        user_id null and the typed username).
+
+        Raises:
+            UserNotFound, LastAdmin, ServiceUnavailable (Redis).
+        """
+        current = await self._lock(user_id)
+        if current.is_active and ADMIN_ROLE in (current.roles or []):
+            await self._keep_an_admin(user_id)
+        await self._session.execute(delete(users).where(_u.id == user_id))
+        await record(self._session, actor, AuditEntry("user.delete", user_id, {"username": current.username}))
+        await self._commit(user_id)
+        log.info("admin.user_deleted", user_id=str(user_id))
+
+    async def logout_all(self, user_id: uuid.UUID, actor: Actor) -> int:
+        """Revoke every session and access token of the user; returns how many sessions were live."""
+        await self._lock(user_id)
+        sessions = await self._revocation.revoke_everything(self._session, user_id)
+        await record(self._session, actor, AuditEntry("user.logout_all", user_id, {"sessions": sessions}))
+        await self._commit(user_id)
+        if sessions:
+            record_session_revoked("admin", sessions)
+        return sessions
+
+    async def send_reset(self, user_id: uuid.UUID, actor: Actor) -> QueuedJob:
+        """Mail the user a password-reset link.
+
+        Raises:
+            UserNotFound; Conflict when the user is deactivated (the mail could never be used).
+        """
+        current = await self._lock(user_id)
+        if not current.is_active:
+            await self._session.rollback()
+            raise Conflict("the user is deactivated: activate it first")
+        assert self._links is not None
+        token_id = await new_link(self._session, self._links, RESET, user_id, self._reset_ttl)
+        minutes = int(self._reset_ttl.total_seconds() // 60)
+        statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
+        await self._session.execute(statement)
+        await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
+        await self._session.commit()
+        return job
+
+    async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> None:
+        """Emergency access: remove every second factor of the user (none exist yet, so this
+        records the reset and the user's state is already "no second factor")."""
+        await self._lock(user_id)
+        # How many factors went (TOTP, passkeys, recovery-code sets): none can exist yet.
+        await record(self._session, actor, AuditEntry("user.mfa_reset", user_id, {"factors_removed": 0}))
+        await self._session.commit()
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    async def _taken(self, username: str, email: str) -> bool:
+        stmt = select(_u.id).where(or_(_u.username_key == identity_key(username), _u.email_key == identity_key(email)))
+        taken = (await self._session.execute(stmt.limit(1))).first() is not None
+        await self._session.rollback()  # no transaction open while hashing
+        return taken
+
+    async def _lock(self, user_id: uuid.UUID) -> Any:
+        """The revocation protocol's step 1 (the user's row FOR UPDATE), reading the row."""
+        row = (await self._session.execute(select(*COLUMNS).where(_u.id == user_id).with_for_update())).first()
+        if row is None:
+            await self._session.rollback()
+            raise UserNotFound("no user with that id")
+        return row
+
+    async def _keep_an_admin(self, user_id: uuid.UUID) -> None:
+        """Refuse (409) unless another active admin stays; serialised by one advisory lock."""
+        await self._session.execute(select(func.pg_advisory_xact_lock(_ADMINS_LOCK)))
+        others = await self._session.execute(
+            select(func.count())
+            .select_from(users)
+            .where(and_(_u.is_active.is_(True), _u.roles.contains([ADMIN_ROLE]), _u.id != user_id))
+        )
+        if int(others.scalar_one()) == 0:
+            await self._session.rollback()
+            raise LastAdmin("this is the last active admin: make another user admin first")
+
+    async def _commit(self, user_id: uuid.UUID) -> None:
+        try:
+            await self._revocation.commit(self._session, user_id)
+        except RedisError:
+            raise ServiceUnavailable from None  # rolled back: nothing changed, a retry is safe

@@ -1,0 +1,137 @@
+"""The audit log's one writer: who did what to whom, in the transaction of the change itself.
+
+`record` adds the event's INSERT to the caller's open transaction, so the event and the change
+commit together or not at all (one extra statement, no extra round trip of its own: no
+BEGIN/COMMIT). `audit_events_total{action}` counts an event once its transaction has committed
+(a session event below), never for a change that was rolled back.
+
+Events never hold a secret: `details` keys that name one (password, hash, token, secret, code)
+are refused here, before anything is written, and the test suite reads every row it wrote.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+from litestar import Request
+from litestar.di import NamedDependency
+from sqlalchemy import event, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from db.sql import audit_events
+from observability.metrics import record_audit_event
+
+__all__ = ["ACTIONS", "CLI", "Actor", "AuditEntry", "audit_insert", "provide_actor", "record"]
+
+# The contract's actions (DESIGN.md "Admin API"); `record` refuses any other.
+ACTIONS = (
+    "user.create",
+    "user.update",
+    "user.deactivate",
+    "user.activate",
+    "user.delete",
+    "user.roles",
+    "user.logout_all",
+    "user.password_reset_sent",
+    "user.mfa_reset",
+    "password.change",
+    "password.reset",
+    "email.change",
+    "mfa.totp.enable",
+    "mfa.totp.disable",
+    "mfa.passkey.add",
+    "mfa.passkey.remove",
+    "mfa.recovery.regenerate",
+    "session.revoke",
+    "account.register",
+    "account.not_me",
+)
+_KNOWN = frozenset(ACTIONS)
+_SECRET_KEY = re.compile(r"pass|hash|token|secret|code|key", re.IGNORECASE)
+_PENDING = "audit_actions"
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who acts: a user (an admin, or the account's owner) from an IP in a request, or the CLI
+    (no user: `id` None and `via` "cli", which lands in the event's details)."""
+
+    id: uuid.UUID | None = None
+    ip: str | None = None
+    request_id: str | None = None
+    via: str | None = None
+
+    def as_user(self, user_id: uuid.UUID | str) -> Actor:
+        """The same request, acted on by a known user (the token's subject)."""
+        return Actor(uuid.UUID(str(user_id)), self.ip, self.request_id, self.via)
+
+
+CLI = Actor(via="cli")
+
+
+class _RequestIp(Protocol):
+    def request_ip(self, request: Request[Any, Any, Any]) -> str: ...
+
+
+def provide_actor(request: Request[Any, Any, Any], authenticator: NamedDependency[Any]) -> Actor:
+    """The request as an actor: its client IP (TRUSTED_PROXIES applied) and X-Request-ID; the
+    handler names the user (`as_user`) once it knows who acts."""
+    reader: _RequestIp = authenticator
+    request_id = request.scope.get("state", {}).get("request_id")
+    return Actor(None, reader.request_ip(request), None if request_id is None else str(request_id))
+
+
+class AuditEntry(msgspec.Struct, frozen=True):
+    action: str
+    target_id: uuid.UUID | str | None
+    details: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    target_type: str = "user"
+
+
+def _row(actor: Actor, entry: AuditEntry) -> dict[str, Any]:
+    if entry.action not in _KNOWN:
+        raise ValueError(f"unknown audit action {entry.action!r}")
+    secret = [key for key in entry.details if _SECRET_KEY.search(key)]
+    if secret:
+        raise ValueError(f"audit details never hold secrets: refused keys {secret}")
+    details = dict(entry.details)
+    if actor.via:
+        details["via"] = actor.via
+    return {
+        "id": uuid.uuid4(),
+        "actor_id": actor.id,
+        "actor_ip": actor.ip,
+        "action": entry.action,
+        "target_type": entry.target_type if entry.target_id is not None else None,
+        "target_id": None if entry.target_id is None else str(entry.target_id),
+        "details": details,
+        "request_id": actor.request_id,
+    }
+
+
+def audit_insert(actor: Actor, entries: Iterable[AuditEntry]) -> Any:
+    """One INSERT of every entry (a multi-row VALUES): one statement whatever their number."""
+    return insert(audit_events).values([_row(actor, entry) for entry in entries])
+
+
+async def record(session: AsyncSession, actor: Actor, *entries: AuditEntry) -> None:
+    """Write the events in the session's open transaction (the caller commits)."""
+    if not entries:
+        return
+    await session.execute(audit_insert(actor, entries))
+    session.sync_session.info.setdefault(_PENDING, []).extend(entry.action for entry in entries)
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session: Session) -> None:
+    for action in session.info.pop(_PENDING, ()):
+        record_audit_event(action)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)

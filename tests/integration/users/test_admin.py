@@ -1,0 +1,504 @@
+"""The admin API on real PostgreSQL and Redis: every endpoint for admins, plain users (403) and
+no token (401); the changes, their audit events and their effect on tokens; the last admin."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from auth_service.domain.users.admin import AdminService, LastAdmin
+from auth_service.domain.users.schemas import AdminUserPatch
+from auth_service.lib.audit import Actor
+from auth_service.server.resources import build_resources
+from auth_service.settings import Settings
+from tests.conftest import run_engine
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+from tests.integration.conftest import login
+
+NEW_PASSWORD = "an entirely new passphrase"
+
+
+@pytest.fixture
+async def root(settings: Settings) -> Any:
+    return await create_user(settings, username="root", roles=["admin"])
+
+
+@pytest.fixture
+async def admin_headers(client: AsyncTestClient[Any], root: Any) -> dict[str, Any]:
+    return bearer((await login(client, "root"))["access_token"])
+
+
+async def _events(settings: Settings, action: str | None = None) -> list[Any]:
+    async with run_engine(settings.async_database_url).connect() as conn:
+        sql = "SELECT * FROM audit_events" + (" WHERE action = :a" if action else "") + " ORDER BY at, id"
+        return list((await conn.execute(text(sql), {"a": action})).mappings())
+
+
+def _endpoints(user_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    return [
+        ("GET", "/api/v1/admin/users", None),
+        (
+            "POST",
+            "/api/v1/admin/users",
+            {"username": "newbie", "email": "newbie@example.com", "password": NEW_PASSWORD},
+        ),
+        ("GET", f"/api/v1/admin/users/{user_id}", None),
+        ("PATCH", f"/api/v1/admin/users/{user_id}", {"roles": ["user", "auditor"]}),
+        ("POST", f"/api/v1/admin/users/{user_id}/logout", None),
+        ("POST", f"/api/v1/admin/users/{user_id}/password-reset", None),
+        ("DELETE", f"/api/v1/admin/users/{user_id}/mfa", None),
+        ("GET", "/api/v1/admin/login-records", None),
+        ("GET", "/api/v1/admin/audit-events", None),
+        ("DELETE", f"/api/v1/admin/users/{user_id}", None),
+    ]
+
+
+async def test_every_endpoint_is_401_without_a_token_403_for_a_plain_user_and_works_for_an_admin(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    plain = bearer((await login(client))["access_token"])
+    for method, path, body in _endpoints(str(alice.id)):
+        anonymous = await client.request(method, path, json=body)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.json()["error"]["code"] == "AUTH_TOKEN_INVALID"
+        refused = await client.request(method, path, json=body, headers=plain)
+        assert refused.status_code == 403, (method, path, refused.text)
+        assert refused.json()["error"]["code"] == "FORBIDDEN"
+    assert await _events(settings) == []  # nothing was done by those
+    expected = [200, 201, 200, 200, 204, 202, 204, 200, 200, 204]
+    for (method, path, body), status in zip(_endpoints(str(alice.id)), expected, strict=True):
+        done = await client.request(method, path, json=body, headers=admin_headers)
+        assert done.status_code == status, (method, path, done.text)
+    actions = [e["action"] for e in await _events(settings)]
+    assert actions == [
+        "user.create",
+        "user.roles",
+        "user.logout_all",
+        "user.password_reset_sent",
+        "user.mfa_reset",
+        "user.delete",
+    ]
+
+
+async def test_the_user_shape_is_me_plus_is_active_and_updated_at(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any]
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users",
+        json={"username": "Bob", "email": "bob@example.com", "roles": ["user", "user"], "password": NEW_PASSWORD},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert set(body) == {
+        "id",
+        "username",
+        "email",
+        "email_verified",
+        "roles",
+        "created_at",
+        "mfa",
+        "is_active",
+        "updated_at",
+    }
+    assert body["roles"] == ["user"] and body["email_verified"] is True and body["is_active"] is True
+    fetched = await client.get(f"/api/v1/admin/users/{body['id']}", headers=admin_headers)
+    assert fetched.json() == body
+    # The new user can log in with the password the admin gave.
+    assert (await login(client, "bob", NEW_PASSWORD))["access_token"]
+
+
+async def test_role_change_and_deactivation_kill_the_users_tokens_at_once(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    tokens = await login(client)
+    assert (await client.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"]))).status_code == 200
+    changed = await client.patch(
+        f"/api/v1/admin/users/{alice.id}", json={"roles": ["user", "editor"]}, headers=admin_headers
+    )
+    assert changed.status_code == 200 and changed.json()["roles"] == ["editor", "user"]
+    dead = await client.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"]))
+    assert dead.status_code == 401 and dead.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).status_code == 401
+    # A fresh login carries the new roles.
+    fresh = await login(client)
+    verified = await client.get("/api/v1/auth/verify", headers=bearer(fresh["access_token"]))
+    assert verified.json()["roles"] == ["editor", "user"]
+    off = await client.patch(f"/api/v1/admin/users/{alice.id}", json={"is_active": False}, headers=admin_headers)
+    assert off.status_code == 200 and off.json()["is_active"] is False
+    assert (await client.get("/api/v1/auth/verify", headers=bearer(fresh["access_token"]))).status_code == 401
+    failed = await client.post("/api/v1/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD})
+    assert failed.status_code == 401
+    back = await client.patch(f"/api/v1/admin/users/{alice.id}", json={"is_active": True}, headers=admin_headers)
+    assert back.json()["is_active"] is True
+    assert (await client.get("/api/v1/auth/verify", headers=bearer(fresh["access_token"]))).status_code == 401
+    events = await _events(settings)
+    assert [e["action"] for e in events] == ["user.roles", "user.deactivate", "user.activate"]
+    roles = events[0]
+    assert roles["details"] == {"added": ["editor"], "removed": []}
+    assert roles["actor_id"] == root.id and roles["target_type"] == "user" and roles["target_id"] == str(alice.id)
+    assert roles["actor_ip"] and roles["request_id"]
+
+
+async def test_one_patch_of_several_fields_writes_an_event_for_each_in_one_statement(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    response = await client.patch(
+        f"/api/v1/admin/users/{alice.id}",
+        json={"email": "alice@new.example.com", "roles": [], "is_active": False},
+        headers={**admin_headers, "X-Request-ID": "patch-all-three"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["email"] == "alice@new.example.com" and response.json()["roles"] == []
+    events = await _events(settings)
+    assert sorted(e["action"] for e in events) == ["user.deactivate", "user.roles", "user.update"]
+    assert {e["request_id"] for e in events} == {"patch-all-three"}
+    assert len({e["at"] for e in events}) == 1  # one transaction
+    # The same values again change nothing and write nothing.
+    again = await client.patch(
+        f"/api/v1/admin/users/{alice.id}",
+        json={"email": "alice@new.example.com", "roles": [], "is_active": False},
+        headers=admin_headers,
+    )
+    assert again.status_code == 200 and len(await _events(settings)) == 3
+
+
+async def test_the_last_active_admin_cannot_be_removed_in_any_way(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    for method, body in (("PATCH", {"is_active": False}), ("PATCH", {"roles": ["user"]}), ("DELETE", None)):
+        refused = await client.request(method, f"/api/v1/admin/users/{root.id}", json=body, headers=admin_headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "CONFLICT"
+    assert await _events(settings) == []
+    # With a second admin, the first can step down.
+    second = await create_user(settings, username="second", roles=["admin"])
+    assert (
+        await client.patch(f"/api/v1/admin/users/{root.id}", json={"roles": ["user"]}, headers=admin_headers)
+    ).status_code == 200
+    headers = bearer((await login(client, second.username))["access_token"])
+    assert (await client.delete(f"/api/v1/admin/users/{second.id}", headers=headers)).status_code == 409
+
+
+@pytest.fixture
+async def resources(settings: Settings) -> AsyncIterator[Any]:
+    engine = create_async_engine(settings.async_database_url, hide_parameters=True)
+    built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+    yield built
+    await built.close()
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("second_removal", ["delete", "deactivate", "drop_role"])
+async def test_two_concurrent_removals_of_two_admins_leave_one(
+    resources: Any, settings: Settings, second_removal: str
+) -> None:
+    """Both removals are inside their transactions at once (the test holds the admins' advisory
+    lock until both wait on it), then one commits and the other is refused."""
+    first = await create_user(settings, username="first", roles=["admin"])
+    second = await create_user(settings, username="second", roles=["admin"])
+
+    async def remove(user_id: uuid.UUID, how: str) -> str:
+        async with resources.session_factory() as session:
+            admin = AdminService(session, resources.hasher, resources.revocation, resources.password_policy)
+            try:
+                if how == "delete":
+                    await admin.delete(user_id, Actor(first.id))
+                elif how == "deactivate":
+                    await admin.update(user_id, AdminUserPatch(is_active=False), Actor(first.id))
+                else:
+                    await admin.update(user_id, AdminUserPatch(roles=["user"]), Actor(first.id))
+            except LastAdmin:
+                return "refused"
+            return "done"
+
+    engine = run_engine(settings.async_database_url)
+    async with engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(x'61646d696e73'::bigint)"))
+        removals = [
+            asyncio.ensure_future(remove(first.id, "deactivate")),
+            asyncio.ensure_future(remove(second.id, second_removal)),
+        ]
+        waiting = 0
+        for _ in range(250):
+            waiting = (
+                await holder.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+            ).scalar_one()
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting == 2, "both removals must be waiting inside their transactions"
+        await holder.execute(text("SELECT pg_advisory_unlock(x'61646d696e73'::bigint)"))
+        results = await asyncio.gather(*removals)
+    assert sorted(results) == ["done", "refused"]
+    async with engine.connect() as conn:
+        admins = (
+            await conn.execute(text("SELECT count(*) FROM users WHERE is_active AND 'admin' = ANY(roles)"))
+        ).scalar_one()
+    assert admins == 1
+    assert len(await _events(settings)) == 1  # the refused one wrote nothing
+
+
+async def test_create_without_a_password_invites_and_the_invitation_sets_it(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users", json={"username": "carol", "email": "carol@example.com"}, headers=admin_headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["email_verified"] is False
+    async with run_engine(settings.async_database_url).connect() as conn:
+        note = (
+            await conn.execute(
+                text("SELECT kind, payload FROM notifications WHERE user_id = :u"), {"u": created.json()["id"]}
+            )
+        ).one()
+    assert note.kind == "invitation" and note.payload["token_id"]
+    links = client.app.state.resources.account_links
+    token = links.token(uuid.UUID(note.payload["token_id"]), "reset")
+    confirmed = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert confirmed.status_code == 204, confirmed.text
+    tokens = await login(client, "carol", NEW_PASSWORD)
+    me = await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
+    assert me.json()["email_verified"] is True
+    event = (await _events(settings, "user.create"))[0]
+    assert event["details"] == {"username": "carol", "roles": [], "invited": True}
+
+
+async def test_delete_keeps_login_records_with_the_typed_username(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    tokens = await login(client)
+    assert (await client.delete(f"/api/v1/admin/users/{alice.id}", headers=admin_headers)).status_code == 204
+    assert (await client.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"]))).status_code == 401
+    assert (await client.get(f"/api/v1/admin/users/{alice.id}", headers=admin_headers)).status_code == 404
+    records = await client.get("/api/v1/admin/login-records?username=alice", headers=admin_headers)
+    assert [(r["user_id"], r["username"]) for r in records.json()["items"]] == [(None, "alice")]
+    assert (await _events(settings, "user.delete"))[0]["details"] == {"username": "alice"}
+
+
+async def test_login_records_filters(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    await login(client)
+    bad = await client.post("/api/v1/auth/login", json={"username": "alice", "password": "wrong password!"})
+    assert bad.status_code == 401
+    url = "/api/v1/admin/login-records"
+    everything = (await client.get(url, headers=admin_headers)).json()["items"]
+    assert len(everything) == 3  # root's login, alice's two
+    assert set(everything[0]) == {
+        "id",
+        "at",
+        "user_id",
+        "username",
+        "ip_address",
+        "user_agent",
+        "success",
+        "failure_reason",
+    }
+    mine = (await client.get(f"{url}?user_id={alice.id}", headers=admin_headers)).json()["items"]
+    assert [r["success"] for r in mine] == [False, True]  # newest first
+    failures = (await client.get(f"{url}?success=false", headers=admin_headers)).json()["items"]
+    assert [r["failure_reason"] for r in failures] == ["bad_password"]
+    async with run_engine(settings.async_database_url).begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO login_records (id, user_id, username, ip_address, success, failure_reason) "
+                "VALUES (:id, NULL, 'ghost', '2001:db8::7', false, 'unknown_user')"
+            ),
+            {"id": uuid.uuid4()},
+        )
+    by_ip = (await client.get(f"{url}?ip=2001:0db8:0:0::7", headers=admin_headers)).json()["items"]
+    assert [(r["username"], r["user_id"]) for r in by_ip] == [("ghost", None)]  # the IP in any spelling
+    assert (await client.get(f"{url}?ip=192.0.2.99", headers=admin_headers)).json()["items"] == []
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert (await client.get(f"{url}?since={future}", headers=admin_headers)).json()["items"] == []
+    assert len((await client.get(f"{url}?until={future}", headers=admin_headers)).json()["items"]) == 4
+
+
+async def test_users_listing_filters(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    await create_user(settings, username="Zed_one", roles=["ops"])
+    await create_user(settings, username="zed%two", is_active=False)
+    url = "/api/v1/admin/users"
+
+    async def names(query: str) -> list[str]:
+        response = await client.get(f"{url}?{query}", headers=admin_headers)
+        assert response.status_code == 200, response.text
+        return [u["username"] for u in response.json()["items"]]
+
+    assert await names("q=ZED") == ["zed%two", "Zed_one"]
+    assert await names("q=zed_") == ["Zed_one"]  # _ is a character, not a wildcard
+    assert await names("q=zed%25") == ["zed%two"]
+    assert await names("q=root@EXAMPLE") == ["root"]
+    assert await names("role=ops") == ["Zed_one"]
+    assert await names("active=false") == ["zed%two"]
+    assert await names("role=admin&active=true") == ["root"]
+
+
+async def test_bad_input_is_a_clear_error(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any]
+) -> None:
+    for path in (
+        f"/api/v1/admin/users/{uuid.uuid4()}",
+        "/api/v1/admin/users/not-a-uuid",
+        f"/api/v1/admin/users/{uuid.uuid4()}/logout",
+    ):
+        method = "POST" if path.endswith("logout") else "GET"
+        missing = await client.request(method, path, headers=admin_headers)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND", path
+    for query in (
+        "/api/v1/admin/users?cursor=nonsense",
+        "/api/v1/admin/login-records?cursor=12.zz",
+        "/api/v1/admin/audit-events?cursor=" + "9" * 40,
+        "/api/v1/admin/users?role=Not A Role",
+        "/api/v1/admin/users?limit=0",
+        "/api/v1/admin/users?limit=101",
+        "/api/v1/admin/login-records?user_id=nope",
+        "/api/v1/admin/login-records?ip=999.1.1.1",
+        "/api/v1/admin/login-records?since=yesterday",
+        "/api/v1/admin/audit-events?actor_id=nope",
+        "/api/v1/admin/audit-events?action=DROP TABLE",
+        "/api/v1/admin/users?q=" + "x" * 10_000,
+        "/api/v1/admin/login-records?username=" + "x" * 10_000,
+    ):
+        refused = await client.get(query, headers=admin_headers)
+        assert refused.status_code == 400, (query[:80], refused.status_code, refused.text[:200])
+        assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
+    for body in (
+        {"username": "x", "email": "x@example.com"},
+        {"username": "okname", "email": "not-an-address"},
+        {"username": "okname", "email": "ok@example.com", "roles": ["Admin!"]},
+        {"username": "okname", "email": "ok@example.com", "password": "short"},
+        {"username": "okname", "email": "ok@example.com", "unknown": 1},
+    ):
+        refused = await client.post("/api/v1/admin/users", json=body, headers=admin_headers)
+        assert refused.status_code == 400, (body, refused.text)
+    for body in ({"username": "ALICE", "email": "new@example.com"}, {"username": "new", "email": "Alice@example.com"}):
+        taken = await client.post("/api/v1/admin/users", json={**body, "password": NEW_PASSWORD}, headers=admin_headers)
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "CONFLICT"
+    taken = await client.patch(
+        f"/api/v1/admin/users/{alice.id}", json={"email": "root@example.com"}, headers=admin_headers
+    )
+    assert taken.status_code == 409
+    for body in ({"roles": "admin"}, {"is_active": "yes"}, {"email": None}, {"username": "renamed"}):
+        refused = await client.patch(f"/api/v1/admin/users/{alice.id}", json=body, headers=admin_headers)
+        assert refused.status_code == 400, (body, refused.text)
+
+
+async def test_the_audit_log_refuses_update_and_delete(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    await login(client)
+    assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
+    engine = run_engine(settings.async_database_url)
+    for statement in (
+        "UPDATE audit_events SET action = 'user.create'",
+        "UPDATE audit_events SET details = '{}'::jsonb WHERE true",
+        "DELETE FROM audit_events",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with engine.begin() as conn:
+                await conn.execute(text(statement))
+    [event] = await _events(settings)
+    assert event["action"] == "user.logout_all" and event["details"] == {"sessions": 1}
+
+
+async def _insert_records(settings: Settings, count: int, start: dt.datetime, step: dt.timedelta) -> None:
+    async with run_engine(settings.async_database_url).begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO login_records (id, username, ip_address, success, login_timestamp) "
+                "SELECT gen_random_uuid(), 'walker', '198.51.100.1', true, CAST(:start AS timestamptz) + n * CAST(:step AS interval) "
+                "FROM generate_series(0, CAST(:count AS int) - 1) AS n"
+            ),
+            {"start": start, "step": step, "count": count},
+        )
+
+
+async def test_a_walk_of_1050_records_sees_each_once_while_new_rows_arrive(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    base = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    # 1,050 records, with runs of equal timestamps so the walk must order by id within one instant.
+    await _insert_records(settings, 1050, base, dt.timedelta(milliseconds=0))
+    async with run_engine(settings.async_database_url).begin() as conn:
+        await conn.execute(
+            text("UPDATE login_records SET login_timestamp = login_timestamp + (random() * 5)::int * interval '1 s'")
+        )
+        before = {
+            str(r)
+            for r in (await conn.execute(text("SELECT id FROM login_records WHERE username = 'walker'"))).scalars()
+        }
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = "username=walker&limit=50" + (f"&cursor={cursor}" if cursor else "")
+        page = await client.get(f"/api/v1/admin/login-records?{query}", headers=admin_headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        seen += [r["id"] for r in body["items"]]
+        pages += 1
+        # New attempts arrive during the walk (newer than every row already walked).
+        await _insert_records(settings, 7, dt.datetime.now(dt.UTC), dt.timedelta(microseconds=1))
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 21
+    assert len(seen) == len(set(seen)) == 1050
+    assert set(seen) == before
+    first = (await client.get("/api/v1/admin/login-records?username=walker&limit=100", headers=admin_headers)).json()
+    ats = [r["at"] for r in first["items"]]
+    assert ats == sorted(ats, reverse=True)
+
+
+async def test_the_audit_events_and_users_listings_walk_by_cursor_too(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    created = []
+    for i in range(7):
+        response = await client.post(
+            "/api/v1/admin/users",
+            json={"username": f"walk{i}", "email": f"walk{i}@example.com", "password": NEW_PASSWORD},
+            headers=admin_headers,
+        )
+        created.append(response.json()["id"])
+    for listing, expected in (("users", set(created) | {str(root.id)}), ("audit-events", None)):
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = (
+                await client.get(
+                    f"/api/v1/admin/{listing}?limit=3" + (f"&cursor={cursor}" if cursor else ""), headers=admin_headers
+                )
+            ).json()
+            seen += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        if expected is not None:
+            assert {u["id"] for u in seen} == expected and len(seen) == 8
+        else:
+            assert [e["target_id"] for e in seen] == list(reversed(created))
+            assert all(e["actor_id"] == str(root.id) and e["action"] == "user.create" for e in seen)
+    by_action = await client.get("/api/v1/admin/audit-events?action=user.create&limit=2", headers=admin_headers)
+    assert len(by_action.json()["items"]) == 2 and by_action.json()["next_cursor"]
+    by_target = await client.get(f"/api/v1/admin/audit-events?target_id={created[0]}", headers=admin_headers)
+    assert [e["target_id"] for e in by_target.json()["items"]] == [created[0]]
+    by_actor = await client.get(f"/api/v1/admin/audit-events?actor_id={uuid.uuid4()}", headers=admin_headers)
+    assert by_actor.json() == {"items": [], "next_cursor": None}
