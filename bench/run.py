@@ -27,6 +27,7 @@ SCENARIOS = {
     "floods": s.floods,
     "refresh": s.refresh,
     "account": s.account,
+    "admin": s.admin,
     "load": s.seed_load,
 }
 QUICK = ["verify", "login", "load"]

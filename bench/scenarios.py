@@ -5,6 +5,7 @@ ratio, and the target it is held to."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import statistics
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from bench import harness as h
 from bench import load as lg
@@ -502,6 +504,170 @@ def account(cfg: Config) -> list[Row]:
                 "—",
                 None,
                 detail=f"p50/p99 {r.p50:.1f}/{r.p99:.1f} ms; {r.cpu_us / 1000:.2f} ms CPU/request",
+            )
+        )
+    return rows
+
+
+# --- the admin listings (issue #17) -------------------------------------------------------------------
+
+
+def _p95_of(base: str, token: str, paths: list[str], seconds: float) -> tuple[float, float]:
+    """p95 and p50 (ms) of GETs cycling over `paths`, 4 clients in a closed loop."""
+
+    def one(offset: int) -> lg.Step:
+        index = [offset]
+
+        async def step(http: httpx.AsyncClient) -> int:
+            path = paths[index[0] % len(paths)]
+            index[0] += 1
+            return (await http.get(path, headers={"Authorization": f"Bearer {token}"})).status_code
+
+        return step
+
+    load = asyncio.run(lg.closed_loop(base, [one(i) for i in range(4)], seconds))
+    if set(load.statuses) != {200}:
+        raise RuntimeError(f"admin listing answered {dict(load.statuses)}")
+    return load.pct(0.95), load.p50
+
+
+def _walk_cursor(base: str, token: str, query: str, pages: int) -> str:
+    """The cursor of page `pages` of a walk (each page 50 records)."""
+    cursor = ""
+    with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        for _ in range(pages - 1):
+            body = http.get(
+                f"/api/v1/admin/login-records?{query}&limit=50" + (f"&cursor={cursor}" if cursor else "")
+            ).json()
+            cursor = body["next_cursor"]
+            if cursor is None:
+                raise RuntimeError(f"the walk ended before page {pages}")
+    return cursor
+
+
+def _admin_statements(env: dict[str, str]) -> tuple[int, int, int]:
+    """(statements, audit inserts, transactions) of one role change through AdminService, counted
+    on the engine: the change, the revocation of the user's tokens, and its audit event."""
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from auth_service.domain.users.admin import AdminService
+    from auth_service.domain.users.schemas import AdminUserPatch
+    from auth_service.lib.audit import Actor
+    from auth_service.server.resources import build_resources
+    from auth_service.settings import load_settings
+
+    async def run() -> tuple[int, int, int]:
+        settings = load_settings(env, env_file=None)
+        engine = create_async_engine(settings.async_database_url)
+        resources = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+        seen: list[str] = []
+        commits = [0]
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(str(a[2])))
+        event.listen(engine.sync_engine, "commit", lambda *a: commits.__setitem__(0, commits[0] + 1))
+        try:
+            async with resources.session_factory() as session:
+                user_id = (await session.execute(text("SELECT id FROM users WHERE username = 'bench1'"))).scalar_one()
+                await session.rollback()
+                seen.clear()
+                commits[0] = 0
+                admin = AdminService(session, resources.hasher, resources.revocation, resources.password_policy)
+                await admin.update(user_id, AdminUserPatch(roles=["bench", "user"]), Actor(via="bench"))
+        finally:
+            await resources.close()
+            await engine.dispose()
+        audit = sum("audit_events" in statement for statement in seen)
+        return len(seen), audit, commits[0]
+
+    return asyncio.run(run())
+
+
+def admin(cfg: Config) -> list[Row]:
+    """Admin listings of login records by user, IP and time window: from an empty table, then from
+    1,000,000 rows (p95 within 2x); page 200 of a walk against page 1 (keyset: the same cost); the
+    statements of an admin change (one audit insert beside the change, one transaction)."""
+    with h.service(users=21, RATE_LIMIT_API="1000000000/minute") as svc:
+        h._admin("UPDATE users SET roles = '{admin}' WHERE username = 'bench'", svc.database_url)
+        token = h.login(svc.base)["access_token"]
+        import asyncpg
+
+        async def ids() -> list[str]:
+            conn = await asyncpg.connect(svc.database_url)
+            try:
+                return [str(r["id"]) for r in await conn.fetch("SELECT id FROM users ORDER BY username LIMIT 8")]
+            finally:
+                await conn.close()
+
+        users = asyncio.run(ids())
+        now = dt.datetime.now(dt.UTC)
+
+        def window(hours_ago: int) -> str:
+            start = now - dt.timedelta(hours=hours_ago + 1)
+            return f"since={start:%Y-%m-%dT%H:%M:%S}&until={start + dt.timedelta(hours=1):%Y-%m-%dT%H:%M:%S}"
+
+        queries = {
+            "user": [f"/api/v1/admin/login-records?user_id={u}&limit=50" for u in users],
+            "ip": [f"/api/v1/admin/login-records?ip=10.{i}.0.{i % 7}&limit=50" for i in range(0, 64, 8)],
+            "time window": [f"/api/v1/admin/login-records?{window(h_)}&limit=50" for h_ in range(2, 200, 24)],
+        }
+        seconds = max(2.0, cfg.seconds / 2)
+        empty = {name: _p95_of(svc.base, token, paths, seconds) for name, paths in queries.items()}
+        seeded_rows = _seed_login_records(svc.database_url, 10_000 if cfg.quick else 1_000_000)
+        seeded = {name: _p95_of(svc.base, token, paths, seconds) for name, paths in queries.items()}
+        rows = [
+            row(
+                "admin listing",
+                f"50 login records by {name}, p95 (ms) from {seeded_rows:,} rows",
+                seeded[name][0],
+                "the same from an empty table",
+                empty[name][0],
+                "≤ 2×",
+                seeded[name][0] <= 2 * empty[name][0],
+                ratio=seeded[name][0] / empty[name][0] if empty[name][0] else 0.0,
+                unit="ms",
+                detail=f"p50 {empty[name][1]:.1f} → {seeded[name][1]:.1f} ms",
+            )
+            for name in queries
+        ]
+        pages = 20 if cfg.quick else 200
+        deep = _walk_cursor(svc.base, token, "success=true", pages)
+        first = ["/api/v1/admin/login-records?success=true&limit=50"]
+        deep_path = [f"/api/v1/admin/login-records?success=true&limit=50&cursor={deep}"]
+        samples: dict[str, list[tuple[float, float]]] = {"first": [], "deep": []}
+        for i in range(cfg.rounds):  # interleaved, medians of the rounds
+            for name, paths in (("first", first), ("deep", deep_path)):
+                samples[name].append(_p95_of(svc.base, token, paths, seconds))
+                print(f"  round {i + 1}/{cfg.rounds} page {name}: p95 {samples[name][-1][0]:.2f} ms", flush=True)
+        page_one, page_deep = (
+            (statistics.median(p for p, _ in samples[n]), statistics.median(q for _, q in samples[n]))
+            for n in ("first", "deep")
+        )
+        rows.append(
+            row(
+                "admin listing",
+                f"page {pages} of a walk (50 a page), p95 (ms)",
+                page_deep[0],
+                "page 1, same filter",
+                page_one[0],
+                "≤ 1.25× (keyset, not OFFSET)",
+                page_deep[0] <= 1.25 * page_one[0],
+                ratio=page_deep[0] / page_one[0] if page_one[0] else 0.0,
+                unit="ms",
+            )
+        )
+        statements, audit, commits = _admin_statements(svc.env)
+        rows.append(
+            row(
+                "admin action",
+                "statements of a role change (lock, update, revoke, audit)",
+                statements,
+                "the same change without its audit insert",
+                statements - audit,
+                "audit +1 statement, 1 transaction",
+                audit == 1 and commits == 1,
+                ratio=statements / (statements - audit),
+                unit="statements",
+                detail=f"{audit} audit insert, {commits} commit",
             )
         )
     return rows

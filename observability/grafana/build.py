@@ -47,7 +47,13 @@ def _quantiles(metric: str, where: str = "") -> list[tuple[str, str]]:
     ]
 
 
-# dashboard uid -> (title, description, panels); panel = (title, unit, [(legend, expr), ...])
+def _row(title: str) -> tuple[str, str, list[tuple[str, str]]]:
+    """A row heading: the panels after it, up to the next row, are under it."""
+    return (title, "row", [])
+
+
+# dashboard uid -> (title, description, panels); panel = (title, unit, [(legend, expr), ...]),
+# or _row(title) for a heading.
 DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]]]]] = {
     "auth-authentication": (
         "Auth service / Authentication",
@@ -83,6 +89,22 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 "Rate-limit rejections by endpoint",
                 "reqps",
                 [("{{endpoint}}", f"sum by (endpoint) (rate(ratelimit_rejections_total[{W}]))")],
+            ),
+            _row("Audit"),
+            (
+                "Audit events by action",
+                "ops",
+                [("{{action}}", f"sum by (action) (rate(audit_events_total[{W}]))")],
+            ),
+            (
+                "Admin API requests by outcome",
+                "reqps",
+                [("{{outcome}}", f"sum by (outcome) (rate(admin_requests_total[{W}]))")],
+            ),
+            (
+                "Admin API requests by operation",
+                "reqps",
+                [("{{operation}}", f"sum by (operation) (rate(admin_requests_total[{W}]))")],
             ),
         ],
     ),
@@ -276,13 +298,38 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
 }
 
 
-def _panel(index: int, title: str, unit: str, targets: list[tuple[str, str]]) -> dict[str, Any]:
+def _layout(panels: list[tuple[str, str, list[tuple[str, str]]]]) -> list[dict[str, Any]]:
+    """Two panels a line; a row heading takes a line of its own and starts a new one."""
+    placed: list[dict[str, Any]] = []
+    y, column = 0, 0
+    for index, (title, unit, targets) in enumerate(panels):
+        if unit == "row":
+            y += 8 if column else 0
+            placed.append(
+                {
+                    "id": index + 1,
+                    "type": "row",
+                    "title": title,
+                    "collapsed": False,
+                    "panels": [],
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+                }
+            )
+            y, column = y + 1, 0
+            continue
+        placed.append(_panel(index, title, unit, targets, x=column * 12, y=y))
+        column = 1 - column
+        y += 8 if column == 0 else 0
+    return placed
+
+
+def _panel(index: int, title: str, unit: str, targets: list[tuple[str, str]], *, x: int, y: int) -> dict[str, Any]:
     return {
         "id": index + 1,
         "type": "timeseries",
         "title": title,
         "datasource": DATASOURCE,
-        "gridPos": {"h": 8, "w": 12, "x": (index % 2) * 12, "y": (index // 2) * 8},
+        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
         "targets": [
@@ -303,7 +350,7 @@ def build() -> dict[str, dict[str, Any]]:
             "schemaVersion": 39,
             "refresh": "30s",
             "time": {"from": "now-1h", "to": "now"},
-            "panels": [_panel(i, *panel) for i, panel in enumerate(panels)],
+            "panels": _layout(panels),
         }
         for uid, (title, description, panels) in DASHBOARDS.items()
     }

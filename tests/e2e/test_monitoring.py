@@ -79,7 +79,7 @@ def _panel_queries() -> list[tuple[str, str, str]]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         dashboard = json.loads(path.read_text())
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
+            for target in panel.get("targets", []):  # a row heading has none
                 found.append((dashboard["uid"], panel["title"], target["expr"]))
     return found
 

@@ -40,11 +40,23 @@ def test_dashboards_are_generated_and_their_datasources_resolve() -> None:
             f"{path.name}: run python -m observability.grafana.build"
         )
         for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
             assert panel["datasource"]["uid"] in uids
             assert panel["targets"] and all(t["datasource"]["uid"] in uids for t in panel["targets"])
     titles = {json.loads(p.read_text())["title"] for p in files}
     for word in ("Authentication", "API performance", "System health", "User activity", "Errors"):
         assert any(word in title for title in titles), word
+    authentication = json.loads((OBS / "grafana/dashboards/auth-authentication.json").read_text())
+    titles_in_order = [(p["type"], p["title"]) for p in authentication["panels"]]
+    audit = titles_in_order.index(("row", "Audit"))
+    assert [title for _, title in titles_in_order[audit + 1 :]] == [
+        "Audit events by action",
+        "Admin API requests by outcome",
+        "Admin API requests by operation",
+    ]
+    exprs = " ".join(t["expr"] for p in authentication["panels"] for t in p.get("targets", []))
+    assert "audit_events_total" in exprs and "admin_requests_total" in exprs
     latency = json.loads((OBS / "grafana/dashboards/auth-api-performance.json").read_text())
     legends = {t["legendFormat"] for p in latency["panels"] for t in p["targets"]}
     assert {"p50", "p95", "p99"} <= legends
