@@ -40,7 +40,7 @@ from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.lib.queue import QueuedJob
 from db.models import identity_key
-from db.sql import users
+from db.sql import user_tokens, users
 from observability.metrics import record_session_revoked
 
 __all__ = [
@@ -138,6 +138,8 @@ class AdminService:
         self._policy = policy
         self._links = links
         self._reset_ttl = reset_ttl
+        # Mails a change wrote to the outbox (committed with it), for the caller to enqueue.
+        self.queued: list[QueuedJob] = []
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -225,10 +227,14 @@ class AdminService:
         current = await self._lock(user_id)
         values: dict[str, Any] = {}
         entries: list[AuditEntry] = []
+        moved_from: str | None = None
         if patch.email is not msgspec.UNSET and patch.email != current.email:
             email = unicodedata.normalize("NFKC", patch.email)
-            values.update(email=email, email_key=identity_key(email), email_verified=True)
+            # A verified account's new address is verified (the admin vouches, as when creating a
+            # user with a password); an unverified one stays unverified.
+            values.update(email=email, email_key=identity_key(email), email_verified=current.email_verified)
             entries.append(AuditEntry("user.update", user_id, {"fields": ["email"]}))
+            moved_from = current.email
         roles = list(current.roles or [])
         if patch.roles is not msgspec.UNSET and sorted(set(patch.roles)) != sorted(roles):
             new_roles = sorted(set(patch.roles))
@@ -258,6 +264,8 @@ class AdminService:
             raise UserExistsError("another account has that e-mail address") from None
         if "roles" in values or values.get("is_active") is False:
             await self._revocation.revoke_everything(self._session, user_id)
+        if moved_from is not None:
+            await self._moved(user_id, moved_from)
         await record(self._session, actor, *entries)
         await self._commit(user_id)
         log.info("admin.user_updated", user_id=str(user_id), actions=[e.action for e in entries])
@@ -340,6 +348,20 @@ class AdminService:
         await self._session.commit()
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    async def _moved(self, user_id: uuid.UUID, old_email: str) -> None:
+        """The address changed: every live link (reset, invitation, verification) was mailed to
+        the old one and dies; the old address is told."""
+        t = user_tokens.c
+        now = dt.datetime.now(dt.UTC)
+        await self._session.execute(
+            update(user_tokens).where(t.user_id == user_id, t.used_at.is_(None)).values(used_at=now)
+        )
+        statement, job = account_mail(
+            user_id, "email_changed", {"to": old_email, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+        )
+        await self._session.execute(statement)
+        self.queued.append(job)
 
     async def _taken(self, username: str, email: str) -> bool:
         stmt = select(_u.id).where(or_(_u.username_key == identity_key(username), _u.email_key == identity_key(email)))

@@ -2,7 +2,9 @@
 
 Every listing is newest first and pages by (time, id) (lib/pagination.py): one index range scan
 per page whatever the table's size or the page's depth, and rows that arrive during a walk
-never shift it (they are newer than its first page). Each filter has an index that starts with
+never shift it (they are newer than its first page). A row's time is its transaction's start:
+one that commits long after it began (a change that waited on a lock) can land behind a walk
+already past that time. Each filter has an index that starts with
 its column and ends with (time, id) (migration 0006).
 """
 

@@ -125,6 +125,7 @@ _OUTCOMES = {400: "invalid", 401: "unauthenticated", 403: "forbidden", 404: "not
 _OUTCOMES |= {413: "invalid", 415: "invalid", 429: "limited"}
 _ACTION_PATTERN = r"^[a-z][a-z_.]{0,63}$(?!\n)"
 _ROLE_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$(?!\n)"
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # PostgreSQL refuses NUL in text: a 400 here, not a 500 there
 
 
 class AdminMetrics:
@@ -156,11 +157,16 @@ def _op(name: str) -> dict[str, str]:
     return {_ADMIN_OPERATION: name}
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A filter's instant; one without a zone is read as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
+def _utc(field: str, value: dt.datetime | None) -> dt.datetime | None:
+    """A filter's instant in UTC; one without a zone is read as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
+        raise InvalidInput(field, "out of range (expected a time between the years 1 and 9999)") from None
 
 
 def _ip(value: str | None) -> str | None:
@@ -213,7 +219,10 @@ class AdminController(Controller):
     async def list_users(
         self,
         reads: NamedDependency[AdminReads],
-        q: Annotated[str | None, Parameter(min_length=1, max_length=255, description="Name or address prefix")] = None,
+        q: Annotated[
+            str | None,
+            Parameter(min_length=1, max_length=255, pattern=_PRINTABLE, description="Name or address prefix"),
+        ] = None,
         role: Annotated[str | None, Parameter(pattern=_ROLE_PATTERN, description="Users with this role")] = None,
         active: Annotated[bool | None, Parameter(description="Only active (true) or deactivated (false) users")] = None,
         limit: _Limit = 50,
@@ -259,7 +268,8 @@ class AdminController(Controller):
         opt=_op("users.update"),
         summary="Change a user",
         description="Only the fields given change. A role change or a deactivation makes the user's existing "
-        "tokens stop working at once (roles are in the tokens); an activation leaves the old ones dead. The "
+        "tokens stop working at once (roles are in the tokens); an activation leaves the old ones dead. A new "
+        "address ends the links mailed to the old one, which is told; it is verified if the old one was. The "
         "last active admin cannot be deactivated or lose `admin` (409); an address taken is 409 too.",
         responses=error_responses(400, 401, 403, 404, 409, 413, 415, 429, 503),
     )
@@ -270,8 +280,11 @@ class AdminController(Controller):
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
         claims: NamedDependency[AccessClaims],
-    ) -> AdminUserRead:
-        return await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
+        queue: NamedDependency[JobQueue],
+    ) -> Response[AdminUserRead]:
+        user = await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
+        background = BackgroundTask(enqueue_all, queue, admin.queued) if admin.queued else None
+        return Response(user, background=background)
 
     @delete(
         "/users/{user_id:str}",
@@ -358,7 +371,9 @@ class AdminController(Controller):
         self,
         reads: NamedDependency[AdminReads],
         user_id: Annotated[str | None, Parameter(max_length=64, description="The user's id")] = None,
-        username: Annotated[str | None, Parameter(max_length=255, description="The typed username")] = None,
+        username: Annotated[
+            str | None, Parameter(max_length=255, pattern=_PRINTABLE, description="The typed username")
+        ] = None,
         ip: Annotated[str | None, Parameter(max_length=64, description="The client IP")] = None,
         success: Annotated[bool | None, Parameter(description="Only successes (true) or failures (false)")] = None,
         since: _Since = None,
@@ -366,7 +381,9 @@ class AdminController(Controller):
         limit: _Limit = 50,
         cursor: _Cursor = None,
     ) -> LoginRecordPage:
-        where = LoginRecordFilter(_filter_id("user_id", user_id), username, _ip(ip), success, _utc(since), _utc(until))
+        where = LoginRecordFilter(
+            _filter_id("user_id", user_id), username, _ip(ip), success, _utc("since", since), _utc("until", until)
+        )
         return await reads.login_records(where, limit, cursor)
 
     @get(
@@ -382,11 +399,15 @@ class AdminController(Controller):
         reads: NamedDependency[AdminReads],
         actor_id: Annotated[str | None, Parameter(max_length=64, description="Who acted (a user id)")] = None,
         action: Annotated[str | None, Parameter(pattern=_ACTION_PATTERN, description="e.g. user.roles")] = None,
-        target_id: Annotated[str | None, Parameter(max_length=64, description="What was acted on")] = None,
+        target_id: Annotated[
+            str | None, Parameter(max_length=64, pattern=_PRINTABLE, description="What was acted on")
+        ] = None,
         since: _Since = None,
         until: _Until = None,
         limit: _Limit = 50,
         cursor: _Cursor = None,
     ) -> AuditEventPage:
-        where = AuditFilter(_filter_id("actor_id", actor_id), action, target_id, _utc(since), _utc(until))
+        where = AuditFilter(
+            _filter_id("actor_id", actor_id), action, target_id, _utc("since", since), _utc("until", until)
+        )
         return await reads.audit_events(where, limit, cursor)

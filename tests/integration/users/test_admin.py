@@ -375,6 +375,11 @@ async def test_bad_input_is_a_clear_error(
         "/api/v1/admin/audit-events?action=DROP TABLE",
         "/api/v1/admin/users?q=" + "x" * 10_000,
         "/api/v1/admin/login-records?username=" + "x" * 10_000,
+        "/api/v1/admin/users?q=a%00b",
+        "/api/v1/admin/login-records?username=%00",
+        "/api/v1/admin/audit-events?target_id=x%00",
+        "/api/v1/admin/login-records?since=0001-01-01T00:00:00%2B01:00",
+        "/api/v1/admin/audit-events?until=9999-12-31T23:00:00-05:00",
     ):
         refused = await client.get(query, headers=admin_headers)
         assert refused.status_code == 400, (query[:80], refused.status_code, refused.text[:200])
@@ -502,3 +507,40 @@ async def test_the_audit_events_and_users_listings_walk_by_cursor_too(
     assert [e["target_id"] for e in by_target.json()["items"]] == [created[0]]
     by_actor = await client.get(f"/api/v1/admin/audit-events?actor_id={uuid.uuid4()}", headers=admin_headers)
     assert by_actor.json() == {"items": [], "next_cursor": None}
+
+
+async def test_an_admins_address_change_ends_the_old_addresses_links_and_tells_it(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users", json={"username": "typo", "email": "typo@exmaple.com"}, headers=admin_headers
+    )
+    user_id = created.json()["id"]
+    async with run_engine(settings.async_database_url).connect() as conn:
+        token_id = (
+            await conn.execute(
+                text("SELECT payload->>'token_id' FROM notifications WHERE user_id = :u"), {"u": user_id}
+            )
+        ).scalar_one()
+    moved = await client.patch(
+        f"/api/v1/admin/users/{user_id}", json={"email": "typo@example.com"}, headers=admin_headers
+    )
+    assert moved.status_code == 200 and moved.json()["email_verified"] is False  # still not proven
+    token = client.app.state.resources.account_links.token(uuid.UUID(token_id), "reset")
+    stale = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert stale.status_code == 400 and stale.json()["error"]["code"] == "LINK_INVALID"
+    async with run_engine(settings.async_database_url).connect() as conn:
+        notice = (
+            await conn.execute(
+                text("SELECT payload FROM notifications WHERE user_id = :u AND kind = 'email_changed'"), {"u": user_id}
+            )
+        ).scalar_one()
+    assert notice["details"]["to"] == "typo@exmaple.com"
+    # A verified account's new address stays verified (the admin vouches for it).
+    alice = await create_user(settings, username="verified")
+    moved = await client.patch(
+        f"/api/v1/admin/users/{alice.id}", json={"email": "verified@new.example.com"}, headers=admin_headers
+    )
+    assert moved.json()["email_verified"] is True
