@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from auth_service.lib.queue import JobName
 from auth_service.settings import Settings
 from db.config import current_revision, downgrade, upgrade
-from db.models import RefreshToken, TokenBlacklist
+from db.models import RefreshToken, TokenBlacklist, UserToken
 from tests.conftest import _admin, _find_postgres, _with_database
 from tests.factories import create_user
 
@@ -144,6 +144,10 @@ async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired
             ],
         ]
     )
+    for expires, used in ((now - hour, None), (now + hour, now - hour), (now + hour, None)):  # expired, used, live
+        db_session.add(
+            UserToken(purpose="reset", token_hash=uuid.uuid4().hex, user_id=user.id, expires_at=expires, used_at=used)
+        )
     await db_session.commit()
 
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
@@ -161,13 +165,14 @@ async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired
         handle_signals=False,
     )
     await worker.main()
-    assert await job.result(timeout=10) == {"blacklist": 1, "refresh_tokens": 2}
+    assert await job.result(timeout=10) == {"blacklist": 1, "refresh_tokens": 2, "user_tokens": 2}
     await worker.close()
     await engine.dispose()
 
     jtis = (await db_session.execute(select(TokenBlacklist.token_jti))).scalars().all()
     assert jtis == ["live"]
     assert (await db_session.execute(select(func.count()).select_from(RefreshToken))).scalar_one() == 2
+    assert (await db_session.execute(select(UserToken.used_at, UserToken.expires_at > now))).all() == [(None, True)]
 
 
 async def test_the_models_and_the_migrations_describe_the_same_schema(database_url: str) -> None:
