@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, or_, select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.lib.pagination import decode_cursor, encode_cursor
@@ -113,7 +113,11 @@ class Account:
         where: list[Any] = [r.user_id == self._user_id]
         if cursor:
             at, row_id = decode_cursor(cursor)
-            where.append(or_(r.login_timestamp < at, and_(r.login_timestamp == at, r.id < row_id)))
+            # One row-value comparison: the index scan starts at the cursor (see users/audit.py).
+            where.append(
+                tuple_(r.login_timestamp, r.id)
+                < tuple_(literal(at, r.login_timestamp.type), literal(row_id, r.id.type))
+            )
         stmt = (
             select(r.id, r.login_timestamp, r.ip_address, r.user_agent, r.success, r.failure_reason)
             .where(*where)

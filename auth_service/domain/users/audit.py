@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, or_, select
+from sqlalchemy import literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.users.admin import COLUMNS, AdminUserRead, read_user
@@ -103,10 +103,12 @@ def _like_prefix(value: str) -> str:
 
 
 def _after(at_column: Any, id_column: Any, cursor: str | None) -> list[Any]:
+    """Rows after the cursor, as one row-value comparison: PostgreSQL starts the index scan at
+    the cursor with it (`a < x OR (a = x AND b < y)` would be a filter over every row before)."""
     if not cursor:
         return []
     at, row_id = decode_cursor(cursor)
-    return [or_(at_column < at, and_(at_column == at, id_column < row_id))]
+    return [tuple_(at_column, id_column) < tuple_(literal(at, at_column.type), literal(row_id, id_column.type))]
 
 
 def _window(at_column: Any, since: dt.datetime | None, until: dt.datetime | None) -> list[Any]:
