@@ -157,7 +157,7 @@ def _op(name: str) -> dict[str, str]:
     return {_ADMIN_OPERATION: name}
 
 
-def _utc(field: str, value: dt.datetime | None) -> dt.datetime | None:
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
     """A filter's instant in UTC; one without a zone is read as UTC."""
     if value is None:
         return None
@@ -165,8 +165,9 @@ def _utc(field: str, value: dt.datetime | None) -> dt.datetime | None:
         return value.replace(tzinfo=dt.UTC)
     try:
         return value.astimezone(dt.UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant
-        raise InvalidInput(field, "out of range (expected a time between the years 1 and 9999)") from None
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable instant: the edge
+        edge = dt.datetime.min if value.year == dt.MINYEAR else dt.datetime.max
+        return edge.replace(tzinfo=dt.UTC)
 
 
 def _ip(value: str | None) -> str | None:
@@ -176,15 +177,6 @@ def _ip(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise InvalidInput("ip", "not an IP address (expected one like 203.0.113.7 or 2001:db8::1)") from None
-
-
-def _filter_id(field: str, value: str | None) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(field, "not a UUID (expected one like 1b4e28ba-2fa1-11d2-883f-0016d3cca427)") from None
 
 
 _Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Items per page (at most 100)")]
@@ -370,20 +362,21 @@ class AdminController(Controller):
     async def login_records(
         self,
         reads: NamedDependency[AdminReads],
-        user_id: Annotated[str | None, Parameter(max_length=64, description="The user's id")] = None,
+        user_id: Annotated[uuid.UUID | None, Parameter(description="The user's id")] = None,
         username: Annotated[
             str | None, Parameter(max_length=255, pattern=_PRINTABLE, description="The typed username")
         ] = None,
-        ip: Annotated[str | None, Parameter(max_length=64, description="The client IP")] = None,
+        ip: Annotated[
+            str | None,
+            Parameter(pattern=r"^[0-9A-Fa-f:.]{2,45}$", description="The client IP (IPv4 or IPv6, any spelling)"),
+        ] = None,
         success: Annotated[bool | None, Parameter(description="Only successes (true) or failures (false)")] = None,
         since: _Since = None,
         until: _Until = None,
         limit: _Limit = 50,
         cursor: _Cursor = None,
     ) -> LoginRecordPage:
-        where = LoginRecordFilter(
-            _filter_id("user_id", user_id), username, _ip(ip), success, _utc("since", since), _utc("until", until)
-        )
+        where = LoginRecordFilter(user_id, username, _ip(ip), success, _utc(since), _utc(until))
         return await reads.login_records(where, limit, cursor)
 
     @get(
@@ -397,7 +390,7 @@ class AdminController(Controller):
     async def audit_events(
         self,
         reads: NamedDependency[AdminReads],
-        actor_id: Annotated[str | None, Parameter(max_length=64, description="Who acted (a user id)")] = None,
+        actor_id: Annotated[uuid.UUID | None, Parameter(description="Who acted (a user id)")] = None,
         action: Annotated[str | None, Parameter(pattern=_ACTION_PATTERN, description="e.g. user.roles")] = None,
         target_id: Annotated[
             str | None, Parameter(max_length=64, pattern=_PRINTABLE, description="What was acted on")
@@ -407,7 +400,5 @@ class AdminController(Controller):
         limit: _Limit = 50,
         cursor: _Cursor = None,
     ) -> AuditEventPage:
-        where = AuditFilter(
-            _filter_id("actor_id", actor_id), action, target_id, _utc("since", since), _utc("until", until)
-        )
+        where = AuditFilter(actor_id, action, target_id, _utc(since), _utc(until))
         return await reads.audit_events(where, limit, cursor)
