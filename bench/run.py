@@ -1,6 +1,7 @@
 """`just bench`: every figure a ratio against a baseline measured in the same run.
 
-Scenarios (issue #6): ratelimit, verify, login, isolation, floods, refresh, load (the seed
+Scenarios (issue #6): ratelimit, verify, login, isolation, floods, refresh, account (the
+self-service reads), admin (the admin listings on 1 M login records, issue #17), load (the seed
 design's load tests and the enumeration timing). `--quick` (`just bench-quick`) runs short
 rounds of verify, login and the load journeys in under a minute. Writes
 bench/results/latest.json and latest.md and prints the table.
