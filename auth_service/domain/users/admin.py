@@ -234,7 +234,8 @@ class AdminService:
             # user with a password); an unverified one stays unverified.
             values.update(email=email, email_key=identity_key(email), email_verified=current.email_verified)
             entries.append(AuditEntry("user.update", user_id, {"fields": ["email"]}))
-            moved_from = current.email
+            if identity_key(email) != identity_key(current.email):  # another mailbox, not another spelling
+                moved_from = current.email
         roles = list(current.roles or [])
         if patch.roles is not msgspec.UNSET and sorted(set(patch.roles)) != sorted(roles):
             new_roles = sorted(set(patch.roles))

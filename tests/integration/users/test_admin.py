@@ -539,6 +539,18 @@ async def test_an_admins_address_change_ends_the_old_addresses_links_and_tells_i
             )
         ).scalar_one()
     assert notice["details"]["to"] == "typo@exmaple.com"
+    # Another spelling of the same address is no move: the links live on, nobody is told.
+    respelled = await client.patch(
+        f"/api/v1/admin/users/{user_id}", json={"email": "Typo@Example.com"}, headers=admin_headers
+    )
+    assert respelled.status_code == 200 and respelled.json()["email"] == "Typo@Example.com"
+    async with run_engine(settings.async_database_url).connect() as conn:
+        notices = (
+            await conn.execute(
+                text("SELECT count(*) FROM notifications WHERE user_id = :u AND kind = 'email_changed'"), {"u": user_id}
+            )
+        ).scalar_one()
+    assert notices == 1
     # A verified account's new address stays verified (the admin vouches for it).
     alice = await create_user(settings, username="verified")
     moved = await client.patch(
