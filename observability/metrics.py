@@ -147,8 +147,8 @@ SESSION_REVOKERS = ("self", "admin")
 RESET_STAGES = ("requested", "completed")
 
 
-# The audit log's actions (lib/audit.py ACTIONS, repeated here: observability imports nothing of
-# auth_service) and the admin API's operations and outcomes (domain/users/admin_http.py).
+# The audit log's actions (DESIGN.md; auth_service/lib/audit.py refuses any other), and the admin
+# API's operations and outcomes (domain/users/controllers.py AdminMetrics).
 AUDIT_ACTIONS = (
     "user.create",
     "user.update",

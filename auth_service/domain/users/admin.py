@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
-from auth_service.domain.users.account import MfaState
+from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, account_mail, new_link
 from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
@@ -63,16 +63,9 @@ INVITE_TTL = dt.timedelta(hours=72)
 _ADMINS_LOCK = 0x61646D696E73
 
 
-class AdminUserRead(msgspec.Struct):
+class AdminUserRead(MeRead):
     """A user as the admin API shows it: the /users/me shape plus is_active and updated_at."""
 
-    id: str
-    username: str
-    email: str
-    email_verified: bool
-    roles: list[str]
-    created_at: dt.datetime
-    mfa: MfaState
     is_active: bool
     updated_at: dt.datetime
 
