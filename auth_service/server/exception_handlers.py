@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from auth_service.lib.crypto.passwords import HasherBusyError
 from auth_service.lib.errors import AuthServiceError, ErrorBody, ErrorDetail, ErrorEnvelope, ServiceUnavailable
 from auth_service.server.request_context import request_id_of
 from observability import metrics
@@ -161,6 +162,12 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
     return _envelope(request, HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error")
 
 
+def _handle_hasher_busy(request: Request[Any, Any, Any], exc: HasherBusyError) -> Response[ErrorEnvelope]:
+    """The bounded hashing pool is full: saturation, not a bug. Answered here, once, for every
+    endpoint that hashes (login, admin create, registration, reset, password change)."""
+    return _envelope(request, 503, ServiceUnavailable.code, ServiceUnavailable.message, headers={"Retry-After": "1"})
+
+
 def _handle_bad_encoding(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[ErrorEnvelope]:
     """A body that is not UTF-8 (JSON is UTF-8 only, RFC 8259; a `charset=latin-1` changes nothing)."""
     details = [ErrorDetail(field="body", message="must be JSON encoded as UTF-8")]
@@ -170,6 +177,7 @@ def _handle_bad_encoding(request: Request[Any, Any, Any], exc: UnicodeDecodeErro
 exception_handlers: dict[type[Exception] | int, Any] = {
     AuthServiceError: _handle_ours,
     UnicodeDecodeError: _handle_bad_encoding,
+    HasherBusyError: _handle_hasher_busy,
     HTTPException: _handle_http,
     # Advanced Alchemy's repository errors, here so its plugin does not install its own handler
     # (which answered a lost connection with 409 Conflict, outside the envelope).

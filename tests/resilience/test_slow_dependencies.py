@@ -130,3 +130,65 @@ async def test_frozen_redis_answers_503_within_the_timeout_then_recovers(
     slowest = max(o.elapsed for o in frozen.outcomes)
     assert slowest < DEADLINE, f"a request waited {slowest:.1f} s on a frozen Redis"
     assert Load.statuses(after.outcomes) == {200: 12}
+
+
+# ---- a full hashing pool -----------------------------------------------------------------------
+
+ADMIN_USERS, REGISTER, CHANGE = "/api/v1/admin/users", "/api/v1/auth/register", "/api/v1/users/me/password"
+# One hash in flight at a time: the second of two overlapping hashes is refused at once.
+ONE_HASH = {
+    "PASSWORD_HASH_WORKERS": "1",
+    "PASSWORD_HASH_QUEUE": "1",
+    "RATE_LIMIT_LOGIN": "100000/minute",
+    "RATE_LIMIT_API": "100000/minute",
+}
+
+
+async def test_a_full_hashing_pool_is_a_503_with_retry_after_on_every_endpoint_that_hashes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Eight requests that each hash a new password, all at once, on a pool of one: those the
+    pool refuses answer 503 SERVICE_UNAVAILABLE with Retry-After, never 500, on admin create,
+    registration and password change alike (login had it already). Looped per endpoint until a
+    round really saw the pool full."""
+    await create_user(settings, username="root", roles=["admin"])
+    for i in range(8):
+        await create_user(settings, username=f"changer{i}")
+    with api_server(settings, tmp_path, REGISTRATION_ENABLED="true", **ONE_HASH) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            admin = (await http.post(LOGIN, json={"username": "root", "password": DEFAULT_PASSWORD})).json()
+            changers = [
+                (await http.post(LOGIN, json={"username": f"changer{i}", "password": DEFAULT_PASSWORD})).json()
+                for i in range(8)
+            ]
+            serial = iter(range(10_000))
+
+            def admin_create(_: int) -> httpx.Request:
+                n = next(serial)
+                body = {"username": f"made{n}", "email": f"made{n}@example.com", "password": f"fresh secret {n:05d}"}
+                return http.build_request("POST", ADMIN_USERS, json=body, headers=bearer(admin["access_token"]))
+
+            def register(_: int) -> httpx.Request:
+                n = next(serial)
+                body = {"username": f"signup{n}", "email": f"signup{n}@example.com", "password": f"own secret {n:05d}"}
+                return http.build_request("POST", REGISTER, json=body)
+
+            def change(i: int) -> httpx.Request:
+                body = {"current_password": DEFAULT_PASSWORD, "new_password": f"changed secret {next(serial):05d}"}
+                return http.build_request("POST", CHANGE, json=body, headers=bearer(changers[i]["access_token"]))
+
+            for name, build, ok in (("admin create", admin_create, 201), ("register", register, 202)):
+                busy: list[httpx.Response] = []
+                for _ in range(10):
+                    answers = await asyncio.gather(*(http.send(build(i)) for i in range(8)))
+                    assert {a.status_code for a in answers} <= {ok, 503}, (name, [a.text for a in answers])
+                    busy = [a for a in answers if a.status_code == 503]
+                    if busy:
+                        break
+                assert busy, f"{name}: the pool was never full"
+                assert all(envelope_ok(a, "SERVICE_UNAVAILABLE") and a.headers["retry-after"] == "1" for a in busy)
+            # A password change hashes twice (the current password's check, then the new hash):
+            # once, all at once, is enough to fill the pool at either step.
+            answers = await asyncio.gather(*(http.send(change(i)) for i in range(8)))
+            assert {a.status_code for a in answers} <= {200, 503}, [a.text for a in answers]
+            assert any(a.status_code == 503 for a in answers)
