@@ -6,6 +6,7 @@ looped until it really overlapped, and the overlap is measured and asserted, not
 - A login whose password check overlaps a password change, logout everywhere or deactivation:
   no surviving session.
 - Concurrent wrong passwords for one username: exactly the budget's remaining allowance.
+- A login whose password check overlaps the deletion of its user: 401, recorded without a user.
 """
 
 from __future__ import annotations
@@ -261,6 +262,67 @@ async def test_logins_racing_a_revocation_never_keep_a_session(
             async with users_of(resources) as users:
                 await users.set_active("alice", True)
     print(f"\n{change}: {overlaps} overlaps in {trials} trials")
+    assert overlaps >= 5, f"only {overlaps} overlapping trials in {trials}"
+
+
+# ---- a login in flight while its user is deleted -------------------------------------------
+
+
+async def _login_records_of(settings: Settings, username: str) -> list[tuple[Any, bool]]:
+    conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch("SELECT user_id, success FROM login_records WHERE username = $1", username)
+        return [(row["user_id"], row["success"]) for row in rows]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("password", ["wrong password!", DEFAULT_PASSWORD], ids=["wrong", "right"])
+async def test_a_login_racing_the_deletion_of_its_user_is_refused_and_recorded_without_a_user(
+    http: httpx.AsyncClient, settings: Settings, password: str
+) -> None:
+    """The hash pool is kept busy (one thread, failing logins of another user queued ahead), so
+    a login reads its user's row, then waits for the hash while an admin deletes the user.
+    Looped until the deletion committed inside the login's request at least 5 times: the login
+    answers 401 as for an unknown user (never 500), and its failure is recorded with no user."""
+    await create_user(settings, username="bob")
+    await create_user(settings, username="root", roles=["admin"])
+    admin = bearer((await login(http, username="root"))["access_token"])
+    rng = random.Random(f"delete-{password}")
+    overlaps = trials = 0
+    while overlaps < 5 and trials < 40:
+        trials += 1
+        victim = await create_user(settings, username=f"victim{trials}")
+        spans: dict[str, tuple[float, float]] = {}
+        busy = [http.post(LOGIN, json={"username": "bob", "password": "wrong password!"}) for _ in range(4)]
+        results = await asyncio.gather(
+            *busy,
+            timed(
+                spans,
+                "login",
+                lambda name=victim.username: http.post(LOGIN, json={"username": name, "password": password}),
+                0.002,
+            ),
+            timed(
+                spans,
+                "delete",
+                lambda user_id=victim.id: http.delete(f"/api/v1/admin/users/{user_id}", headers=admin),
+                rng.uniform(0.01, 0.08),
+            ),
+        )
+        attempt, deleted = results[4], results[5]
+        assert deleted.status_code == 204, deleted.text
+        (l0, l1), (_, d1) = spans["login"], spans["delete"]
+        overlaps += l0 < d1 < l1  # the deletion committed while the login was in flight
+        if attempt.status_code == 200:  # the session opened before the deletion (which ended it)
+            await assert_dead(http, attempt.json())
+            continue
+        assert attempt.status_code == 401, attempt.text
+        assert attempt.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
+        assert await _login_records_of(settings, victim.username) == [(None, False)]
+    print(
+        f"\ndelete, {'right' if password == DEFAULT_PASSWORD else 'wrong'} password: {overlaps} overlaps in {trials} trials"
+    )
     assert overlaps >= 5, f"only {overlaps} overlapping trials in {trials}"
 
 

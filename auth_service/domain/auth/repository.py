@@ -65,9 +65,19 @@ _REHASH = (
     .values(password_hash=bindparam("new_hash"), updated_at=param("now", users.c.updated_at))
 )
 
+# A failed login's record names its user only if the user still exists: one deleted since the
+# password check (login_records.user_id references users) is recorded like an unknown user,
+# with no user, in the same statement. FOR KEY SHARE makes a delete in flight finish first (the
+# subquery then finds nothing) or wait for this insert (and then sets its user_id to null).
+_LIVE_USER_ID = (
+    select(users.c.id)
+    .where(users.c.id == param("user_id", users.c.id))
+    .with_for_update(read=True, key_share=True)
+    .scalar_subquery()
+)
 _INSERT_RECORD = insert(login_records).values(
     id=param("record_id", login_records.c.id),
-    user_id=param("user_id", login_records.c.user_id),
+    user_id=_LIVE_USER_ID,
     username=bindparam("username"),
     ip_address=bindparam("ip"),
     user_agent=bindparam("user_agent"),
