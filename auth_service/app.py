@@ -33,7 +33,7 @@ from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
 from auth_service.server.openapi import docs_assets_router, mark_optional_bodies, openapi_config
 from auth_service.server.providers import app_dependencies
-from auth_service.server.public_limit import apply_public_limit
+from auth_service.server.public_limit import PublicLimitMiddleware
 from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
 from auth_service.server.resources import Resources, build_resources
 from auth_service.settings import Settings, get_settings
@@ -170,8 +170,9 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         route_handlers=route_handlers,  # type: ignore[arg-type]
         plugins=[SQLAlchemyPlugin(config=db_config), AuthServiceCLI()],
         lifespan=[lifespan],
-        middleware=[RequestContextMiddleware],  # request id, server span (W3C traceparent), HTTP metrics
-        before_request=apply_public_limit,
+        # Request id, server span (W3C traceparent), HTTP metrics; then the per-IP limit of every
+        # handler that has none of its own (a middleware: a handler's before_request cannot replace it).
+        middleware=[RequestContextMiddleware, PublicLimitMiddleware],
         dependencies=app_dependencies(),
         before_send=before_send,
         exception_handlers=exception_handlers,

@@ -180,6 +180,27 @@ async def test_public_endpoints_and_bad_tokens_limit_per_ip(limited: AsyncTestCl
     assert_error(await limited.get("/docs/openapi.json"), 429, "RATE_LIMIT_EXCEEDED")
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/password-reset/confirm", {"token": "not-a-live-link", "new_password": "a new secret here"}),
+        ("/api/v1/auth/verify-email", {"token": "not-a-live-link"}),
+        ("/api/v1/auth/register", {"username": "newcomer", "email": "new@example.com", "password": "own secret 42"}),
+    ],
+)
+async def test_endpoints_with_their_own_hooks_still_have_the_public_limit(
+    limited: AsyncTestClient[Any], path: str, body: dict[str, str]
+) -> None:
+    """A handler's own before_request (the JSON-body check) composes with the per-IP limit
+    instead of replacing it: RATE_LIMIT_PUBLIC is 5/minute here, the sixth request is refused."""
+    answers = [await limited.post(path, json=body) for _ in range(5)]
+    assert all(a.status_code in (400, 404) for a in answers), [a.text for a in answers]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["4", "3", "2", "1", "0"]
+    refused = await limited.post(path, json=body)
+    assert_error(refused, 429, "RATE_LIMIT_EXCEEDED")
+    assert int(refused.headers["retry-after"]) >= 1
+
+
 async def test_limits_can_be_turned_off(database_url: str, redis_url: str, alice: User) -> None:
     settings = make_settings(database_url, redis_url, rate_limit_enabled="false", rate_limit_login="1/minute")
     async with AsyncTestClient(app=create_app(settings)) as client:
