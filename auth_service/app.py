@@ -27,6 +27,7 @@ from auth_service.domain.system.gauges import poll_gauges
 from auth_service.domain.users.controllers import AdminController, MeController
 from auth_service.domain.users.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.users.repository import UserRepository
+from auth_service.lib.http import StrictJSONRequest
 from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
 from auth_service.server.dispatch import FastVerify
 from auth_service.server.exception_handlers import exception_handlers
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         # handler that has none of its own (a middleware: a handler's before_request cannot replace it).
         middleware=[RequestContextMiddleware, PublicLimitMiddleware],
         dependencies=app_dependencies(),
+        request_class=StrictJSONRequest,  # JSON bodies decoded strictly: `0` is not a boolean
         before_send=before_send,
         exception_handlers=exception_handlers,
         openapi_config=openapi_config() if settings.docs_enabled else None,

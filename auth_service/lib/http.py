@@ -3,13 +3,16 @@ guard, and the refusal of tokens in URLs."""
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import msgspec
 from litestar import Request
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
-from litestar.types import Scope
+from litestar.types import Empty, Scope
 
 from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
 
@@ -17,6 +20,7 @@ __all__ = [
     "OPTIONAL_BODY",
     "QUERY_TOKEN_PARAMETER",
     "STRICT_BODIES",
+    "StrictJSONRequest",
     "error_responses",
     "refuse_query_tokens",
     "require_json_body",
@@ -80,6 +84,60 @@ async def require_json_body(request: Request[Any, Any, Any]) -> None:
         media_type.startswith("application/") and media_type.endswith("+json")
     ):
         raise HTTPException(status_code=415)
+
+
+_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+@functools.cache
+def _decoder(body_type: Any) -> msgspec.json.Decoder[Any] | None:
+    try:
+        return msgspec.json.Decoder(body_type, strict=True)
+    except TypeError:  # not a type msgspec decodes itself: Litestar's own conversion applies
+        return None
+
+
+class StrictJSONRequest(Request[Any, Any, Any]):
+    """A request whose JSON body is decoded straight into the handler's `data` type, strictly.
+
+    Litestar decodes the body to plain values and then converts them with msgspec's lax rules
+    (meant for query strings), under which `0` and `"false"` are booleans; the document says
+    `boolean`. Decoded here with the same Struct and constraints, only strictly; the Struct it
+    yields passes Litestar's conversion unchanged (and it is one decode instead of two).
+
+    A body that is invalid under both rules is left to Litestar, which reports it after the
+    dependencies ran, as before (a bad token is still a 401 first); one that only lax coercion
+    accepts is refused here, at extraction.
+    """
+
+    async def json(self) -> Any:
+        field = self.route_handler.parsed_data_field
+        decoder = _decoder(field.annotation) if field is not None else None
+        if decoder is None or self._json is not Empty or self._connection_state.json is not Empty:
+            return await super().json()
+        body = await self.body()
+        try:
+            value = decoder.decode(body or b"null")
+        except msgspec.ValidationError as strict_error:
+            plain = await super().json()
+            try:
+                msgspec.convert(plain, field.annotation, strict=False)  # type: ignore[union-attr]
+            except msgspec.ValidationError:
+                return plain
+            raise _invalid(str(strict_error)) from None
+        except msgspec.DecodeError:
+            return await super().json()  # malformed JSON: Litestar's own answer
+        self._json = self._connection_state.json = value
+        return value
+
+
+def _invalid(message: str) -> ValidationException:
+    """Litestar's own validation error for the body (what the envelope's `details` are made from)."""
+    match = _AT_PATH.search(message)
+    key = (match.group(1) if match else "") or "data"
+    return ValidationException(
+        detail="Validation failed", extra=[{"message": message.split(" - at ", 1)[0], "key": key, "source": "body"}]
+    )
 
 
 def refuse_query_tokens(scope: Scope) -> None:

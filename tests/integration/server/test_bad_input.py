@@ -137,6 +137,23 @@ async def test_logout_needs_a_valid_access_token(client: AsyncTestClient[Any], d
     assert await counts(db_session) == before
 
 
+@pytest.mark.parametrize("everywhere", [0, 1, "true", "false", "0"])
+async def test_a_boolean_field_takes_only_json_booleans(
+    client: AsyncTestClient[Any], alice: Any, db_session: AsyncSession, everywhere: Any
+) -> None:
+    """The document says `boolean`: `0` or `"true"` is a validation error, not a lax coercion
+    (and nothing is revoked)."""
+    tokens = await login(client)
+    before = await counts(db_session)
+    response = await client.post(
+        "/api/v1/auth/logout", json={"everywhere": everywhere}, headers=bearer(tokens["access_token"])
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert response.json()["error"]["details"][0]["field"] == "everywhere"
+    assert await counts(db_session) == before
+    assert (await client.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"]))).status_code == 200
+
+
 async def test_request_id_is_echoed_or_generated(client: AsyncTestClient[Any]) -> None:
     response = await client.get("/api/v1/nope", headers={"X-Request-ID": "trace-me.1_2-3"})
     assert response.headers["x-request-id"] == "trace-me.1_2-3"
