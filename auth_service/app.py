@@ -32,11 +32,16 @@ from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
 from auth_service.server.dispatch import FastVerify
 from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
-from auth_service.server.openapi import docs_assets_router, mark_optional_bodies, openapi_config
+from auth_service.server.openapi import (
+    docs_assets_router,
+    document_password_policy,
+    mark_optional_bodies,
+    openapi_config,
+)
 from auth_service.server.providers import app_dependencies
 from auth_service.server.public_limit import PublicLimitMiddleware
 from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
-from auth_service.server.resources import Resources, build_resources
+from auth_service.server.resources import Resources, build_resources, password_policy
 from auth_service.settings import Settings, get_settings
 from db.config import engine_options, ping_on_checkout
 from observability.logging import configure_logging
@@ -187,4 +192,5 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
     if settings.docs_enabled:
         mark_optional_bodies(app)
+        document_password_policy(app, password_policy(settings))
     return app

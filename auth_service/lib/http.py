@@ -29,13 +29,14 @@ __all__ = [
 
 # Request bodies that refuse unknown fields (msgspec's forbid_unknown_fields): Litestar's document
 # does not say so, the app's does (server/openapi.py sets additionalProperties: false on them).
-STRICT_BODIES: set[str] = set()
-T = TypeVar("T")
+# Keyed by the component's name (the class name).
+STRICT_BODIES: dict[str, type] = {}
+T = TypeVar("T", bound=type)
 
 
 def strict_body(cls: T) -> T:
     """Register a `forbid_unknown_fields` request Struct, so the API document says so."""
-    STRICT_BODIES.add(cls.__name__)  # type: ignore[attr-defined]
+    STRICT_BODIES[cls.__name__] = cls
     return cls
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import swagger_ui
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
@@ -12,9 +14,17 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
+from auth_service.domain.users.policy import MAX_PASSWORD_BYTES, PasswordPolicy
+from auth_service.domain.users.schemas import new_password_fields
 from auth_service.lib.http import OPTIONAL_BODY, STRICT_BODIES
 
-__all__ = ["DOCS_ASSETS_PATH", "docs_assets_router", "mark_optional_bodies", "openapi_config"]
+__all__ = [
+    "DOCS_ASSETS_PATH",
+    "docs_assets_router",
+    "document_password_policy",
+    "mark_optional_bodies",
+    "openapi_config",
+]
 
 DOCS_ASSETS_PATH = "/docs-assets"
 _SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
@@ -47,13 +57,35 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+_ITEM_CONSTRAINTS = {"pattern": "pattern", "minLength": "min_length", "maxLength": "max_length"}
+
+
+def _document_item_constraints(component: Any, struct: type) -> None:
+    """Litestar drops the constraints of a list's items (`list[Annotated[str, Meta(pattern=…)]]`
+    documents as `{"items": {"type": "string"}}`); msgspec validates them, so copy them from
+    msgspec's own schema of the Struct."""
+    _, definitions = msgspec.json.schema_components([struct])
+    own = definitions[struct.__name__]["properties"]
+    for name, prop in (component.properties or {}).items():
+        items = own.get(name, {}).get("items")
+        if not isinstance(items, dict):
+            continue
+        for schema in (prop, *(getattr(prop, "one_of", None) or ())):
+            target = getattr(schema, "items", None)
+            for key, attribute in _ITEM_CONSTRAINTS.items():
+                if target is not None and key in items and getattr(target, attribute, None) is None:
+                    setattr(target, attribute, items[key])
+
+
 def mark_optional_bodies(app: Litestar) -> None:
     """Document the bodies of `opt={OPTIONAL_BODY: True}` handlers as optional, as they are, and
-    the strict ones (lib/http.strict_body) as refusing unknown fields, as they do."""
+    the strict ones (lib/http.strict_body) as refusing unknown fields, as they do, with the
+    constraints of their lists' items."""
     components = app.openapi_schema.components.schemas or {}
-    for name in STRICT_BODIES:
+    for name, struct in STRICT_BODIES.items():
         if name in components:
             components[name].additional_properties = False  # type: ignore[union-attr]
+            _document_item_constraints(components[name], struct)
     paths = app.openapi_schema.paths or {}
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
@@ -63,6 +95,25 @@ def mark_optional_bodies(app: Litestar) -> None:
                 operation = getattr(paths[route.path], method.lower(), None)
                 if operation is not None and operation.request_body is not None:
                     operation.request_body.required = False  # type: ignore[union-attr]
+
+
+def document_password_policy(app: Litestar, policy: PasswordPolicy) -> None:
+    """Give every field that sets a password the policy's length bounds in the document.
+
+    They are the configured policy's (PASSWORD_MIN_LENGTH), known only once settings are read,
+    so the Structs cannot carry them; the policy checks them itself (to name the reason), and
+    the document says the same. 1024 bytes is at most 1024 characters: the document's bound
+    is the tightest a schema can say (`maxLength` counts characters).
+    """
+    components = app.openapi_schema.components.schemas or {}
+    for name, struct in STRICT_BODIES.items():
+        schema = components.get(name)
+        if schema is None:
+            continue
+        properties = schema.properties or {}  # type: ignore[union-attr]
+        for field in new_password_fields(struct):
+            properties[field].min_length = policy.min_length  # type: ignore[union-attr]
+            properties[field].max_length = MAX_PASSWORD_BYTES  # type: ignore[union-attr]
 
 
 def docs_assets_router() -> Router:

@@ -32,7 +32,7 @@ from auth_service.wiring import (
     token_service_for,
 )
 
-__all__ = ["Resources", "build_resources"]
+__all__ = ["Resources", "build_resources", "password_policy"]
 
 
 @dataclass(slots=True)
@@ -65,6 +65,11 @@ class Resources:
         await self.redis.aclose()
         if self.lean_redis is not None:
             await self.lean_redis.aclose()
+
+
+def password_policy(settings: Settings) -> PasswordPolicy:
+    """The configured password policy (the one the endpoints apply and the document describes)."""
+    return PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
 
 
 def build_resources(settings: Settings, session_factory: Callable[[], AsyncSession]) -> Resources:
@@ -120,5 +125,5 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
         trusted,
         lean_redis,
         account_links_for(settings),
-        PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score),
+        password_policy(settings),
     )

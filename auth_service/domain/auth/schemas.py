@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from auth_service.domain.users import schemas as users
+from auth_service.domain.users.schemas import NewPassword
 from auth_service.lib.crypto.account_links import TOKEN_MAX_LENGTH
 from auth_service.lib.http import strict_body
 
@@ -49,20 +51,21 @@ AccountLinkToken = Annotated[
 @strict_body
 class PasswordChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
     current_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 @strict_body
 class EmailChangeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Email
+    email: users.Email  # the account's rule, not only "no control characters"
     current_password: Password
 
 
 @strict_body
 class RegisterRequest(msgspec.Struct, forbid_unknown_fields=True):
-    username: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_NO_CONTROL)]
-    email: Email
-    password: Password
+    # The account's own rules (what registration applies), so the document says what is accepted.
+    username: users.Username
+    email: users.Email
+    password: NewPassword
 
 
 @strict_body
@@ -82,7 +85,7 @@ class PasswordResetRequest(msgspec.Struct, forbid_unknown_fields=True):
 @strict_body
 class PasswordResetConfirm(msgspec.Struct, forbid_unknown_fields=True):
     token: AccountLinkToken
-    new_password: Password
+    new_password: NewPassword
 
 
 class LoginRequest(msgspec.Struct):

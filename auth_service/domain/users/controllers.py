@@ -368,7 +368,12 @@ class AdminController(Controller):
         ] = None,
         ip: Annotated[
             str | None,
-            Parameter(pattern=r"^[0-9A-Fa-f:.]{2,45}$", description="The client IP (IPv4 or IPv6, any spelling)"),
+            Parameter(
+                pattern=r"^[0-9A-Fa-f:.]{2,45}$",
+                # What _ip accepts: an address, not any string of its characters.
+                schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+                description="The client IP (IPv4 or IPv6, any spelling)",
+            ),
         ] = None,
         success: Annotated[bool | None, Parameter(description="Only successes (true) or failures (false)")] = None,
         since: _Since = None,

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import msgspec
 
 from auth_service.lib.http import strict_body
 
-__all__ = ["EMAIL_PATTERN", "USERNAME_PATTERN", "AdminUserCreate", "AdminUserPatch", "UserCreate", "UserRead"]
+__all__ = [
+    "EMAIL_PATTERN",
+    "USERNAME_PATTERN",
+    "AdminUserCreate",
+    "AdminUserPatch",
+    "Email",
+    "NewPassword",
+    "UserCreate",
+    "UserRead",
+    "Username",
+    "new_password_fields",
+]
 
 # msgspec matches patterns with re.search, where `$` also matches before a final newline:
 # `(?!\n)` after it refuses "admin1\n" (which would otherwise be a second account beside
@@ -27,6 +38,19 @@ Username = Annotated[
     ),
 ]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=255, pattern=EMAIL_PATTERN, description="E-mail address")]
+# A password being set. Its length is the policy's to judge (PASSWORD_MIN_LENGTH characters, at
+# most 1024 bytes: domain/users/policy.py), so that a refusal names its reason (too_short,
+# too_long) rather than being a bare length error; the API document carries the same bounds,
+# taken from the configured policy when the app is built (server/openapi.py).
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$",
+        description="The new password: PASSWORD_MIN_LENGTH characters or more and at most 1024 bytes of UTF-8, "
+        "not containing the username or e-mail, not a common password. A refusal is a VALIDATION_ERROR whose "
+        "`details` name the reason (too_short, too_long, contains_username, too_common, too_weak).",
+    ),
+]
 Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$(?!\n)", description="Role name")]
 
 
@@ -56,7 +80,7 @@ class AdminUserCreate(msgspec.Struct, forbid_unknown_fields=True):
     username: Username
     email: Email
     roles: Roles = msgspec.field(default_factory=list)
-    password: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+    password: NewPassword | None = None
 
 
 @strict_body
@@ -66,3 +90,12 @@ class AdminUserPatch(msgspec.Struct, forbid_unknown_fields=True):
     email: Email | msgspec.UnsetType = msgspec.UNSET
     roles: Roles | msgspec.UnsetType = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def new_password_fields(struct: type[msgspec.Struct]) -> list[str]:
+    """The fields of a request Struct that set a password (typed NewPassword, or optionally)."""
+    return [
+        field.name
+        for field in msgspec.structs.fields(struct)
+        if field.type == NewPassword or NewPassword in get_args(field.type)
+    ]

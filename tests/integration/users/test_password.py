@@ -231,3 +231,53 @@ async def test_reset_mails_are_limited_per_address_known_or_not(database_url: st
     await asyncio.sleep(0.3)
     assert await _sql(limited, "SELECT count(*) FROM user_tokens WHERE expires_at > now()") == [(2,)]
     assert dt.datetime.now(dt.UTC)  # (the window is an hour: nothing more to wait for here)
+
+
+# ------------------------------------------------------------------------------ the length bound
+
+# 1025 bytes: in characters, 1025 ASCII, or 600 two-byte ones (1200 bytes), or far past both.
+OVER_1024_BYTES = ["x" * 1025 + "7q", "é" * 600, "a long secret " * 400]
+
+
+@pytest.mark.parametrize("password", OVER_1024_BYTES, ids=["1027-ascii", "600-two-byte", "5600-ascii"])
+async def test_a_new_password_over_1024_bytes_is_too_long_wherever_a_password_is_set(
+    database_url: str, redis_url: str, alice: Any, password: str
+) -> None:
+    """Password change, reset, registration and admin create all refuse it with the policy's
+    reason `too_long` (not a bare length error), and store nothing."""
+    settings = make_settings(database_url, redis_url, registration_enabled="true")
+    await create_user(settings, username="root", roles=["admin"])
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        user, admin = await login(client), await login(client, "root")
+        token = await _reset_token(client, settings)
+        before = await _sql(settings, "SELECT username, password_hash FROM users ORDER BY username")
+        answers = {
+            "new_password": [
+                await client.post(
+                    CHANGE,
+                    json={"current_password": DEFAULT_PASSWORD, "new_password": password},
+                    headers=bearer(user["access_token"]),
+                ),
+                await client.post(CONFIRM, json={"token": token, "new_password": password}),
+            ],
+            "password": [
+                await client.post(
+                    "/api/v1/auth/register",
+                    json={"username": "newcomer", "email": "newcomer@example.com", "password": password},
+                ),
+                await client.post(
+                    "/api/v1/admin/users",
+                    json={"username": "made", "email": "made@example.com", "password": password},
+                    headers=bearer(admin["access_token"]),
+                ),
+            ],
+        }
+        for field, refused in answers.items():
+            for answer in refused:
+                assert answer.status_code == 400, answer.text
+                error = answer.json()["error"]
+                assert error["code"] == "VALIDATION_ERROR"
+                assert error["details"] == [
+                    {"field": field, "message": error["details"][0]["message"], "reason": "too_long"}
+                ]
+        assert await _sql(settings, "SELECT username, password_hash FROM users ORDER BY username") == before
