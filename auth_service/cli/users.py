@@ -57,7 +57,10 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
     try:
         async with factory() as session:
             policy = PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
-            return await action(UserService(session, hasher, revocation, policy))
+            require_verified = settings.registration_require_verified_email
+            return await action(
+                UserService(session, hasher, revocation, policy, require_verified_email=require_verified)
+            )
     finally:
         await revocation.close()
         hasher.close()

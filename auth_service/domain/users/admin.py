@@ -4,19 +4,21 @@ and, where tokens must die, the revocation protocol, in one transaction.
 - A role change or a deactivation ends every token of the user at once: roles are in the access
   tokens, so the old ones must not outlive the change (revocation.py: lock the row, write
   PostgreSQL, drop the user's Redis state, commit; every instance reads the same Redis).
-- The last active admin cannot be deactivated, deleted or lose `admin`. A change that would
-  remove an active admin takes one transaction-scoped advisory lock before it counts the
-  others, so of two concurrent requests that each remove one of two admins the second counts
-  after the first has committed, and is refused.
-- Without a password, a created user gets an unusable one (the hash of a random secret nobody
-  knows, so a login against it costs what any other does) and an invitation: a set-password
-  link on the reset page, valid INVITE_TTL; using it verifies the address.
+- The last active admin cannot be deactivated, deleted or lose `admin`. Only admins who can
+  sign in count: active, with a password (not an invitation still unused) and, when
+  REGISTRATION_REQUIRE_VERIFIED_EMAIL is on, a verified address. A change that would remove an
+  active admin takes one transaction-scoped advisory lock before it counts the others, so of two
+  concurrent requests that each remove one of two admins the second counts after the first has
+  committed, and is refused. A refusal is recorded (`admin.denied`, reason `last_admin`) in a
+  transaction of its own, since the change's own was rolled back.
+- Without a password, a created user gets an unusable one (`unusable_password()`: no password
+  matches it, a login against it costs what any other failure does) and an invitation: a
+  set-password link on the reset page, valid INVITE_TTL; using it verifies the address.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import unicodedata
 import uuid
 from typing import Any
@@ -34,9 +36,9 @@ from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, account_mail, new_link
 from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
-from auth_service.lib.audit import Actor, AuditEntry, record
+from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
-from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.lib.queue import QueuedJob
 from db.models import identity_key
@@ -124,6 +126,7 @@ class AdminService:
         policy: PasswordPolicy,
         links: AccountLinks | None = None,
         reset_ttl: dt.timedelta = dt.timedelta(minutes=30),
+        require_verified_email: bool = True,
     ) -> None:
         self._session = session
         self._hasher = hasher
@@ -131,6 +134,7 @@ class AdminService:
         self._policy = policy
         self._links = links
         self._reset_ttl = reset_ttl
+        self._require_verified = require_verified_email
         # Mails a change wrote to the outbox (committed with it), for the caller to enqueue.
         self.queued: list[QueuedJob] = []
 
@@ -169,7 +173,7 @@ class AdminService:
             self._policy.check(data.password, username=data.username, email=data.email)
         if invited and self._links is None:
             raise Conflict("an invitation needs the API (it mails a link); give a password instead")
-        password_hash = await self._hasher.hash(data.password or secrets.token_urlsafe(32))
+        password_hash = unusable_password() if data.password is None else await self._hasher.hash(data.password)
         user_id = uuid.uuid4()
         now = dt.datetime.now(dt.UTC)
         roles = sorted(set(data.roles))
@@ -247,7 +251,7 @@ class AdminService:
             return read_user(current)
         was_admin = current.is_active and ADMIN_ROLE in (current.roles or [])
         if was_admin and not (active and ADMIN_ROLE in roles):
-            await self._keep_an_admin(user_id)
+            await self._keep_an_admin(user_id, actor, "user.deactivate" if not active else "user.roles")
         values["updated_at"] = dt.datetime.now(dt.UTC)
         try:
             row = (
@@ -298,7 +302,7 @@ class AdminService:
         """
         current = await self._lock(user_id)
         if current.is_active and ADMIN_ROLE in (current.roles or []):
-            await self._keep_an_admin(user_id)
+            await self._keep_an_admin(user_id, actor, "user.delete")
         await self._session.execute(delete(users).where(_u.id == user_id))
         await record(self._session, actor, AuditEntry("user.delete", user_id, {"username": current.username}))
         await self._commit(user_id)
@@ -371,17 +375,22 @@ class AdminService:
             raise UserNotFound("no user with that id")
         return row
 
-    async def _keep_an_admin(self, user_id: uuid.UUID) -> None:
-        """Refuse (409) unless another active admin stays; serialised by one advisory lock."""
+    async def _keep_an_admin(self, user_id: uuid.UUID, actor: Actor, action: str) -> None:
+        """Refuse (409) unless another admin who can sign in stays; serialised by one advisory
+        lock. A refusal is audited (`admin.denied`) and logged."""
         await self._session.execute(select(func.pg_advisory_xact_lock(_ADMINS_LOCK)))
+        can_sign_in = [_u.is_active.is_(True), ~_u.password_hash.startswith(UNUSABLE_PREFIX, autoescape=True)]
+        if self._require_verified:
+            can_sign_in.append(_u.email_verified.is_(True))
         others = await self._session.execute(
             select(func.count())
             .select_from(users)
-            .where(and_(_u.is_active.is_(True), _u.roles.contains([ADMIN_ROLE]), _u.id != user_id))
+            .where(and_(_u.roles.contains([ADMIN_ROLE]), _u.id != user_id, *can_sign_in))
         )
         if int(others.scalar_one()) == 0:
             await self._session.rollback()
-            raise LastAdmin("this is the last active admin: make another user admin first")
+            await denied(self._session, actor, action, user_id, "last_admin")
+            raise LastAdmin("this is the last admin who can sign in: make another user admin first")
 
     async def _commit(self, user_id: uuid.UUID) -> None:
         try:

@@ -86,8 +86,11 @@ class UserService:
         revocation: RevocationStore,
         policy: PasswordPolicy | None = None,
         actor: Actor = CLI,
+        *,
+        require_verified_email: bool = True,
     ) -> None:
         self._actor = actor
+        self._require_verified = require_verified_email
         self._policy = policy or PasswordPolicy()
         self._session = session
         self._revocation = revocation
@@ -96,7 +99,14 @@ class UserService:
 
     def admin(self, links: AccountLinks | None = None) -> AdminService:
         """The same changes by id, as the admin API makes them (one implementation for both)."""
-        return AdminService(self._session, self._hasher, self._revocation, self._policy, links)
+        return AdminService(
+            self._session,
+            self._hasher,
+            self._revocation,
+            self._policy,
+            links,
+            require_verified_email=self._require_verified,
+        )
 
     async def create(self, data: UserCreate) -> UserRead:
         """Create a user (verified: it has a password); audited as `user.create` by the actor.

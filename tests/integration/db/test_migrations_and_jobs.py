@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -93,6 +93,34 @@ def test_identity_keys_migration_names_clashing_accounts_instead_of_failing_on_a
         drop()
 
 
+def test_unusable_passwords_migration_marks_the_invited_users_who_never_set_one() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0006")
+        users = {name: uuid.uuid4() for name in ("waiting", "accepted", "reset_by_cli", "plain")}
+        statements = [
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, created_at, updated_at)"
+            f" VALUES ('{uid}', '{name}', '{name}', '{name}@x.io', '{name}@x.io', '$argon2id$v=19$m=8,t=1,p=1$x', now(), now())"
+            for name, uid in users.items()
+        ]
+        event = "INSERT INTO audit_events (id, action, target_type, target_id, details) VALUES (gen_random_uuid(), '{}', 'user', '{}', '{}')"
+        for name in ("waiting", "accepted", "reset_by_cli"):
+            statements.append(event.format("user.create", users[name], '{"invited": true}'))
+        statements.append(event.format("user.create", users["plain"], '{"invited": false}'))
+        statements.append(event.format("password.reset", users["accepted"], "{}"))
+        statements.append(event.format("user.update", users["reset_by_cli"], '{"fields": ["password"]}'))
+        asyncio.run(_sql(url, *statements))
+        upgrade(url)
+        (rows,) = asyncio.run(_sql(url, "SELECT username, password_hash FROM users ORDER BY username"))
+        marked = {row["username"] for row in rows if row["password_hash"].startswith("!")}
+        assert marked == {"waiting"}
+        downgrade(url, "0006")
+        (rows,) = asyncio.run(_sql(url, "SELECT password_hash FROM users"))
+        assert not any(row["password_hash"].startswith("!") for row in rows)
+    finally:
+        drop()
+
+
 def test_migrations_upgrade_downgrade_upgrade() -> None:
     url, drop = _scratch_database()
     try:
@@ -101,6 +129,8 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
+        assert current_revision(url) == "0006"
+        downgrade(url, "0005")
         assert current_revision(url) == "0005"
         assert "audit_events" not in asyncio.run(_tables(url))
         downgrade(url, "0001")
