@@ -37,7 +37,7 @@ def run_api(host: str | None = None, port: str | None = None) -> None:
     import uvicorn
 
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     ensure_port_free("PORT", settings.host, settings.port)
     from observability.logging import configure_logging
 
@@ -77,7 +77,7 @@ def _api_and_worker(settings: Settings) -> dict[str, list[str]]:
 
 
 def run_worker() -> int:
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
     out(f"worker starting (arq); links in e-mails point at {settings.base_url}")
     return _supervise({"worker": [sys.executable, "-m", "tasks"]})
@@ -85,7 +85,7 @@ def run_worker() -> int:
 
 def run_up(host: str | None = None, port: str | None = None) -> int:
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     return _supervise(_api_and_worker(settings))
 
 
@@ -98,7 +98,7 @@ def run_monitor(host: str | None = None, port: str | None = None) -> int:
     from auth_service.cli.embedded import DATA_DIR
 
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     binaries = {name: shutil.which(name) for name in ("victoria-metrics", "vmalert")}
     missing = [name for name, path in binaries.items() if path is None]
     if missing:

@@ -497,7 +497,7 @@ async def test_the_audit_log_refuses_update_and_delete(
 ) -> None:
     await login(client)
     assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.owner_database_url)  # the trigger binds the tables' owner too
     for statement in (
         "UPDATE audit_events SET action = 'user.create'",
         "UPDATE audit_events SET details = '{}'::jsonb WHERE true",
@@ -508,6 +508,39 @@ async def test_the_audit_log_refuses_update_and_delete(
                 await conn.execute(text(statement))
     [event] = await _events(settings)
     assert event["action"] == "user.logout_all" and event["details"] == {"sessions": 1}
+
+
+async def test_the_service_role_owns_nothing_and_cannot_rewrite_or_erase_the_audit_log(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    """The API connects as DATABASE_SERVICE_USER: it reads and appends the audit log, and every way
+    of erasing it (UPDATE, DELETE, TRUNCATE, disabling the trigger, dropping it) is refused."""
+    assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
+    assert settings.database.url == settings.async_database_url  # the app's engine
+    engine = run_engine(settings.async_database_url)
+    async with engine.connect() as conn:
+        who = (await conn.execute(text("SELECT current_user"))).scalar_one()
+        owned = (
+            await conn.execute(text("SELECT count(*) FROM pg_class WHERE relowner = current_user::regrole"))
+        ).scalar_one()
+    assert who == settings.database_service_user == "auth_service_app"
+    assert owned == 0
+    for statement in (
+        "UPDATE audit_events SET details = '{}'::jsonb",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        "DROP TRIGGER audit_events_append_only ON audit_events",
+        "DROP TABLE audit_events",
+        "SET ROLE postgres",
+    ):
+        with pytest.raises(DBAPIError, match=r"permission denied|must be owner"):
+            async with engine.begin() as conn:
+                await conn.execute(text(statement))
+    async with engine.begin() as conn:  # what the service needs still works: read and append
+        assert (await conn.execute(text("SELECT count(*) FROM audit_events"))).scalar_one() == 1
+    assert [e["action"] for e in await _events(settings)] == ["user.logout_all"]  # the one row, intact
 
 
 async def _insert_records(settings: Settings, count: int, start: dt.datetime, step: dt.timedelta) -> None:
