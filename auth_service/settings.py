@@ -7,8 +7,6 @@ one line that names the variable and says what is expected (`SettingsError`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import math
 import os
@@ -21,6 +19,7 @@ import msgspec
 from dotenv import dotenv_values
 from sqlalchemy.engine import make_url
 
+from auth_service.lib.crypto.derive import PurposeKeys
 from auth_service.lib.redis.ratelimit import RateLimit
 
 __all__ = [
@@ -209,6 +208,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     queue_redis_url: str = ""  # empty: the job queue shares REDIS_URL
     celery_broker_url: str = ""
 
+    # The master secret every non-signing key derives from (lib/crypto/derive.py); `init` writes
+    # one into a new .env. Empty: the keys derive from the signing material, as before it existed.
+    secret_key: str = ""
     jwt_secret_key: str = ""
     jwt_algorithm: str = "HS256"
     jwt_private_key_file: str = ""
@@ -323,10 +325,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return normalize_database_url(self.database_url)
 
     @property
+    def purpose_keys(self) -> PurposeKeys:
+        """Keys by purpose (links, refresh successors, …) from SECRET_KEY, else the signing material."""
+        return PurposeKeys(self.secret_key.encode() if self.secret_key else None, self.signing_material)
+
+    @property
     def service_database_password(self) -> str:
         if self.database_service_password:
             return self.database_service_password
-        return hmac.new(self.signing_material, b"database-service-password", hashlib.sha256).hexdigest()
+        return self.purpose_keys.key("database-service-password").hex()
 
     @property
     def async_database_url(self) -> str:
@@ -453,6 +460,13 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
         problems.append(("REDIS_URL", "is required (a redis:// or unix:// URL)"))
     elif not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append(("REDIS_URL", "expected a redis://, rediss:// or unix:// URL"))
+    if settings.secret_key:
+        if settings.secret_key.strip().lower() in WELL_KNOWN_SECRETS:
+            problems.append(("SECRET_KEY", "is a well-known example value; generate a random one"))
+        elif len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
+            problems.append(("SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes (`openssl rand -hex 32`)"))
+        elif settings.secret_key == settings.jwt_secret_key:
+            problems.append(("SECRET_KEY", "must differ from JWT_SECRET_KEY (rotating one must not change the other)"))
     if settings.jwt_algorithm in SYMMETRIC_ALGORITHMS:
         secret = settings.jwt_secret_key
         if not secret:

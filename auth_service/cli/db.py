@@ -22,16 +22,18 @@ def write_env_file(force: bool, yes: bool = False) -> None:
         return
     if ENV_FILE.exists():
         _confirm(
-            f"--force replaces {ENV_FILE} and its JWT_SECRET_KEY: every access and refresh token issued so far "
-            "stops working, and every user must sign in again",
+            f"--force replaces {ENV_FILE}, its JWT_SECRET_KEY and SECRET_KEY: every access and refresh token "
+            "and every e-mailed link issued so far stops working, and every user must sign in again",
             yes,
         )
     ENV_FILE.write_text(
         "# Written by `auth-service init`. Secrets: keep this file out of version control.\n"
         f"JWT_SECRET_KEY={secrets.token_hex(32)}\n"
+        "# The master secret of every other key (links, refresh successors, …): independent of the JWT key.\n"
+        f"SECRET_KEY={secrets.token_hex(32)}\n"
     )
     ENV_FILE.chmod(0o600)
-    out(f"wrote {ENV_FILE} with a new JWT_SECRET_KEY")
+    out(f"wrote {ENV_FILE} with a new JWT_SECRET_KEY and SECRET_KEY")
 
 
 def _confirm(consequence: str, yes: bool) -> None:
