@@ -9,7 +9,6 @@ which addresses have accounts.
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from typing import NamedTuple
 
@@ -22,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import account_mail
-from auth_service.domain.users.schemas import UserCreate
-from auth_service.domain.users.service import InvalidUserData, UserExistsError
+from auth_service.domain.users.schemas import InvalidUserData, UserCreate, stored_email
+from auth_service.domain.users.service import UserExistsError
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
@@ -71,7 +70,8 @@ class Registration:
             data = msgspec.convert({"username": username, "email": email, "password": password}, UserCreate)
         except msgspec.ValidationError as exc:
             raise InvalidUserData.from_validation(exc) from None
-        self._policy.check(data.password, username=data.username, email=data.email)
+        address = stored_email(data.email)
+        self._policy.check(data.password, username=data.username, email=address)
         u = users.c
         taken = await self._session.execute(select(u.id).where(u.username_key == identity_key(data.username)))
         exists = taken.first() is not None
@@ -79,7 +79,7 @@ class Registration:
         if exists:
             raise UserExistsError("that username is taken")
         password_hash = await self._hasher.hash(data.password)
-        return Prepared(data.username, unicodedata.normalize("NFKC", data.email), password_hash)
+        return Prepared(data.username, address, password_hash)
 
     async def complete(self, prepared: Prepared) -> QueuedJob | None:
         """After the response: the account and its verification link, or, when the address has an

@@ -168,3 +168,18 @@ async def test_resending_a_verification_link(client: AsyncTestClient[Any], alice
     await _sql(settings, "UPDATE users SET email_verified = false")
     assert (await client.post("/api/v1/users/me/verify-email", headers=headers)).status_code == 202
     assert await _sql(settings, "SELECT count(*) FROM user_tokens WHERE purpose = 'verify'") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@example.com\uff0cattacker\uff20evil.example",  # NFKC: "victim@example.com,attacker@evil.example"
+        "a@" + "\ufdfa" * 20 + ".example",  # NFKC: 18 characters each, past the column
+    ],
+)
+async def test_a_sign_up_address_is_checked_as_it_will_be_stored(
+    open_client: AsyncTestClient[Any], open_settings: Settings, address: str
+) -> None:
+    answer = await open_client.post(REGISTER, json={"username": "mallory", "email": address, "password": PASSWORD})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text
+    assert await _sql(open_settings, "SELECT count(*) FROM users") == [(0,)]
