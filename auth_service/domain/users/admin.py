@@ -19,7 +19,6 @@ and, where tokens must die, the revocation protocol, in one transaction.
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
 import uuid
 from typing import Any
 
@@ -35,7 +34,7 @@ from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, account_mail, new_link
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
@@ -163,14 +162,16 @@ class AdminService:
         invitation mail's job (to enqueue once the response is sent).
 
         Raises:
+            InvalidUserData: the address, normalised, is not one e-mail address that fits.
             PasswordPolicyError: the password breaks the policy.
             Conflict: the username or e-mail is taken.
         """
-        if await self._taken(data.username, data.email):
+        email = stored_email(data.email)
+        if await self._taken(data.username, email):
             raise UserExistsError("a user with that username or e-mail already exists")
         invited = data.password is None
         if data.password is not None:
-            self._policy.check(data.password, username=data.username, email=data.email)
+            self._policy.check(data.password, username=data.username, email=email)
         if invited and self._links is None:
             raise Conflict("an invitation needs the API (it mails a link); give a password instead")
         password_hash = unusable_password() if data.password is None else await self._hasher.hash(data.password)
@@ -186,8 +187,8 @@ class AdminService:
                         id=user_id,
                         username=data.username,
                         username_key=identity_key(data.username),
-                        email=unicodedata.normalize("NFKC", data.email),
-                        email_key=identity_key(data.email),
+                        email=email,
+                        email_key=identity_key(email),
                         password_hash=password_hash,
                         is_active=True,
                         email_verified=not invited,
@@ -219,14 +220,15 @@ class AdminService:
         deactivation ends every token of the user; an activation leaves the old ones dead.
 
         Raises:
-            UserNotFound, LastAdmin, Conflict (address taken), ServiceUnavailable (Redis).
+            InvalidUserData (the address, normalised, is not one that fits), UserNotFound,
+            LastAdmin, Conflict (address taken), ServiceUnavailable (Redis).
         """
+        email = stored_email(patch.email) if patch.email is not msgspec.UNSET else None
         current = await self._lock(user_id)
         values: dict[str, Any] = {}
         entries: list[AuditEntry] = []
         moved_from: str | None = None
-        if patch.email is not msgspec.UNSET and patch.email != current.email:
-            email = unicodedata.normalize("NFKC", patch.email)
+        if email is not None and email != current.email:
             # A verified account's new address is verified (the admin vouches, as when creating a
             # user with a password); an unverified one stays unverified.
             values.update(email=email, email_key=identity_key(email), email_verified=current.email_verified)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import unicodedata
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -21,12 +19,18 @@ from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
 from auth_service.domain.users.recovery import account_mail
 from auth_service.domain.users.repository import UserRepository
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, Email, UserCreate, UserRead
+from auth_service.domain.users.schemas import (
+    AdminUserCreate,
+    AdminUserPatch,
+    InvalidUserData,
+    UserCreate,
+    UserRead,
+    stored_email,
+)
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.audit import CLI, Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
-from auth_service.lib.errors import InvalidInput
 from auth_service.lib.queue import QueuedJob
 from db.models import User, identity_key
 
@@ -38,32 +42,6 @@ __all__ = [
     "UserService",
     "check_password_policy",
 ]
-
-
-class InvalidUserData(InvalidInput):
-    """A username, e-mail or role that its schema refuses; str() says which rule, in words."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(field, reason)
-
-    @classmethod
-    def from_validation(cls, exc: msgspec.ValidationError) -> InvalidUserData:
-        # msgspec says "Expected `str` matching regex '…' - at `$.email`": name the field and its rule.
-        match = re.search(r"at `\$\.(\w+)", str(exc))
-        field = match.group(1) if match else "body"
-        return cls(field, _FIELD_RULES.get(field, str(exc).split(" - at ")[0]))
-
-
-_FIELD_RULES = {
-    "username": "a username is 3-64 characters: letters, digits and . _ @ + -",
-    "email": "not an e-mail address (expected one like name@example.com, at most 255 characters)",
-    "roles": "a role is a lowercase name: a letter, then up to 63 letters, digits, _ or -",
-    "password": "a password is a string",
-}
-
-
-class _EmailOnly(msgspec.Struct):
-    email: Email
 
 
 def check_password_policy(password: str, username: str, email: str = "") -> None:
@@ -243,11 +221,7 @@ class UserService:
             UserExistsError: another account has that address (409).
             UserNotFound: the user is gone or was deactivated meanwhile.
         """
-        try:
-            msgspec.convert({"email": new_email}, _EmailOnly)
-        except msgspec.ValidationError as exc:
-            raise InvalidUserData.from_validation(exc) from None
-        email = unicodedata.normalize("NFKC", new_email)
+        email = stored_email(new_email)
         state = await self._revocation.lock(self._session, user_id)
         old = (await self._session.execute(select(User.email).where(User.id == user_id))).scalar_one_or_none()
         if state is None or not state.is_active or old is None:

@@ -313,3 +313,28 @@ async def test_enqueue_writes_what_arq_writes_once_per_job_id(redis_url: str, tr
     finally:
         await queue.close()
         await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["victim@example.com,attacker@evil.example", "victim@example.com, Attacker <attacker@evil.example>", "a(b)@x.y"],
+)
+async def test_a_stored_address_that_is_not_one_mailbox_is_never_sent_to(
+    app_client: AsyncTestClient[Any],
+    mail_settings: Settings,
+    smtp: tuple[RecordingHandler, int],
+    alice: User,
+    db_session: AsyncSession,
+    stored: str,
+) -> None:
+    """Rows written before addresses were checked as stored (NFKC turned a full-width comma and at
+    sign into ASCII after the check): the SMTP envelope would have named every mailbox in them.
+    Dropped, not retried."""
+    await db_session.execute(User.__table__.update().where(User.id == alice.id).values(email=stored))
+    await db_session.commit()
+    await login(app_client)
+    await run_worker(mail_settings)
+    note = (await db_session.execute(select(Notification))).scalar_one()
+    await db_session.refresh(note)
+    assert note.dropped_at is not None and note.sent_at is None
+    assert smtp[0].attempts == 0

@@ -492,6 +492,29 @@ async def test_bad_input_is_a_clear_error(
         assert refused.status_code == 400, (body, refused.text)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@example.com\uff0cattacker\uff20evil.example",  # NFKC: two mailboxes
+        "a@" + "\ufdfa" * 20 + ".example",  # NFKC: 18 characters each, past the column
+    ],
+)
+async def test_an_admin_given_address_is_checked_as_it_will_be_stored(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings, address: str
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users",
+        json={"username": "newbie", "email": address, "password": NEW_PASSWORD},
+        headers=admin_headers,
+    )
+    assert created.status_code == 400 and created.json()["error"]["code"] == "VALIDATION_ERROR", created.text
+    changed = await client.patch(f"/api/v1/admin/users/{alice.id}", json={"email": address}, headers=admin_headers)
+    assert changed.status_code == 400 and changed.json()["error"]["code"] == "VALIDATION_ERROR", changed.text
+    async with run_engine(settings.async_database_url).connect() as conn:
+        rows = (await conn.execute(text("SELECT username, email FROM users ORDER BY username"))).all()
+    assert [tuple(row) for row in rows] == [("alice", "alice@example.com"), ("root", "root@example.com")]
+
+
 async def test_the_audit_log_refuses_update_and_delete(
     client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
 ) -> None:
