@@ -19,7 +19,7 @@ from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.admin import AdminService, AdminUserRead, UserExistsError, UserNotFound
 from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
-from auth_service.domain.users.recovery import account_mail
+from auth_service.domain.users.recovery import RESET, account_mail, end_links
 from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, Email, UserCreate, UserRead
 from auth_service.domain.users.verification import EmailVerification
@@ -192,7 +192,7 @@ class UserService:
         self, user_id: uuid.UUID, new_password: str, checked_hash: str | None = None
     ) -> QueuedJob:
         """The owner's change (their current password already checked): policy, new hash, every
-        token of the user dies, and a "password changed" mail, in one transaction.
+        token and reset link of the user dies, and a "password changed" mail, in one transaction.
 
         Raises:
             UserNotFound: the user is gone or was deactivated meanwhile.
@@ -214,6 +214,7 @@ class UserService:
             await self._session.rollback()
             raise UserNotFound("the user was deleted or deactivated meanwhile")
         await self._users.set_password_hash(user_id, password_hash)
+        await end_links(self._session, user_id, [RESET])  # a reset link would undo the change
         await self._revocation.revoke_everything(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
         statement, job = account_mail(
@@ -226,7 +227,8 @@ class UserService:
 
     async def change_own_email(self, user_id: uuid.UUID, new_email: str, links: AccountLinks) -> list[QueuedJob]:
         """The owner's new address (their current password already checked): unverified until its
-        link is used; the old address is told. Returns the two mails' jobs.
+        link is used; every live link of the account (all mailed to the old address) dies; the old
+        address is told. Returns the two mails' jobs.
 
         Raises:
             InvalidUserData: not an e-mail address.
@@ -248,6 +250,7 @@ class UserService:
             return []  # the same address: nothing changes
         try:
             await self._users.set_email(user_id, email)
+            await end_links(self._session, user_id)  # every live link was mailed to the old address
             verify = await EmailVerification(self._session, links).link(user_id, email)
             now = dt.datetime.now(dt.UTC)
             statement, notice = account_mail(

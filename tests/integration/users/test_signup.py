@@ -16,7 +16,7 @@ from auth_service.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
-from tests.integration.users.test_password import _sql
+from tests.integration.users.test_password import CONFIRM, _reset_token, _sql
 
 REGISTER = "/api/v1/auth/register"
 VERIFY = "/api/v1/auth/verify-email"
@@ -168,3 +168,25 @@ async def test_resending_a_verification_link(client: AsyncTestClient[Any], alice
     await _sql(settings, "UPDATE users SET email_verified = false")
     assert (await client.post("/api/v1/users/me/verify-email", headers=headers)).status_code == 202
     assert await _sql(settings, "SELECT count(*) FROM user_tokens WHERE purpose = 'verify'") == [(1,)]
+
+
+async def test_an_email_change_ends_a_reset_link_mailed_to_the_old_address(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    """The link must not take the account, nor mark the never-opened new address verified."""
+    reset = await _reset_token(client, settings)
+    tokens = await login(client)
+    changed = await client.patch(
+        "/api/v1/users/me",
+        json={"email": "alice.new@example.com", "current_password": DEFAULT_PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert changed.status_code == 200, changed.text
+    taken = await client.post(CONFIRM, json={"token": reset, "new_password": "an entirely new secret 42"})
+    assert taken.status_code == 400 and taken.json()["error"]["code"] == "LINK_INVALID"
+    me = (await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))).json()
+    assert me["email"] == "alice.new@example.com" and me["email_verified"] is False
+    still = await client.post("/api/v1/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD})
+    assert still.json()["error"]["code"] == "AUTH_EMAIL_UNVERIFIED"  # the owner's password is still the right one
+    live = await _sql(settings, "SELECT purpose FROM user_tokens WHERE used_at IS NULL")
+    assert live == [("verify",)]  # only the new address's link
