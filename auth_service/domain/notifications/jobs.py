@@ -190,5 +190,7 @@ async def send_account_email(
         notification_id=notification_id,
         render=render,
         link=action,
-        to=details.get("to"),  # the e-mail-changed notice goes to the old address
+        # A link's mail goes to the address the link was made for (and is valid for), not to the
+        # account's address at sending time; the e-mail-changed notice goes to the old address.
+        to=details.get("to"),
     )

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
-from auth_service.domain.users.recovery import RESET, account_mail, new_link
+from auth_service.domain.users.recovery import RESET, account_mail, end_links, link_mail
 from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
@@ -41,7 +41,7 @@ from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, u
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.lib.queue import QueuedJob
 from db.models import identity_key
-from db.sql import user_tokens, users
+from db.sql import users
 from observability.metrics import record_session_revoked
 
 __all__ = [
@@ -201,10 +201,10 @@ class AdminService:
             ).one()
             if invited:
                 assert self._links is not None
-                token_id = await new_link(self._session, self._links, RESET, user_id, INVITE_TTL)
                 hours = int(INVITE_TTL.total_seconds() // 3600)
-                statement, job = account_mail(user_id, "invitation", {"hours": hours}, token_id)
-                await self._session.execute(statement)
+                job = await link_mail(
+                    self._session, self._links, RESET, user_id, INVITE_TTL, row.email, "invitation", {"hours": hours}
+                )
                 jobs.append(job)
             details = {"username": data.username, "roles": roles, "invited": invited}
             await record(self._session, actor, AuditEntry("user.create", user_id, details))
@@ -272,7 +272,8 @@ class AdminService:
         return read_user(row)
 
     async def set_password(self, user_id: uuid.UUID, password: str, actor: Actor) -> AdminUserRead:
-        """A new password set by an operator (policy applies); every token of the user dies.
+        """A new password set by an operator (policy applies); every token and every reset link of
+        the user dies.
 
         Raises:
             UserNotFound, PasswordPolicyError, ServiceUnavailable (Redis).
@@ -290,6 +291,7 @@ class AdminService:
                 .returning(*COLUMNS)
             )
         ).one()
+        await end_links(self._session, user_id, [RESET])  # a reset link would undo the operator's password
         await self._revocation.revoke_everything(self._session, user_id)
         await record(self._session, actor, AuditEntry("user.update", user_id, {"fields": ["password"]}))
         await self._commit(user_id)
@@ -331,10 +333,17 @@ class AdminService:
             await self._session.rollback()
             raise Conflict("the user is deactivated: activate it first")
         assert self._links is not None
-        token_id = await new_link(self._session, self._links, RESET, user_id, self._reset_ttl)
         minutes = int(self._reset_ttl.total_seconds() // 60)
-        statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
-        await self._session.execute(statement)
+        job = await link_mail(
+            self._session,
+            self._links,
+            RESET,
+            user_id,
+            self._reset_ttl,
+            current.email,
+            "password_reset",
+            {"minutes": minutes},
+        )
         await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
         await self._session.commit()
         return job
@@ -352,11 +361,8 @@ class AdminService:
     async def _moved(self, user_id: uuid.UUID, old_email: str) -> None:
         """The address changed: every live link (reset, invitation, verification) was mailed to
         the old one and dies; the old address is told."""
-        t = user_tokens.c
+        await end_links(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
-        await self._session.execute(
-            update(user_tokens).where(t.user_id == user_id, t.used_at.is_(None)).values(used_at=now)
-        )
         statement, job = account_mail(
             user_id, "email_changed", {"to": old_email, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
         )

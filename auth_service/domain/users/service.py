@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -13,11 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.sessions.revocation import RevocationStore, UserState
 from auth_service.domain.users.admin import AdminService, AdminUserRead, UserExistsError, UserNotFound
 from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
-from auth_service.domain.users.recovery import account_mail
+from auth_service.domain.users.recovery import RESET, account_mail, end_links
 from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.schemas import (
     AdminUserCreate,
@@ -31,10 +32,12 @@ from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.audit import CLI, Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.errors import InvalidCredentials
 from auth_service.lib.queue import QueuedJob
-from db.models import User, identity_key
+from db.models import User, identity_key, owns_its_address
 
 __all__ = [
+    "CredentialsChanged",
     "InvalidUserData",
     "PasswordPolicyError",
     "UserExistsError",
@@ -42,6 +45,12 @@ __all__ = [
     "UserService",
     "check_password_policy",
 ]
+
+
+class CredentialsChanged(InvalidCredentials):
+    """The password checked for an owner's change is no longer the stored one: another change or
+    a reset committed in between. Refused like a login that raced a password change (401
+    AUTH_INVALID_CREDENTIALS, nothing written): the caller proved a password that is gone."""
 
 
 def check_password_policy(password: str, username: str, email: str = "") -> None:
@@ -176,16 +185,16 @@ class UserService:
         admin = self.admin()
         return _read(await admin.set_password(await admin.id_of(username), password, self._actor))
 
-    async def change_own_password(
-        self, user_id: uuid.UUID, new_password: str, checked_hash: str | None = None
-    ) -> QueuedJob:
-        """The owner's change (their current password already checked): policy, new hash, every
-        token of the user dies, and a "password changed" mail, in one transaction.
+    async def change_own_password(self, user_id: uuid.UUID, new_password: str, checked_hash: str) -> QueuedJob:
+        """The owner's change (their current password already checked against `checked_hash`):
+        policy, new hash, every token and reset link of the user dies, and a "password changed"
+        mail, in one transaction.
 
         Raises:
             UserNotFound: the user is gone or was deactivated meanwhile.
             PasswordPolicyError: the new password breaks the policy (nothing changed).
-            TokenRevoked: the password changed meanwhile (`checked_hash` is no longer the stored one).
+            CredentialsChanged: the password changed meanwhile (`checked_hash` is no longer the
+                stored one); nothing changed.
             ServiceUnavailable: Redis could not be told; nothing changed.
         """
         found = await self._session.execute(
@@ -198,10 +207,9 @@ class UserService:
         self._policy.check(new_password, username=row.username, email=row.email, field="new_password")
         password_hash = await self._hasher.hash(new_password)
         state = await self._revocation.lock(self._session, user_id)
-        if state is None or not state.is_active:
-            await self._session.rollback()
-            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        await self._as_checked(state, user_id, checked_hash)
         await self._users.set_password_hash(user_id, password_hash)
+        await end_links(self._session, user_id, [RESET])  # a reset link would undo the change
         await self._revocation.revoke_everything(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
         statement, job = account_mail(
@@ -212,38 +220,65 @@ class UserService:
         await self._revocation.commit(self._session, user_id)
         return job
 
-    async def change_own_email(self, user_id: uuid.UUID, new_email: str, links: AccountLinks) -> list[QueuedJob]:
-        """The owner's new address (their current password already checked): unverified until its
-        link is used; the old address is told. Returns the two mails' jobs.
+    async def change_own_email(
+        self, user_id: uuid.UUID, new_email: str, links: AccountLinks, checked_hash: str
+    ) -> list[QueuedJob]:
+        """The owner's new address (their current password already checked against
+        `checked_hash`): unverified until its link is used; every live link of the account (all
+        mailed to the old address) dies; the old address is told. Returns the two mails' jobs.
 
         Raises:
             InvalidUserData: not an e-mail address.
             UserExistsError: another account has that address (409).
             UserNotFound: the user is gone or was deactivated meanwhile.
+            CredentialsChanged: the password changed meanwhile; nothing changed.
         """
         email = stored_email(new_email)
         state = await self._revocation.lock(self._session, user_id)
-        old = (await self._session.execute(select(User.email).where(User.id == user_id))).scalar_one_or_none()
-        if state is None or not state.is_active or old is None:
-            await self._session.rollback()
-            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        old, old_key = await self._as_checked(state, user_id, checked_hash)
         if identity_key(old) == identity_key(email):
             await self._session.rollback()
             return []  # the same address: nothing changes
         try:
             await self._users.set_email(user_id, email)
-            verify = await EmailVerification(self._session, links).link(user_id, email)
-            now = dt.datetime.now(dt.UTC)
-            statement, notice = account_mail(
-                user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
-            )
-            await self._session.execute(statement)
+            await end_links(self._session, user_id)  # every live link was mailed to the old address
+            jobs = [await EmailVerification(self._session, links).link(user_id, email)]
+            if owns_its_address(old_key):  # an unclaimed sign-up's address is another account's: not told
+                now = dt.datetime.now(dt.UTC)
+                statement, notice = account_mail(
+                    user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+                )
+                await self._session.execute(statement)
+                jobs.append(notice)
             await record(self._session, self._actor.as_user(user_id), AuditEntry("email.change", user_id))
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()
             raise UserExistsError("another account has that e-mail address") from None
-        return [verify, notice]
+        return jobs
+
+    async def _as_checked(self, state: UserState | None, user_id: uuid.UUID, checked_hash: str) -> tuple[str, str]:
+        """After the revocation protocol's lock (`state`), whether the user is still as its owner
+        proved it with `checked_hash`; returns the account's address and its identity key.
+
+        The password was checked before the lock (hashing holds no transaction), so another
+        change or a reset may have committed since: compared here, under the lock, the stored
+        hash is the one every later writer will see, and of two changes proved by the same
+        password only the first lands (as `record_success` refuses a login that raced one).
+
+        Raises:
+            UserNotFound: the user is gone or deactivated.
+            CredentialsChanged: the stored hash is no longer `checked_hash`.
+        """
+        stmt = select(User.email, User.email_key, User.password_hash).where(User.id == user_id)
+        row = (await self._session.execute(stmt)).first()
+        if state is None or not state.is_active or row is None:
+            await self._session.rollback()
+            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        if not hmac.compare_digest(row.password_hash.encode(), checked_hash.encode()):
+            await self._session.rollback()
+            raise CredentialsChanged
+        return str(row.email), str(row.email_key)
 
     async def _read_again(self, user_id: Any) -> UserRead:
         self._session.expunge_all()

@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -121,6 +121,38 @@ def test_unusable_passwords_migration_marks_the_invited_users_who_never_set_one(
         drop()
 
 
+def test_links_migration_binds_live_links_to_the_address_and_ends_those_older_than_an_email_change() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0006")
+        user = (
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), '{0}', '{0}', '{1}', lower('{1}'), 'x', now(), now())"
+        )
+        asyncio.run(_sql(url, user.format("kept", "Kept@x.io"), user.format("moved", "new@x.io")))
+        link = (
+            "INSERT INTO user_tokens (id, purpose, token_hash, user_id, created_at, expires_at)"
+            " SELECT gen_random_uuid(), 'reset', md5(random()::text), id, now() - interval '1 minute',"
+            " now() + interval '1 hour' FROM users WHERE username = '{}'"
+        )
+        moved = (
+            "INSERT INTO audit_events (id, action, target_type, target_id)"
+            " SELECT gen_random_uuid(), 'email.change', 'user', id::text FROM users WHERE username = 'moved'"
+        )
+        asyncio.run(_sql(url, link.format("kept"), link.format("moved"), moved))
+        upgrade(url)
+        (rows,) = asyncio.run(
+            _sql(
+                url,
+                "SELECT u.username, t.email, t.used_at IS NOT NULL AS ended FROM user_tokens t"
+                " JOIN users u ON u.id = t.user_id ORDER BY u.username",
+            )
+        )
+        assert [tuple(row) for row in rows] == [("kept", "kept@x.io", False), ("moved", None, True)]
+    finally:
+        drop()
+
+
 def test_migrations_upgrade_downgrade_upgrade() -> None:
     url, drop = _scratch_database()
     try:
@@ -129,6 +161,8 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
+        assert current_revision(url) == "0007"
+        downgrade(url)
         assert current_revision(url) == "0006"
         downgrade(url, "0005")
         assert current_revision(url) == "0005"

@@ -16,7 +16,7 @@ from auth_service.wiring import account_links_for
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
-from tests.integration.users.test_password import _sql
+from tests.integration.users.test_password import CONFIRM, _reset_token, _sql
 
 REGISTER = "/api/v1/auth/register"
 VERIFY = "/api/v1/auth/verify-email"
@@ -228,3 +228,53 @@ async def test_a_sign_up_address_is_checked_as_it_will_be_stored(
     answer = await open_client.post(REGISTER, json={"username": "mallory", "email": address, "password": PASSWORD})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text
     assert await _sql(open_settings, "SELECT count(*) FROM users") == [(0,)]
+
+
+async def test_an_email_change_ends_a_reset_link_mailed_to_the_old_address(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    """The link must not take the account, nor mark the never-opened new address verified."""
+    reset = await _reset_token(client, settings)
+    tokens = await login(client)
+    changed = await client.patch(
+        "/api/v1/users/me",
+        json={"email": "alice.new@example.com", "current_password": DEFAULT_PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert changed.status_code == 200, changed.text
+    taken = await client.post(CONFIRM, json={"token": reset, "new_password": "an entirely new secret 42"})
+    assert taken.status_code == 400 and taken.json()["error"]["code"] == "LINK_INVALID"
+    me = (await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))).json()
+    assert me["email"] == "alice.new@example.com" and me["email_verified"] is False
+    still = await client.post("/api/v1/auth/login", json={"username": "alice", "password": DEFAULT_PASSWORD})
+    assert still.json()["error"]["code"] == "AUTH_EMAIL_UNVERIFIED"  # the owner's password is still the right one
+    live = await _sql(settings, "SELECT purpose FROM user_tokens WHERE used_at IS NULL")
+    assert live == [("verify",)]  # only the new address's link
+
+
+async def test_an_unclaimed_sign_up_that_changes_its_address_tells_nobody_at_the_address_it_never_owned(
+    database_url: str, redis_url: str, alice: Any
+) -> None:
+    """A sign-up with alice's address holds no address of its own; when it moves to one of its
+    own, alice (whose address it only showed) gets no "your address changed" mail."""
+    settings = make_settings(
+        database_url, redis_url, registration_enabled="true", registration_require_verified_email="false"
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        signed = await client.post(
+            REGISTER, json={"username": "mallory", "email": "alice@example.com", "password": PASSWORD}
+        )
+        assert signed.status_code == 202
+        await asyncio.sleep(0.3)  # the address step runs after the answer
+        tokens = await login(client, "mallory", PASSWORD)
+        moved = await client.patch(
+            "/api/v1/users/me",
+            json={"email": "mallory@example.com", "current_password": PASSWORD},
+            headers=bearer(tokens["access_token"]),
+        )
+        assert moved.status_code == 200, moved.text
+    notices = await _sql(settings, "SELECT payload::text FROM notifications WHERE kind = 'email_changed'")
+    assert notices == []
+    assert await _sql(settings, "SELECT count(*) FROM user_tokens WHERE purpose = 'verify' AND used_at IS NULL") == [
+        (1,)
+    ]
