@@ -28,7 +28,8 @@ from auth_service.domain.users.controllers import AdminController, MeController
 from auth_service.domain.users.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.users.repository import UserRepository
 from auth_service.lib.http import StrictJSONRequest
-from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY
+from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY, DENIALS_STATE_KEY
+from auth_service.server.denials import Denials
 from auth_service.server.dispatch import FastVerify
 from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         resources = build_resources(settings, db_config.create_session_maker())
         app.state.resources = resources
         setattr(app.state, AUTHENTICATOR_STATE_KEY, resources.authenticator)  # for guards (lib/principal.py)
+        setattr(app.state, DENIALS_STATE_KEY, Denials(resources.session_factory, resources.authenticator))
         engine = db_config.get_engine()
         ping_on_checkout(engine)
         instrument_engine(engine)  # SQL spans, and the pool-usage gauge

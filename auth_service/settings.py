@@ -17,7 +17,9 @@ from typing import Any, Literal, get_args
 
 import msgspec
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
 
+from auth_service.lib.crypto.derive import PurposeKeys
 from auth_service.lib.redis.ratelimit import RateLimit
 
 __all__ = [
@@ -184,7 +186,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9101
 
+    # The owner's URL: migrations and `init` connect with it. The API and the worker connect as
+    # DATABASE_SERVICE_USER (same host and database), a role that owns nothing (db/roles.py).
     database_url: str = ""
+    database_service_user: str = "auth_service_app"
+    # Empty: derived from the signing material (HMAC, purpose "database-service-password"), so an
+    # install that has a JWT secret needs nothing more; `init` sets it on the role every time.
+    database_service_password: str = ""
     # Connections kept open. Overflow connections are closed as soon as they are returned, so a
     # pool smaller than the usual concurrency reconnects all the time (with 10, 16 clients
     # refreshing cost 30 % more CPU per refresh: a new PostgreSQL session every 20 requests).
@@ -200,6 +208,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     queue_redis_url: str = ""  # empty: the job queue shares REDIS_URL
     celery_broker_url: str = ""
 
+    # The master secret every non-signing key derives from (lib/crypto/derive.py); `init` writes
+    # one into a new .env. Empty: the keys derive from the signing material, as before it existed.
+    secret_key: str = ""
     jwt_secret_key: str = ""
     jwt_algorithm: str = "HS256"
     jwt_private_key_file: str = ""
@@ -309,8 +320,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         )
 
     @property
-    def async_database_url(self) -> str:
+    def owner_database_url(self) -> str:
+        """DATABASE_URL in the asyncpg form: the owner of the tables (migrations, `init`)."""
         return normalize_database_url(self.database_url)
+
+    @property
+    def purpose_keys(self) -> PurposeKeys:
+        """Keys by purpose (links, refresh successors, …) from SECRET_KEY, else the signing material."""
+        return PurposeKeys(self.secret_key.encode() if self.secret_key else None, self.signing_material)
+
+    @property
+    def service_database_password(self) -> str:
+        if self.database_service_password:
+            return self.database_service_password
+        return self.purpose_keys.key("database-service-password").hex()
+
+    @property
+    def async_database_url(self) -> str:
+        """Where the API, the worker and the CLI's user commands connect: DATABASE_URL's server
+        and database, as DATABASE_SERVICE_USER."""
+        url = make_url(self.owner_database_url)
+        return url.set(username=self.database_service_user, password=self.service_database_password).render_as_string(
+            hide_password=False
+        )
 
     @property
     def base_url(self) -> str:
@@ -417,13 +449,24 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
     """Cross-field checks: (variable, what is wrong) for each that fails."""
     problems: list[tuple[str, str]] = []
     try:
-        _ = settings.async_database_url
+        _ = settings.owner_database_url
     except ValueError as exc:
         problems.append(("DATABASE_URL", str(exc) if settings.database_url else "is required (a postgresql:// URL)"))
+    if not _ROLE_NAME.fullmatch(settings.database_service_user):
+        problems.append(
+            ("DATABASE_SERVICE_USER", "expected a plain role name: a lowercase letter or _, then letters, digits or _")
+        )
     if not settings.redis_url:
         problems.append(("REDIS_URL", "is required (a redis:// or unix:// URL)"))
     elif not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append(("REDIS_URL", "expected a redis://, rediss:// or unix:// URL"))
+    if settings.secret_key:
+        if settings.secret_key.strip().lower() in WELL_KNOWN_SECRETS:
+            problems.append(("SECRET_KEY", "is a well-known example value; generate a random one"))
+        elif len(settings.secret_key.encode()) < MIN_SECRET_BYTES:
+            problems.append(("SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes (`openssl rand -hex 32`)"))
+        elif settings.secret_key == settings.jwt_secret_key:
+            problems.append(("SECRET_KEY", "must differ from JWT_SECRET_KEY (rotating one must not change the other)"))
     if settings.jwt_algorithm in SYMMETRIC_ALGORITHMS:
         secret = settings.jwt_secret_key
         if not secret:
@@ -529,6 +572,7 @@ def _problems(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _HOSTNAME_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 

@@ -23,11 +23,11 @@ def job_queue_for(settings: Settings) -> JobQueue:
 
 
 def account_links_for(settings: Settings) -> AccountLinks:
-    return AccountLinks(settings.signing_material)
+    return AccountLinks(settings.purpose_keys.key("account-link"))
 
 
 def link_signer_for(settings: Settings) -> LinkSigner:
-    return LinkSigner(settings.signing_material, settings.pages.not_me_link_ttl_hours * 3600)
+    return LinkSigner(settings.purpose_keys.key("not-me-link"), settings.pages.not_me_link_ttl_hours * 3600)
 
 
 def password_hasher_for(settings: Settings) -> PasswordHasher:
@@ -52,4 +52,5 @@ def token_service_for(settings: Settings) -> TokenService:
         issuer=t.issuer,
         audience=t.audience,
         access_ttl=t.access_ttl,
+        successor_key=settings.purpose_keys.key("refresh-successor"),
     )

@@ -150,6 +150,7 @@ RESET_STAGES = ("requested", "completed")
 # The audit log's actions (DESIGN.md; auth_service/lib/audit.py refuses any other), and the admin
 # API's operations and outcomes (domain/users/controllers.py AdminMetrics).
 AUDIT_ACTIONS = (
+    "admin.denied",
     "user.create",
     "user.update",
     "user.deactivate",

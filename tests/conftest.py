@@ -112,16 +112,27 @@ async def _admin(admin_url: str, sql: str) -> None:
         await conn.close()
 
 
+def prepare_database(url: str) -> None:
+    """Migrate to head and set up the role the app connects as (DATABASE_SERVICE_USER), as `just
+    init` does: the tests' apps, workers and sessions run with the service's privileges."""
+    from db.config import upgrade
+    from db.roles import grant_service_role
+
+    upgrade(url)
+    service = make_settings(url, "redis://127.0.0.1:6379/15")
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    asyncio.run(grant_service_role(dsn, service.database_service_user, service.service_database_password))
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database for this test run, migrated to head by Alembic."""
-    from db.config import upgrade
 
     name = f"auth_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin_url = _find_postgres()[0]  # outside any event loop: the finder runs one of its own
     asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
     url = normalize_database_url(_with_database(admin_url, name))
-    upgrade(url)
+    prepare_database(url)
     yield url
     asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

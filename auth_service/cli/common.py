@@ -23,9 +23,10 @@ def configured(name: str) -> bool:
     return ENV_FILE.is_file() and bool(dotenv_values(ENV_FILE).get(name))
 
 
-def resolve_servers(*, reach: bool = True) -> Settings:
+def resolve_servers(*, reach: bool = True, as_service: bool = False) -> Settings:
     """Settings, starting the embedded PostgreSQL / Redis for whichever URL is unset; with `reach`,
-    both must answer (after a short wait) or the command stops with one line saying which."""
+    both must answer (after a short wait) or the command stops with one line saying which; with
+    `as_service`, the service role (DATABASE_SERVICE_USER) must log in too."""
     if not configured("DATABASE_URL"):
         os.environ["DATABASE_URL"] = ensure_postgres()
     if not configured("REDIS_URL"):
@@ -40,5 +41,5 @@ def resolve_servers(*, reach: bool = True) -> Settings:
         fail(f"{name}: {message} (set it in the environment or .env; `just init` writes a .env)")
         raise  # unreachable; keeps type checkers content
     if reach:
-        check_servers(settings)
+        check_servers(settings, as_service=as_service)
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import sys
@@ -12,7 +13,7 @@ import click
 from auth_service.cli.common import ENV_FILE, fail, out, resolve_servers
 from auth_service.settings import Settings
 
-__all__ = ["db", "downgrade", "migrate", "write_env_file"]
+__all__ = ["db", "downgrade", "grant_service_role", "migrate", "write_env_file"]
 
 
 def write_env_file(force: bool, yes: bool = False) -> None:
@@ -21,16 +22,18 @@ def write_env_file(force: bool, yes: bool = False) -> None:
         return
     if ENV_FILE.exists():
         _confirm(
-            f"--force replaces {ENV_FILE} and its JWT_SECRET_KEY: every access and refresh token issued so far "
-            "stops working, and every user must sign in again",
+            f"--force replaces {ENV_FILE}, its JWT_SECRET_KEY and SECRET_KEY: every access and refresh token "
+            "and every e-mailed link issued so far stops working, and every user must sign in again",
             yes,
         )
     ENV_FILE.write_text(
         "# Written by `auth-service init`. Secrets: keep this file out of version control.\n"
         f"JWT_SECRET_KEY={secrets.token_hex(32)}\n"
+        "# The master secret of every other key (links, refresh successors, …): independent of the JWT key.\n"
+        f"SECRET_KEY={secrets.token_hex(32)}\n"
     )
     ENV_FILE.chmod(0o600)
-    out(f"wrote {ENV_FILE} with a new JWT_SECRET_KEY")
+    out(f"wrote {ENV_FILE} with a new JWT_SECRET_KEY and SECRET_KEY")
 
 
 def _confirm(consequence: str, yes: bool) -> None:
@@ -60,21 +63,44 @@ def _alembic_errors(url: str, revision: str) -> Iterator[None]:
 def migrate(settings: Settings, revision: str = "head") -> None:
     from db.config import current_revision, upgrade
 
-    before = current_revision(settings.async_database_url)
-    with _alembic_errors(settings.async_database_url, revision):
-        upgrade(settings.async_database_url, revision)
-    after = current_revision(settings.async_database_url)
+    before = current_revision(settings.owner_database_url)
+    with _alembic_errors(settings.owner_database_url, revision):
+        upgrade(settings.owner_database_url, revision)
+    after = current_revision(settings.owner_database_url)
     if before == after:
         out(f"database schema already at {after}; nothing to do")
     else:
         out(f"database schema migrated {before or 'empty'} -> {after}")
+    grant_service_role(settings)
+
+
+def grant_service_role(settings: Settings) -> None:
+    """The role the API and the worker connect as: created or updated, given exactly its
+    privileges (db/roles.py); one line names the setting when PostgreSQL refuses."""
+    import asyncpg
+
+    from db.roles import ServiceRoleError
+    from db.roles import grant_service_role as grant
+
+    role = settings.database_service_user
+    dsn = settings.owner_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        asyncio.run(grant(dsn, role, settings.service_database_password))
+    except ServiceRoleError as exc:
+        fail(f"DATABASE_SERVICE_USER: {exc}")
+    except asyncpg.PostgresError as exc:
+        fail(
+            f"DATABASE_URL: its user cannot set up the service role {role!r} ({exc}); give it CREATEROLE, "
+            f"or create {role!r} yourself with LOGIN and the password DATABASE_SERVICE_PASSWORD names"
+        )
+    out(f"database role {role!r}: the API and the worker connect as it (owns nothing; audit log: read, append)")
 
 
 def downgrade(settings: Settings, revision: str, yes: bool = False) -> None:
     from db.config import current_revision
     from db.config import downgrade as db_downgrade
 
-    before = current_revision(settings.async_database_url)
+    before = current_revision(settings.owner_database_url)
     if before is None:
         out("database schema is empty (base); nothing to downgrade")
         return
@@ -84,9 +110,9 @@ def downgrade(settings: Settings, revision: str, yes: bool = False) -> None:
         else f"downgrading from {before} ({revision}) drops what the later migrations added, data included"
     )
     _confirm(consequence, yes)
-    with _alembic_errors(settings.async_database_url, revision):
-        db_downgrade(settings.async_database_url, revision)
-    out(f"database schema downgraded {before} -> {current_revision(settings.async_database_url) or 'empty'}")
+    with _alembic_errors(settings.owner_database_url, revision):
+        db_downgrade(settings.owner_database_url, revision)
+    out(f"database schema downgraded {before} -> {current_revision(settings.owner_database_url) or 'empty'}")
 
 
 @click.group(help="The database schema.")

@@ -37,7 +37,7 @@ def run_api(host: str | None = None, port: str | None = None) -> None:
     import uvicorn
 
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     ensure_port_free("PORT", settings.host, settings.port)
     from observability.logging import configure_logging
 
@@ -77,15 +77,15 @@ def _api_and_worker(settings: Settings) -> dict[str, list[str]]:
 
 
 def run_worker() -> int:
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
-    out(f"worker starting (arq); links in e-mails point at {settings.base_url}")
-    return _supervise({"worker": [sys.executable, "-m", "tasks"]})
+    banner = f"worker starting (arq); links in e-mails point at {settings.base_url}"
+    return _supervise({"worker": [sys.executable, "-m", "tasks"]}, banner)
 
 
 def run_up(host: str | None = None, port: str | None = None) -> int:
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     return _supervise(_api_and_worker(settings))
 
 
@@ -98,7 +98,7 @@ def run_monitor(host: str | None = None, port: str | None = None) -> int:
     from auth_service.cli.embedded import DATA_DIR
 
     _listen_on(host, port)
-    settings = resolve_servers()
+    settings = resolve_servers(as_service=True)
     binaries = {name: shutil.which(name) for name in ("victoria-metrics", "vmalert")}
     missing = [name for name, path in binaries.items() if path is None]
     if missing:
@@ -171,7 +171,7 @@ def _own_group() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _supervise(commands: dict[str, list[str]]) -> int:
+def _supervise(commands: dict[str, list[str]], banner: str = "") -> int:
     """Run the children; when one exits or we are asked to stop, stop them all, one signal each.
 
     A Ctrl-C used to reach every child twice (the terminal's, then ours): uvicorn and arq take a
@@ -187,6 +187,8 @@ def _supervise(commands: dict[str, list[str]]) -> int:
     # any other, never an exception that leaves a child running behind a dead supervisor.
     signal.signal(signal.SIGINT, ask_to_stop)
     signal.signal(signal.SIGTERM, ask_to_stop)
+    if banner:  # after the handlers: a Ctrl-C by someone who read it is a stop request too
+        out(banner)
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, cmd in commands.items():
         if asked:

@@ -57,7 +57,10 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
     try:
         async with factory() as session:
             policy = PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
-            return await action(UserService(session, hasher, revocation, policy))
+            require_verified = settings.registration_require_verified_email
+            return await action(
+                UserService(session, hasher, revocation, policy, require_verified_email=require_verified)
+            )
     finally:
         await revocation.close()
         hasher.close()
@@ -348,46 +351,46 @@ def users() -> None:
 @click.option("--role", "roles", multiple=True, help="repeatable, e.g. --role admin")
 @_PASSWORD_STDIN
 def users_create(username: str, email: str, roles: tuple[str, ...], password_stdin: bool) -> None:
-    _create_user(resolve_servers(), username, email, list(roles), password_stdin)
+    _create_user(resolve_servers(as_service=True), username, email, list(roles), password_stdin)
 
 
 @users.command("list", help="Every user: name, e-mail, roles, active, verified, created, id.")
 @click.option("--role", default=None, help="only users with this role")
 @click.option("--inactive", is_flag=True, help="only deactivated users")
 def users_list(role: str | None, inactive: bool) -> None:
-    _list_users(resolve_servers(), role, inactive)
+    _list_users(resolve_servers(as_service=True), role, inactive)
 
 
 @users.command("show", help="One user's details, last logins and last audit events.")
 @click.argument("username")
 def users_show(username: str) -> None:
-    _show_user(resolve_servers(), username)
+    _show_user(resolve_servers(as_service=True), username)
 
 
 @users.command("deactivate", help="Disable a user; all its tokens stop working at once.")
 @click.argument("username")
 def users_deactivate(username: str) -> None:
-    _set_active(resolve_servers(), username, False)
+    _set_active(resolve_servers(as_service=True), username, False)
 
 
 @users.command("activate", help="Re-enable a user; tokens from before stay dead.")
 @click.argument("username")
 def users_activate(username: str) -> None:
-    _set_active(resolve_servers(), username, True)
+    _set_active(resolve_servers(as_service=True), username, True)
 
 
 @users.command("set-password", help="Change a password; all its tokens stop working.")
 @click.argument("username")
 @_PASSWORD_STDIN
 def users_set_password(username: str, password_stdin: bool) -> None:
-    _set_password(resolve_servers(), username, password_stdin)
+    _set_password(resolve_servers(as_service=True), username, password_stdin)
 
 
 @users.command("set-roles", help="Replace a user's roles (comma-separated, '' for none); its tokens stop working.")
 @click.argument("username")
 @click.argument("roles")
 def users_set_roles(username: str, roles: str) -> None:
-    _set_roles(resolve_servers(), username, roles)
+    _set_roles(resolve_servers(as_service=True), username, roles)
 
 
 @users.command("audit", help="The audit log, newest first: who did what to whom.")
@@ -396,4 +399,4 @@ def users_set_roles(username: str, roles: str) -> None:
 @click.option("--action", default=None, help="only this action, e.g. user.roles")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="at most this many")
 def users_audit(since: str | None, actor: str | None, action: str | None, limit: int) -> None:
-    _audit(resolve_servers(), since, actor, action, limit)
+    _audit(resolve_servers(as_service=True), since, actor, action, limit)

@@ -5,6 +5,11 @@ commit together or not at all (one extra statement, no extra round trip of its o
 BEGIN/COMMIT). `audit_events_total{action}` counts an event once its transaction has committed
 (a session event below), never for a change that was rolled back.
 
+Refused admin actions leave a trace too (ASVS V16.3): `denied` writes an `admin.denied` event
+(the operation, the reason: `forbidden` for a caller without the role, `last_admin` for a change
+that would leave no admin who can sign in) in a transaction of its own, and logs the same as a
+structured warning.
+
 Events never hold a secret: `details` keys that name one (password, hash, token, secret, code)
 are refused here, before anything is written, and the test suite reads every row it wrote.
 """
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import msgspec
+import structlog
 from litestar import Request
 from litestar.di import NamedDependency
 from sqlalchemy import event, insert
@@ -26,7 +32,9 @@ from sqlalchemy.orm import Session
 from db.sql import audit_events
 from observability.metrics import AUDIT_ACTIONS, record_audit_event
 
-__all__ = ["ACTIONS", "CLI", "Actor", "AuditEntry", "audit_insert", "provide_actor", "record"]
+__all__ = ["ACTIONS", "CLI", "DENIED", "Actor", "AuditEntry", "audit_insert", "denied", "provide_actor", "record"]
+
+log = structlog.get_logger()
 
 # The contract's actions (DESIGN.md "Admin API"), named once in observability/metrics.py (which
 # starts their counters at 0 and cannot import auth_service); `record` refuses any other.
@@ -34,6 +42,7 @@ ACTIONS = AUDIT_ACTIONS
 _KNOWN = frozenset(ACTIONS)
 _SECRET_KEY = re.compile(r"pass|hash|token|secret|code|key", re.IGNORECASE)
 _PENDING = "audit_actions"
+DENIED = "admin.denied"
 
 
 class Actor(msgspec.Struct, frozen=True):
@@ -104,6 +113,23 @@ async def record(session: AsyncSession, actor: Actor, *entries: AuditEntry) -> N
         return
     await session.execute(audit_insert(actor, entries))
     session.sync_session.info.setdefault(_PENDING, []).extend(entry.action for entry in entries)
+
+
+async def denied(
+    session: AsyncSession, actor: Actor, operation: str, target_id: uuid.UUID | str | None, reason: str
+) -> None:
+    """Record a refused admin action in its own transaction (the session must have none open:
+    the refused change's was rolled back) and log it."""
+    log.warning(
+        "admin.denied",
+        actor_id=None if actor.id is None else str(actor.id),
+        operation=operation,
+        target_id=None if target_id is None else str(target_id),
+        reason=reason,
+        request_id=actor.request_id,
+    )
+    await record(session, actor, AuditEntry(DENIED, target_id, {"operation": operation, "reason": reason}))
+    await session.commit()
 
 
 @event.listens_for(Session, "after_commit")

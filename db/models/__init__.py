@@ -9,7 +9,7 @@ from db.models.login_record import LoginRecord
 from db.models.notification import Notification
 from db.models.refresh_token import RefreshToken
 from db.models.token_blacklist import TokenBlacklist
-from db.models.user import User, identity_key
+from db.models.user import User, identity_key, owns_its_address, unclaimed_email_key
 from db.models.user_token import UserToken
 
 metadata = orm_registry.metadata
@@ -24,4 +24,6 @@ __all__ = [
     "UserToken",
     "identity_key",
     "metadata",
+    "owns_its_address",
+    "unclaimed_email_key",
 ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+import uuid
 from typing import Any
 
 from advanced_alchemy.base import UUIDAuditBase
@@ -10,7 +11,7 @@ from sqlalchemy import Boolean, Index, String, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
-__all__ = ["User", "identity_key"]
+__all__ = ["User", "identity_key", "owns_its_address", "unclaimed_email_key"]
 
 
 def identity_key(value: str) -> str:
@@ -18,6 +19,18 @@ def identity_key(value: str) -> str:
     NFKC_Casefold, approximately). Computed in Python, never by PostgreSQL's lower(), which
     disagrees with Python on characters such as `İ` and would let a duplicate past the check."""
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", value).casefold())
+
+
+def unclaimed_email_key(user_id: uuid.UUID) -> str:
+    """The email_key of an account that holds no address of its own: a sign-up whose address
+    is another account's (it shows the address it was given, but never claims or receives it).
+    Unique, and never the key of an address: it has no `@`, which every address and its key have."""
+    return f"unclaimed:{user_id}"
+
+
+def owns_its_address(email_key: str) -> bool:
+    """Whether the account's `email` is its own (mail for the account may go there)."""
+    return "@" in email_key
 
 
 def _key_of(column: str) -> Any:

@@ -22,5 +22,7 @@ class UserToken(UUIDBase):
     created_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), server_default=func.now())
     expires_at: Mapped[dt.datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
-    # A verification link proves this address (its identity key): a later change makes it stale.
+    # The identity key of the address the link was mailed to: it is valid only while that is the
+    # account's address (a reset or verification proves that mailbox, no other). Null (rows of
+    # tests or hand-made ones) matches no address, so such a link is never valid.
     email: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -77,7 +77,7 @@ async def test_the_cli_recipes_change_roles_list_show_and_read_the_audit_log(
 
         last = run_cli(["set-roles", "root", "user"], tmp_path, env)
         assert last.returncode == 2
-        assert last.stderr.strip() == "error: this is the last active admin: make another user admin first"
+        assert last.stderr.strip() == "error: this is the last admin who can sign in: make another user admin first"
 
         audit = run_cli(["audit", "--since", "1h"], tmp_path, env)
         assert audit.returncode == 0, audit.stderr

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from auth_service.settings import Settings
-from tests.conftest import TABLES, free_port, make_settings
+from tests.conftest import TABLES, free_port, make_settings, prepare_database
 from tests.e2e.conftest import nginx_in_front, own_redis  # noqa: F401 - fixtures shared with e2e
 from tests.proxy import TcpProxy
 
@@ -89,13 +89,11 @@ class OwnPostgres:
 @pytest.fixture
 def own_postgres() -> Iterator[OwnPostgres]:
     """A PostgreSQL cluster of our own, migrated to head; the test may stop and start it."""
-    from db.config import upgrade
-
     server = OwnPostgres()
     try:
         server.start()
         server.create_database()
-        upgrade(server.url)
+        prepare_database(server.url)
         yield server
     finally:
         server.cleanup()

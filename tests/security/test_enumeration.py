@@ -16,7 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from auth_service.settings import Settings
-from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.security.harness import assert_envelope, hardened_settings, running
 
 LOGIN = "/api/v1/auth/login"
@@ -229,3 +229,43 @@ async def test_a_sign_up_answers_alike_whether_or_not_the_address_has_an_account
     env = {"REGISTRATION_ENABLED": "true", **MAIL_LIMITS}
     with api_server(settings, tmp_path, **env) as base, httpx.Client(base_url=base, timeout=10) as http:
         _alike(http, "/api/v1/auth/register", bodies, SIGNUP_TRIES, "sign-up", capsys)
+
+
+@pytest.mark.parametrize("require_verified", ["true", "false"])
+async def test_after_a_sign_up_nothing_tells_whether_the_address_had_an_account(
+    database_url: str, redis_url: str, require_verified: str
+) -> None:
+    """What the person who signed up can do next, with the address they gave (someone else's, or
+    nobody's): a login with the chosen password, re-registering the name, their account's view."""
+    settings = hardened_settings(
+        database_url, redis_url, registration_enabled="true", registration_require_verified_email=require_verified
+    )
+    await create_user(settings, username="alice")
+    secret = "a long sign-up secret"
+    seen: dict[str, Any] = {}
+    async with running(settings) as http:
+        for kind, name, address in (
+            ("new", "newcomer", "newcomer@example.com"),
+            ("taken", "taker", "alice@example.com"),
+        ):
+            signed = await http.post(
+                "/api/v1/auth/register", json={"username": name, "email": address, "password": secret}
+            )
+            assert signed.status_code == 202, signed.text
+            logged = await http.post(LOGIN, json={"username": name, "password": secret})
+            again = await http.post(
+                "/api/v1/auth/register", json={"username": name, "email": f"{name}.2@example.com", "password": secret}
+            )
+            me: Any = None
+            if logged.status_code == 200:
+                me = (await http.get("/api/v1/users/me", headers=bearer(logged.json()["access_token"]))).json()
+                me = {k: v for k, v in me.items() if k not in ("id", "username", "email", "created_at")} | {
+                    "email": me["email"] == address
+                }
+                body: Any = "tokens"
+            else:
+                body = (logged.json()["error"]["code"], logged.json()["error"]["message"])
+            seen[kind] = (logged.status_code, body, me, again.status_code, again.json().get("error", {}).get("code"))
+    expected = 403 if require_verified == "true" else 200
+    assert seen["new"][0] == expected, seen
+    assert seen["taken"] == seen["new"]

@@ -7,6 +7,8 @@ looped until it really overlapped, and the overlap is measured and asserted, not
   no surviving session.
 - Concurrent wrong passwords for one username: exactly the budget's remaining allowance.
 - A login whose password check overlaps the deletion of its user: 401, recorded without a user.
+- Owner's changes (password, e-mail) proved by a password that another change or a reset
+  replaced while they waited: refused, nothing written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ import pytest
 
 from auth_service.lib.crypto.tokens import hash_refresh_token
 from auth_service.settings import Settings
+from auth_service.wiring import account_links_for
 from db.models import User
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
@@ -386,3 +390,83 @@ async def test_a_right_password_gives_its_reserved_slot_back(settings: Settings,
                 for i in range(4)
             ]
     assert statuses == [401, 401, 401, 429]
+
+
+# ---- owner's changes checked against a password that was replaced meanwhile (6) -------------
+
+CHANGE, ME, CONFIRM = "/api/v1/users/me/password", "/api/v1/users/me", "/api/v1/auth/password-reset/confirm"
+
+
+async def _reset_link(http: httpx.AsyncClient, conn: asyncpg.Connection, settings: Settings) -> str:
+    assert (await http.post("/api/v1/auth/password-reset", json={"email": "alice@example.com"})).status_code == 202
+    deadline = time.monotonic() + 10
+    while (
+        token_id := await conn.fetchval(
+            "SELECT payload->>'token_id' FROM notifications WHERE kind = $1", "password_reset"
+        )
+    ) is None:
+        assert time.monotonic() < deadline, "no reset mail was queued"
+        await asyncio.sleep(0.05)
+    return account_links_for(settings).token(uuid.UUID(token_id), "reset")
+
+
+def _owners_change(http: httpx.AsyncClient, kind: str, access: str, new_password: str) -> Any:
+    if kind == "password":
+        body = {"current_password": DEFAULT_PASSWORD, "new_password": new_password}
+        return http.post(CHANGE, json=body, headers=bearer(access))
+    body = {"current_password": DEFAULT_PASSWORD, "email": "thief@example.com"}
+    return http.patch(ME, json=body, headers=bearer(access))
+
+
+@pytest.mark.parametrize("winner", ["change", "reset"])
+@pytest.mark.parametrize("loser", ["password", "email"])
+async def test_a_change_proved_by_a_password_replaced_while_it_waited_is_refused_and_writes_nothing(
+    http: httpx.AsyncClient, alice: User, settings: Settings, winner: str, loser: str
+) -> None:
+    """Both requests are held at alice's row lock (a test transaction holds it) after their
+    password checks, the winner first in the queue; both are seen waiting before the hold is
+    released. The winner (a change with the same old password, or the owner's reset) lands; the
+    loser answers what a login that raced a password change answers, 401 AUTH_INVALID_CREDENTIALS,
+    and changes nothing: the winner's password works, the loser's does not, no session of the
+    loser lives, the address stays."""
+    first, second = await login(http), await login(http)
+    plain = settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    holder, watcher = await asyncpg.connect(plain), await asyncpg.connect(plain)
+    try:
+        link = await _reset_link(http, watcher, settings) if winner == "reset" else None
+        for tokens in (first, second):  # their revocation state cached: auth reads no row
+            assert (await http.get(VERIFY, headers=bearer(tokens["access_token"]))).status_code == 200
+        await holder.execute("BEGIN")
+        await holder.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", alice.id)
+        if link is not None:
+            winning = asyncio.ensure_future(
+                http.post(CONFIRM, json={"token": link, "new_password": "the winner's secret"})
+            )
+        else:
+            winning = asyncio.ensure_future(
+                _owners_change(http, "password", first["access_token"], "the winner's secret")
+            )
+        await _until_waiting(watcher, 1)
+        losing = asyncio.ensure_future(_owners_change(http, loser, second["access_token"], "the loser's secret"))
+        await _until_waiting(watcher, 2)  # the overlap really happened
+        await holder.execute("ROLLBACK")
+        won, lost = await asyncio.gather(winning, losing)
+        assert won.status_code == (204 if link is not None else 200), won.text
+        assert lost.status_code == 401 and lost.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS", lost.text
+        live = await watcher.fetchval(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND spent_at IS NULL",
+            alice.id,
+        )
+        assert live == (0 if link is not None else 1)  # the winning change's own session, or none
+        email = await watcher.fetchval("SELECT email FROM users WHERE id = $1", alice.id)
+        assert email == "alice@example.com"
+        reasons = await watcher.fetch("SELECT failure_reason FROM login_records WHERE NOT success")
+        assert [r["failure_reason"] for r in reasons] == ["credentials_changed"]
+    finally:
+        await holder.close()
+        await watcher.close()
+    for tokens in (first, second):
+        await assert_dead(http, tokens)
+    refused = await http.post(LOGIN, json={"username": "alice", "password": "the loser's secret"})
+    assert refused.status_code == 401
+    await login(http, "the winner's secret")

@@ -25,7 +25,22 @@ def test_defaults_follow_the_seed() -> None:
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://u@h/db"])
 def test_database_url_accepts_both_schemes(url: str) -> None:
     settings = load_settings(env={**GOOD, "DATABASE_URL": url}, env_file=None)
-    assert settings.async_database_url == "postgresql+asyncpg://u@h/db"
+    assert settings.owner_database_url == "postgresql+asyncpg://u@h/db"
+    # The API and the worker connect to the same server and database as the service role.
+    password = settings.service_database_password
+    assert len(password) == 64 and password not in GOOD.values()
+    assert settings.async_database_url == f"postgresql+asyncpg://auth_service_app:{password}@h/db"
+
+
+def test_the_service_role_and_its_password_can_be_named_and_a_bad_name_is_one_line() -> None:
+    env = {**GOOD, "DATABASE_URL": "postgresql://owner:pw@h:5433/db?ssl=require"}
+    settings = load_settings(
+        env={**env, "DATABASE_SERVICE_USER": "svc", "DATABASE_SERVICE_PASSWORD": "p@ss:w/rd"}, env_file=None
+    )
+    assert settings.async_database_url == "postgresql+asyncpg://svc:p%40ss%3Aw%2Frd@h:5433/db?ssl=require"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env={**env, "DATABASE_SERVICE_USER": 'x"; DROP ROLE postgres; --'}, env_file=None)
+    assert [name for name, _ in caught.value.problems] == ["DATABASE_SERVICE_USER"]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from auth_service.domain.sessions.repository import RefreshTokenRepository
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.sessions.service import SessionService
 from auth_service.domain.users.policy import PasswordPolicyError
-from auth_service.domain.users.service import UserNotFound, UserService
+from auth_service.domain.users.service import CredentialsChanged, UserNotFound, UserService
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import HasherBusyError, PasswordHasher, VerifyResult
 from auth_service.lib.crypto.tokens import (
@@ -170,7 +170,9 @@ class AuthService:
         token of the user dies, and the caller gets a fresh pair on a new session.
 
         Raises:
-            InvalidCredentials: `current` is wrong (or the token's user is not the password's).
+            InvalidCredentials: `current` is wrong (or the token's user is not the password's), or
+                the password changed between its check and this change (another change or a reset
+                won): refused, recorded and counted like a login that raced a password change.
             PasswordPolicyError: `new` breaks the policy; nothing changed.
         """
         attempt = await self.authenticate(claims.username, current, client)
@@ -180,6 +182,11 @@ class AuthService:
             )
         try:
             mail = await users.change_own_password(attempt.user.id, new, attempt.user.password_hash)
+        except CredentialsChanged:
+            await self._fail_login(
+                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+            )
+            raise
         except (PasswordPolicyError, UserNotFound):
             # The current password was right: its budget slot goes back, as after a login.
             await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
@@ -205,7 +212,8 @@ class AuthService:
         """The owner changes their address, `current` checked like a login's password.
 
         Raises:
-            InvalidCredentials: `current` is wrong.
+            InvalidCredentials: `current` is wrong, or the password changed between its check and
+                this change (as for `change_password`).
             InvalidUserData, UserExistsError: the address is malformed or another account's.
         """
         attempt = await self.authenticate(claims.username, current, client)
@@ -214,10 +222,18 @@ class AuthService:
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
-            return await users.change_own_email(attempt.user.id, email, links)
-        finally:
+            jobs = await users.change_own_email(attempt.user.id, email, links, attempt.user.password_hash)
+        except CredentialsChanged:
+            await self._fail_login(
+                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+            )
+            raise
+        except BaseException:
             # The current password was right: its budget slot goes back, as after a login.
             await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+            raise
+        await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+        return jobs
 
     async def authenticate(self, username: str, password: str, client: ClientInfo) -> LoginAttempt:
         """Step 1: the limits, the user, the password. Raises InvalidCredentials (after the

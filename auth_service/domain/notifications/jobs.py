@@ -17,7 +17,7 @@ from arq import Retry
 from sqlalchemy.exc import DBAPIError
 
 from auth_service.domain.notifications.context import JobContext
-from auth_service.domain.notifications.mailer import PermanentMailError, TransientMailError
+from auth_service.domain.notifications.mailer import PermanentMailError, TransientMailError, one_mailbox
 from auth_service.domain.notifications.messages import (
     ACCOUNT_MESSAGES,
     Rendered,
@@ -29,7 +29,7 @@ from auth_service.domain.notifications.repository import NotificationRepository
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.urls import PublicUrls
-from db.models import Notification, User
+from db.models import Notification, User, owns_its_address
 
 __all__ = ["backoff", "send_account_email", "send_login_notification_email", "send_suspicious_login_alert"]
 
@@ -76,6 +76,15 @@ async def _deliver(
                 await session.commit()
                 log.info("email.dropped", kind=kind, notification_id=notification_id, reason="user gone or disabled")
                 return "dropped"
+            # Exactly one mailbox, the one stored: a value that parses into several (rows written
+            # before addresses were checked as stored) is never sent to; nor is an address the
+            # account does not own (a sign-up with another account's address).
+            recipient = one_mailbox(to) if to else one_mailbox(user.email) if owns_its_address(user.email_key) else None
+            if recipient is None:
+                await notes.finish(note_id, now, sent=False, error="permanent: not one mailbox of the account")
+                await session.commit()
+                log.warning("email.dropped", kind=kind, notification_id=notification_id, reason="not one mailbox")
+                return "dropped"
             if await notes.claim(note_id, now, lease) is None:
                 await session.commit()
                 log.info("email.skipped", kind=kind, notification_id=notification_id, reason="sent or in progress")
@@ -84,7 +93,7 @@ async def _deliver(
             message = build_message(
                 render(user.username, details, (link or _not_me_link(ctx))(note_id, user)),
                 sender=ctx["settings"].email_from,
-                to=[to or user.email],
+                to=[recipient],
                 message_id=f"{kind}-{notification_id}",
             )
             try:
@@ -181,5 +190,7 @@ async def send_account_email(
         notification_id=notification_id,
         render=render,
         link=action,
-        to=details.get("to"),  # the e-mail-changed notice goes to the old address
+        # A link's mail goes to the address the link was made for (and is valid for), not to the
+        # account's address at sending time; the e-mail-changed notice goes to the old address.
+        to=details.get("to"),
     )

@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from email.message import EmailMessage
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,7 @@ __all__ = [
     "PermanentMailError",
     "SmtpMailer",
     "TransientMailError",
+    "one_mailbox",
 ]
 
 log = structlog.get_logger()
@@ -40,6 +42,27 @@ class TransientMailError(Exception):
 
 class PermanentMailError(Exception):
     """The message can never be delivered (address refused, message rejected)."""
+
+
+def one_mailbox(address: str) -> str | None:
+    """`address` when it is exactly one bare addr-spec, else None.
+
+    The SMTP envelope is what the To header parses into (aiosmtplib reads it with getaddresses),
+    so a value that parses into several addresses (`a@b.c,d@e.f`), a display name, a group or
+    anything but itself would reach mailboxes nobody checked. Both parsers of the standard
+    library must read it as itself: getaddresses (the envelope) and the header registry (the To
+    header the message carries)."""
+    if getaddresses([address]) != [("", address)] or address.count("@") != 1:
+        return None
+    message = EmailMessage()
+    try:
+        message["To"] = address
+        parsed = message["To"].addresses
+    except (ValueError, TypeError, IndexError):  # a line break, or nothing the parser can read
+        return None
+    if len(parsed) != 1 or parsed[0].display_name or parsed[0].addr_spec != address:
+        return None
+    return address
 
 
 class Mailer(Protocol):

@@ -4,20 +4,21 @@ and, where tokens must die, the revocation protocol, in one transaction.
 - A role change or a deactivation ends every token of the user at once: roles are in the access
   tokens, so the old ones must not outlive the change (revocation.py: lock the row, write
   PostgreSQL, drop the user's Redis state, commit; every instance reads the same Redis).
-- The last active admin cannot be deactivated, deleted or lose `admin`. A change that would
-  remove an active admin takes one transaction-scoped advisory lock before it counts the
-  others, so of two concurrent requests that each remove one of two admins the second counts
-  after the first has committed, and is refused.
-- Without a password, a created user gets an unusable one (the hash of a random secret nobody
-  knows, so a login against it costs what any other does) and an invitation: a set-password
-  link on the reset page, valid INVITE_TTL; using it verifies the address.
+- The last active admin cannot be deactivated, deleted or lose `admin`. Only admins who can
+  sign in count: active, with a password (not an invitation still unused) and, when
+  REGISTRATION_REQUIRE_VERIFIED_EMAIL is on, a verified address. A change that would remove an
+  active admin takes one transaction-scoped advisory lock before it counts the others, so of two
+  concurrent requests that each remove one of two admins the second counts after the first has
+  committed, and is refused. A refusal is recorded (`admin.denied`, reason `last_admin`) in a
+  transaction of its own, since the change's own was rolled back.
+- Without a password, a created user gets an unusable one (`unusable_password()`: no password
+  matches it, a login against it costs what any other failure does) and an invitation: a
+  set-password link on the reset page, valid INVITE_TTL; using it verifies the address.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-import unicodedata
 import uuid
 from typing import Any
 
@@ -32,15 +33,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
-from auth_service.domain.users.recovery import RESET, account_mail, new_link
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
-from auth_service.lib.audit import Actor, AuditEntry, record
+from auth_service.domain.users.recovery import RESET, account_mail, end_links, link_mail
+from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, stored_email
+from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
-from auth_service.lib.crypto.passwords import PasswordHasher
+from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.lib.queue import QueuedJob
 from db.models import identity_key
-from db.sql import user_tokens, users
+from db.sql import users
 from observability.metrics import record_session_revoked
 
 __all__ = [
@@ -124,6 +125,7 @@ class AdminService:
         policy: PasswordPolicy,
         links: AccountLinks | None = None,
         reset_ttl: dt.timedelta = dt.timedelta(minutes=30),
+        require_verified_email: bool = True,
     ) -> None:
         self._session = session
         self._hasher = hasher
@@ -131,6 +133,7 @@ class AdminService:
         self._policy = policy
         self._links = links
         self._reset_ttl = reset_ttl
+        self._require_verified = require_verified_email
         # Mails a change wrote to the outbox (committed with it), for the caller to enqueue.
         self.queued: list[QueuedJob] = []
 
@@ -159,17 +162,19 @@ class AdminService:
         invitation mail's job (to enqueue once the response is sent).
 
         Raises:
+            InvalidUserData: the address, normalised, is not one e-mail address that fits.
             PasswordPolicyError: the password breaks the policy.
             Conflict: the username or e-mail is taken.
         """
-        if await self._taken(data.username, data.email):
+        email = stored_email(data.email)
+        if await self._taken(data.username, email):
             raise UserExistsError("a user with that username or e-mail already exists")
         invited = data.password is None
         if data.password is not None:
-            self._policy.check(data.password, username=data.username, email=data.email)
+            self._policy.check(data.password, username=data.username, email=email)
         if invited and self._links is None:
             raise Conflict("an invitation needs the API (it mails a link); give a password instead")
-        password_hash = await self._hasher.hash(data.password or secrets.token_urlsafe(32))
+        password_hash = unusable_password() if data.password is None else await self._hasher.hash(data.password)
         user_id = uuid.uuid4()
         now = dt.datetime.now(dt.UTC)
         roles = sorted(set(data.roles))
@@ -182,8 +187,8 @@ class AdminService:
                         id=user_id,
                         username=data.username,
                         username_key=identity_key(data.username),
-                        email=unicodedata.normalize("NFKC", data.email),
-                        email_key=identity_key(data.email),
+                        email=email,
+                        email_key=identity_key(email),
                         password_hash=password_hash,
                         is_active=True,
                         email_verified=not invited,
@@ -196,10 +201,10 @@ class AdminService:
             ).one()
             if invited:
                 assert self._links is not None
-                token_id = await new_link(self._session, self._links, RESET, user_id, INVITE_TTL)
                 hours = int(INVITE_TTL.total_seconds() // 3600)
-                statement, job = account_mail(user_id, "invitation", {"hours": hours}, token_id)
-                await self._session.execute(statement)
+                job = await link_mail(
+                    self._session, self._links, RESET, user_id, INVITE_TTL, row.email, "invitation", {"hours": hours}
+                )
                 jobs.append(job)
             details = {"username": data.username, "roles": roles, "invited": invited}
             await record(self._session, actor, AuditEntry("user.create", user_id, details))
@@ -215,14 +220,15 @@ class AdminService:
         deactivation ends every token of the user; an activation leaves the old ones dead.
 
         Raises:
-            UserNotFound, LastAdmin, Conflict (address taken), ServiceUnavailable (Redis).
+            InvalidUserData (the address, normalised, is not one that fits), UserNotFound,
+            LastAdmin, Conflict (address taken), ServiceUnavailable (Redis).
         """
+        email = stored_email(patch.email) if patch.email is not msgspec.UNSET else None
         current = await self._lock(user_id)
         values: dict[str, Any] = {}
         entries: list[AuditEntry] = []
         moved_from: str | None = None
-        if patch.email is not msgspec.UNSET and patch.email != current.email:
-            email = unicodedata.normalize("NFKC", patch.email)
+        if email is not None and email != current.email:
             # A verified account's new address is verified (the admin vouches, as when creating a
             # user with a password); an unverified one stays unverified.
             values.update(email=email, email_key=identity_key(email), email_verified=current.email_verified)
@@ -247,7 +253,7 @@ class AdminService:
             return read_user(current)
         was_admin = current.is_active and ADMIN_ROLE in (current.roles or [])
         if was_admin and not (active and ADMIN_ROLE in roles):
-            await self._keep_an_admin(user_id)
+            await self._keep_an_admin(user_id, actor, "user.deactivate" if not active else "user.roles")
         values["updated_at"] = dt.datetime.now(dt.UTC)
         try:
             row = (
@@ -266,7 +272,8 @@ class AdminService:
         return read_user(row)
 
     async def set_password(self, user_id: uuid.UUID, password: str, actor: Actor) -> AdminUserRead:
-        """A new password set by an operator (policy applies); every token of the user dies.
+        """A new password set by an operator (policy applies); every token and every reset link of
+        the user dies.
 
         Raises:
             UserNotFound, PasswordPolicyError, ServiceUnavailable (Redis).
@@ -284,6 +291,7 @@ class AdminService:
                 .returning(*COLUMNS)
             )
         ).one()
+        await end_links(self._session, user_id, [RESET])  # a reset link would undo the operator's password
         await self._revocation.revoke_everything(self._session, user_id)
         await record(self._session, actor, AuditEntry("user.update", user_id, {"fields": ["password"]}))
         await self._commit(user_id)
@@ -298,7 +306,7 @@ class AdminService:
         """
         current = await self._lock(user_id)
         if current.is_active and ADMIN_ROLE in (current.roles or []):
-            await self._keep_an_admin(user_id)
+            await self._keep_an_admin(user_id, actor, "user.delete")
         await self._session.execute(delete(users).where(_u.id == user_id))
         await record(self._session, actor, AuditEntry("user.delete", user_id, {"username": current.username}))
         await self._commit(user_id)
@@ -325,10 +333,17 @@ class AdminService:
             await self._session.rollback()
             raise Conflict("the user is deactivated: activate it first")
         assert self._links is not None
-        token_id = await new_link(self._session, self._links, RESET, user_id, self._reset_ttl)
         minutes = int(self._reset_ttl.total_seconds() // 60)
-        statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
-        await self._session.execute(statement)
+        job = await link_mail(
+            self._session,
+            self._links,
+            RESET,
+            user_id,
+            self._reset_ttl,
+            current.email,
+            "password_reset",
+            {"minutes": minutes},
+        )
         await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
         await self._session.commit()
         return job
@@ -346,11 +361,8 @@ class AdminService:
     async def _moved(self, user_id: uuid.UUID, old_email: str) -> None:
         """The address changed: every live link (reset, invitation, verification) was mailed to
         the old one and dies; the old address is told."""
-        t = user_tokens.c
+        await end_links(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
-        await self._session.execute(
-            update(user_tokens).where(t.user_id == user_id, t.used_at.is_(None)).values(used_at=now)
-        )
         statement, job = account_mail(
             user_id, "email_changed", {"to": old_email, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
         )
@@ -371,17 +383,22 @@ class AdminService:
             raise UserNotFound("no user with that id")
         return row
 
-    async def _keep_an_admin(self, user_id: uuid.UUID) -> None:
-        """Refuse (409) unless another active admin stays; serialised by one advisory lock."""
+    async def _keep_an_admin(self, user_id: uuid.UUID, actor: Actor, action: str) -> None:
+        """Refuse (409) unless another admin who can sign in stays; serialised by one advisory
+        lock. A refusal is audited (`admin.denied`) and logged."""
         await self._session.execute(select(func.pg_advisory_xact_lock(_ADMINS_LOCK)))
+        can_sign_in = [_u.is_active.is_(True), ~_u.password_hash.startswith(UNUSABLE_PREFIX, autoescape=True)]
+        if self._require_verified:
+            can_sign_in.append(_u.email_verified.is_(True))
         others = await self._session.execute(
             select(func.count())
             .select_from(users)
-            .where(and_(_u.is_active.is_(True), _u.roles.contains([ADMIN_ROLE]), _u.id != user_id))
+            .where(and_(_u.roles.contains([ADMIN_ROLE]), _u.id != user_id, *can_sign_in))
         )
         if int(others.scalar_one()) == 0:
             await self._session.rollback()
-            raise LastAdmin("this is the last active admin: make another user admin first")
+            await denied(self._session, actor, action, user_id, "last_admin")
+            raise LastAdmin("this is the last admin who can sign in: make another user admin first")
 
     async def _commit(self, user_id: uuid.UUID) -> None:
         try:

@@ -72,7 +72,16 @@ async def provide_admin_service(
     settings: NamedDependency[Settings],
 ) -> AdminService:
     reset_ttl = dt.timedelta(minutes=settings.pages.password_reset_ttl_minutes)
-    return AdminService(db_session, hasher, revocation, password_policy, account_links, reset_ttl)
+    require_verified = settings.registration_require_verified_email
+    return AdminService(
+        db_session,
+        hasher,
+        revocation,
+        password_policy,
+        account_links,
+        reset_ttl,
+        require_verified_email=require_verified,
+    )
 
 
 async def provide_admin_reads(db_session: NamedDependency[AsyncSession]) -> AdminReads:

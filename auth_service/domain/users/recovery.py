@@ -5,12 +5,19 @@ is sent, so even its timing says nothing). Confirming spends the link with one a
 under the user's row lock, so of any number of concurrent confirmations exactly one wins; the
 new password replaces the old, every session and access token of the user dies (the revocation
 protocol: lock, PostgreSQL, Redis, commit), and a "password changed" mail goes through the outbox.
+
+Every account link (reset, invitation, verification) is made for one address: its row keeps
+that address's identity key, its mail goes to that address (not to whatever the account's
+address is when the worker sends it), and it is valid only while that is still the account's
+address. A change of address ends every live link of the account, and a new password (reset,
+change, an operator's) ends its other reset links: `end_links` is the one place that does it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -29,7 +36,7 @@ from db.models import identity_key
 from db.sql import notifications, user_tokens, users
 from observability.metrics import record_password_reset
 
-__all__ = ["PasswordReset", "account_mail", "new_link"]
+__all__ = ["RESET", "PasswordReset", "account_mail", "end_links", "link_mail", "new_link"]
 
 log = structlog.get_logger()
 RESET = "reset"
@@ -54,9 +61,10 @@ async def new_link(
     purpose: str,
     user_id: uuid.UUID,
     ttl: dt.timedelta,
-    email: str | None = None,
+    email: str,
 ) -> uuid.UUID:
-    """Write a single-use link's row (only its token's hash) and return its id (no commit)."""
+    """Write a single-use link's row (only its token's hash, and the identity key of `email`, the
+    address it is mailed to and valid for) and return its id (no commit)."""
     token_id = uuid.uuid4()
     await session.execute(
         insert(user_tokens).values(
@@ -65,10 +73,39 @@ async def new_link(
             token_hash=token_hash(links.token(token_id, purpose)),
             user_id=user_id,
             expires_at=dt.datetime.now(dt.UTC) + ttl,
-            email=email,
+            email=identity_key(email),
         )
     )
     return token_id
+
+
+async def link_mail(
+    session: AsyncSession,
+    links: AccountLinks,
+    purpose: str,
+    user_id: uuid.UUID,
+    ttl: dt.timedelta,
+    email: str,
+    kind: str,
+    details: dict[str, Any],
+) -> QueuedJob:
+    """A new link for `email` and the outbox row of its mail, addressed to `email` (no commit):
+    the worker sends it there even if the account has moved on meanwhile."""
+    token_id = await new_link(session, links, purpose, user_id, ttl, email)
+    statement, job = account_mail(user_id, kind, {**details, "to": email}, token_id)
+    await session.execute(statement)
+    return job
+
+
+async def end_links(session: AsyncSession, user_id: uuid.UUID, purposes: Collection[str] | None = None) -> None:
+    """Spend every live link of the user (of these purposes; None: all of them), so none outlives
+    the change that made it stale: a new address (every link was mailed to the old one) or a new
+    password (a reset link would undo it). The caller holds the user's row lock."""
+    t = user_tokens.c
+    live = [t.user_id == user_id, t.used_at.is_(None)]
+    if purposes is not None:
+        live.append(t.purpose.in_(list(purposes)))
+    await session.execute(update(user_tokens).where(*live).values(used_at=dt.datetime.now(dt.UTC)))
 
 
 class PasswordReset:
@@ -96,17 +133,18 @@ class PasswordReset:
         """A reset link for the active account with this address, if there is one."""
         u = users.c
         found = await self._session.execute(
-            select(u.id).where(u.email_key == identity_key(email), u.is_active.is_(True))
+            select(u.id, u.email).where(u.email_key == identity_key(email), u.is_active.is_(True))
         )
-        user_id = found.scalar_one_or_none()
-        if user_id is None:
+        row = found.first()
+        if row is None:
             await self._session.rollback()
             log.info("password_reset.requested", known=False)
             return None
-        token_id = await new_link(self._session, self._links, RESET, user_id, self._ttl)
+        user_id = row.id
         minutes = int(self._ttl.total_seconds() // 60)
-        statement, job = account_mail(user_id, "password_reset", {"minutes": minutes}, token_id)
-        await self._session.execute(statement)
+        job = await link_mail(
+            self._session, self._links, RESET, user_id, self._ttl, row.email, "password_reset", {"minutes": minutes}
+        )
         await self._session.commit()
         record_password_reset("requested")
         log.info("password_reset.requested", known=True, user_id=str(user_id))
@@ -116,7 +154,8 @@ class PasswordReset:
         """Spend the link and set the password.
 
         Raises:
-            LinkInvalid: not a live reset link (malformed, forged, used, expired, user disabled).
+            LinkInvalid: not a live reset link (malformed, forged, used, expired, user disabled, or
+                the account's address is no longer the one the link was sent to).
             PasswordPolicyError: the new password breaks the policy (the link stays usable).
             ServiceUnavailable: Redis could not be told; nothing changed and the link stays usable.
         """
@@ -125,7 +164,15 @@ class PasswordReset:
             raise LinkInvalid
         t, u = user_tokens.c, users.c
         now = dt.datetime.now(dt.UTC)
-        live = (t.id == token_id, t.token_hash == token_hash(token), t.purpose == RESET, t.used_at.is_(None))
+        # Live, and for the account's current address: a reset verifies the address it was sent to.
+        live = (
+            t.id == token_id,
+            t.token_hash == token_hash(token),
+            t.purpose == RESET,
+            t.used_at.is_(None),
+            t.user_id == u.id,
+            u.email_key == t.email,
+        )
         row = (
             await self._session.execute(
                 select(u.id, u.username, u.email)
@@ -149,6 +196,7 @@ class PasswordReset:
         await self._session.execute(
             update(users).where(u.id == row.id).values(password_hash=new_hash, email_verified=True)
         )
+        await end_links(self._session, row.id, [RESET])  # the user's other reset links would undo this
         await self._revocation.revoke_everything(self._session, row.id)
         statement, job = account_mail(row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
         await self._session.execute(statement)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, get_args
 
 import msgspec
 
+from auth_service.domain.notifications.mailer import one_mailbox
+from auth_service.lib.errors import InvalidInput
 from auth_service.lib.http import strict_body
 
 __all__ = [
@@ -14,11 +18,13 @@ __all__ = [
     "AdminUserCreate",
     "AdminUserPatch",
     "Email",
+    "InvalidUserData",
     "NewPassword",
     "UserCreate",
     "UserRead",
     "Username",
     "new_password_fields",
+    "stored_email",
 ]
 
 # msgspec matches patterns with re.search, where `$` also matches before a final newline:
@@ -51,6 +57,54 @@ NewPassword = Annotated[
         "`details` name the reason (too_short, too_long, contains_username, too_common, too_weak).",
     ),
 ]
+
+
+class InvalidUserData(InvalidInput):
+    """A username, e-mail or role that its schema refuses; str() says which rule, in words."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(field, reason)
+
+    @classmethod
+    def from_validation(cls, exc: msgspec.ValidationError) -> InvalidUserData:
+        # msgspec says "Expected `str` matching regex '…' - at `$.email`": name the field and its rule.
+        match = re.search(r"at `\$\.(\w+)", str(exc))
+        field = match.group(1) if match else "body"
+        return cls(field, _FIELD_RULES.get(field, str(exc).split(" - at ")[0]))
+
+
+_FIELD_RULES = {
+    "username": "a username is 3-64 characters: letters, digits and . _ @ + -",
+    "email": "not an e-mail address (expected one like name@example.com, at most 255 characters)",
+    "roles": "a role is a lowercase name: a letter, then up to 63 letters, digits, _ or -",
+    "password": "a password is a string",
+}
+
+
+class _StoredEmail(msgspec.Struct):
+    email: Email
+
+
+def stored_email(value: str) -> str:
+    """An address as it is stored and mailed: NFKC first, then the Email rules and "exactly one
+    mailbox" on that. Every path that takes an address goes through here (sign-up, the owner's
+    change, the admin API and the CLI), because NFKC changes what was checked: a full-width
+    comma and at sign (U+FF0C, U+FF20) become ASCII (one value, two mailboxes) and U+FDFA
+    becomes 18 characters (past the column).
+
+    Raises:
+        InvalidUserData: the normalised value is not one e-mail address of at most 255 characters.
+    """
+    email = unicodedata.normalize("NFKC", value)
+    try:
+        msgspec.convert({"email": email}, _StoredEmail)
+    except msgspec.ValidationError as exc:
+        raise InvalidUserData.from_validation(exc) from None
+    if one_mailbox(email) is None:
+        raise InvalidUserData("email", _FIELD_RULES["email"])
+    return email
+
+
 Role = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$(?!\n)", description="Role name")]
 
 

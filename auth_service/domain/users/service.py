@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import unicodedata
+import hmac
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -15,22 +14,30 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.sessions.revocation import RevocationStore
+from auth_service.domain.sessions.revocation import RevocationStore, UserState
 from auth_service.domain.users.admin import AdminService, AdminUserRead, UserExistsError, UserNotFound
 from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
-from auth_service.domain.users.recovery import account_mail
+from auth_service.domain.users.recovery import RESET, account_mail, end_links
 from auth_service.domain.users.repository import UserRepository
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, Email, UserCreate, UserRead
+from auth_service.domain.users.schemas import (
+    AdminUserCreate,
+    AdminUserPatch,
+    InvalidUserData,
+    UserCreate,
+    UserRead,
+    stored_email,
+)
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.audit import CLI, Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
-from auth_service.lib.errors import InvalidInput
+from auth_service.lib.errors import InvalidCredentials
 from auth_service.lib.queue import QueuedJob
-from db.models import User, identity_key
+from db.models import User, identity_key, owns_its_address
 
 __all__ = [
+    "CredentialsChanged",
     "InvalidUserData",
     "PasswordPolicyError",
     "UserExistsError",
@@ -40,30 +47,10 @@ __all__ = [
 ]
 
 
-class InvalidUserData(InvalidInput):
-    """A username, e-mail or role that its schema refuses; str() says which rule, in words."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(field, reason)
-
-    @classmethod
-    def from_validation(cls, exc: msgspec.ValidationError) -> InvalidUserData:
-        # msgspec says "Expected `str` matching regex '…' - at `$.email`": name the field and its rule.
-        match = re.search(r"at `\$\.(\w+)", str(exc))
-        field = match.group(1) if match else "body"
-        return cls(field, _FIELD_RULES.get(field, str(exc).split(" - at ")[0]))
-
-
-_FIELD_RULES = {
-    "username": "a username is 3-64 characters: letters, digits and . _ @ + -",
-    "email": "not an e-mail address (expected one like name@example.com, at most 255 characters)",
-    "roles": "a role is a lowercase name: a letter, then up to 63 letters, digits, _ or -",
-    "password": "a password is a string",
-}
-
-
-class _EmailOnly(msgspec.Struct):
-    email: Email
+class CredentialsChanged(InvalidCredentials):
+    """The password checked for an owner's change is no longer the stored one: another change or
+    a reset committed in between. Refused like a login that raced a password change (401
+    AUTH_INVALID_CREDENTIALS, nothing written): the caller proved a password that is gone."""
 
 
 def check_password_policy(password: str, username: str, email: str = "") -> None:
@@ -86,8 +73,11 @@ class UserService:
         revocation: RevocationStore,
         policy: PasswordPolicy | None = None,
         actor: Actor = CLI,
+        *,
+        require_verified_email: bool = True,
     ) -> None:
         self._actor = actor
+        self._require_verified = require_verified_email
         self._policy = policy or PasswordPolicy()
         self._session = session
         self._revocation = revocation
@@ -96,7 +86,14 @@ class UserService:
 
     def admin(self, links: AccountLinks | None = None) -> AdminService:
         """The same changes by id, as the admin API makes them (one implementation for both)."""
-        return AdminService(self._session, self._hasher, self._revocation, self._policy, links)
+        return AdminService(
+            self._session,
+            self._hasher,
+            self._revocation,
+            self._policy,
+            links,
+            require_verified_email=self._require_verified,
+        )
 
     async def create(self, data: UserCreate) -> UserRead:
         """Create a user (verified: it has a password); audited as `user.create` by the actor.
@@ -188,16 +185,16 @@ class UserService:
         admin = self.admin()
         return _read(await admin.set_password(await admin.id_of(username), password, self._actor))
 
-    async def change_own_password(
-        self, user_id: uuid.UUID, new_password: str, checked_hash: str | None = None
-    ) -> QueuedJob:
-        """The owner's change (their current password already checked): policy, new hash, every
-        token of the user dies, and a "password changed" mail, in one transaction.
+    async def change_own_password(self, user_id: uuid.UUID, new_password: str, checked_hash: str) -> QueuedJob:
+        """The owner's change (their current password already checked against `checked_hash`):
+        policy, new hash, every token and reset link of the user dies, and a "password changed"
+        mail, in one transaction.
 
         Raises:
             UserNotFound: the user is gone or was deactivated meanwhile.
             PasswordPolicyError: the new password breaks the policy (nothing changed).
-            TokenRevoked: the password changed meanwhile (`checked_hash` is no longer the stored one).
+            CredentialsChanged: the password changed meanwhile (`checked_hash` is no longer the
+                stored one); nothing changed.
             ServiceUnavailable: Redis could not be told; nothing changed.
         """
         found = await self._session.execute(
@@ -210,10 +207,9 @@ class UserService:
         self._policy.check(new_password, username=row.username, email=row.email, field="new_password")
         password_hash = await self._hasher.hash(new_password)
         state = await self._revocation.lock(self._session, user_id)
-        if state is None or not state.is_active:
-            await self._session.rollback()
-            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        await self._as_checked(state, user_id, checked_hash)
         await self._users.set_password_hash(user_id, password_hash)
+        await end_links(self._session, user_id, [RESET])  # a reset link would undo the change
         await self._revocation.revoke_everything(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
         statement, job = account_mail(
@@ -224,42 +220,65 @@ class UserService:
         await self._revocation.commit(self._session, user_id)
         return job
 
-    async def change_own_email(self, user_id: uuid.UUID, new_email: str, links: AccountLinks) -> list[QueuedJob]:
-        """The owner's new address (their current password already checked): unverified until its
-        link is used; the old address is told. Returns the two mails' jobs.
+    async def change_own_email(
+        self, user_id: uuid.UUID, new_email: str, links: AccountLinks, checked_hash: str
+    ) -> list[QueuedJob]:
+        """The owner's new address (their current password already checked against
+        `checked_hash`): unverified until its link is used; every live link of the account (all
+        mailed to the old address) dies; the old address is told. Returns the two mails' jobs.
 
         Raises:
             InvalidUserData: not an e-mail address.
             UserExistsError: another account has that address (409).
             UserNotFound: the user is gone or was deactivated meanwhile.
+            CredentialsChanged: the password changed meanwhile; nothing changed.
         """
-        try:
-            msgspec.convert({"email": new_email}, _EmailOnly)
-        except msgspec.ValidationError as exc:
-            raise InvalidUserData.from_validation(exc) from None
-        email = unicodedata.normalize("NFKC", new_email)
+        email = stored_email(new_email)
         state = await self._revocation.lock(self._session, user_id)
-        old = (await self._session.execute(select(User.email).where(User.id == user_id))).scalar_one_or_none()
-        if state is None or not state.is_active or old is None:
-            await self._session.rollback()
-            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        old, old_key = await self._as_checked(state, user_id, checked_hash)
         if identity_key(old) == identity_key(email):
             await self._session.rollback()
             return []  # the same address: nothing changes
         try:
             await self._users.set_email(user_id, email)
-            verify = await EmailVerification(self._session, links).link(user_id, email)
-            now = dt.datetime.now(dt.UTC)
-            statement, notice = account_mail(
-                user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
-            )
-            await self._session.execute(statement)
+            await end_links(self._session, user_id)  # every live link was mailed to the old address
+            jobs = [await EmailVerification(self._session, links).link(user_id, email)]
+            if owns_its_address(old_key):  # an unclaimed sign-up's address is another account's: not told
+                now = dt.datetime.now(dt.UTC)
+                statement, notice = account_mail(
+                    user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+                )
+                await self._session.execute(statement)
+                jobs.append(notice)
             await record(self._session, self._actor.as_user(user_id), AuditEntry("email.change", user_id))
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()
             raise UserExistsError("another account has that e-mail address") from None
-        return [verify, notice]
+        return jobs
+
+    async def _as_checked(self, state: UserState | None, user_id: uuid.UUID, checked_hash: str) -> tuple[str, str]:
+        """After the revocation protocol's lock (`state`), whether the user is still as its owner
+        proved it with `checked_hash`; returns the account's address and its identity key.
+
+        The password was checked before the lock (hashing holds no transaction), so another
+        change or a reset may have committed since: compared here, under the lock, the stored
+        hash is the one every later writer will see, and of two changes proved by the same
+        password only the first lands (as `record_success` refuses a login that raced one).
+
+        Raises:
+            UserNotFound: the user is gone or deactivated.
+            CredentialsChanged: the stored hash is no longer `checked_hash`.
+        """
+        stmt = select(User.email, User.email_key, User.password_hash).where(User.id == user_id)
+        row = (await self._session.execute(stmt)).first()
+        if state is None or not state.is_active or row is None:
+            await self._session.rollback()
+            raise UserNotFound("the user was deleted or deactivated meanwhile")
+        if not hmac.compare_digest(row.password_hash.encode(), checked_hash.encode()):
+            await self._session.rollback()
+            raise CredentialsChanged
+        return str(row.email), str(row.email_key)
 
     async def _read_again(self, user_id: Any) -> UserRead:
         self._session.expunge_all()

@@ -1,8 +1,9 @@
 """E-mail verification: a single-use link that proves the account's current address.
 
-A link records the address it was sent to (its identity key); using it verifies the account
-only while that is still the account's address, so a link sent before an e-mail change can
-never verify the new one. Spending is one atomic UPDATE, as for reset links.
+A link records the address it was sent to (its identity key), its mail goes to that address,
+and using it verifies the account only while that is still the account's address, so a link
+sent before an e-mail change can never verify the new one (the change also ends it). Spending
+is one atomic UPDATE, as for reset links.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.users.recovery import account_mail, new_link
+from auth_service.domain.users.recovery import link_mail
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.errors import LinkInvalid
 from auth_service.lib.queue import QueuedJob
-from db.models import identity_key
 from db.sql import user_tokens, users
 from observability.metrics import record_verification
 
@@ -38,10 +38,8 @@ class EmailVerification:
 
     async def link(self, user_id: uuid.UUID, email: str, kind: str = "verify_email") -> QueuedJob:
         """Write a verification token for `email` and its mail's outbox row (no commit)."""
-        token_id = await new_link(self._session, self._links, VERIFY, user_id, VERIFY_TTL, identity_key(email))
-        statement, job = account_mail(user_id, kind, {"hours": int(VERIFY_TTL.total_seconds() // 3600)}, token_id)
-        await self._session.execute(statement)
-        return job
+        hours = int(VERIFY_TTL.total_seconds() // 3600)
+        return await link_mail(self._session, self._links, VERIFY, user_id, VERIFY_TTL, email, kind, {"hours": hours})
 
     async def resend(self, user_id: uuid.UUID) -> QueuedJob | None:
         """A new link for an active, unverified account (None: nothing to verify)."""

@@ -1,9 +1,10 @@
 """Tokens of the account links in e-mails (password reset; later e-mail verification and
 invitations): random ids made unguessable by an HMAC, stored only as a SHA-256.
 
-A token is `<id as 32 hex digits>.<base64url HMAC-SHA256 of purpose and id>`. The key is derived
-from (never equal to) the JWT secret, so the worker that mails a link can rebuild its token from
-the id alone: no raw token is ever stored, in the outbox or anywhere else.
+A token is `<id as 32 hex digits>.<base64url HMAC-SHA256 of purpose and id>`. The key is the
+`account-link` purpose key (derive.py), shared by the API and the worker, so the worker that mails
+a link can rebuild its token from the id alone: no raw token is ever stored, in the outbox or
+anywhere else.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def token_hash(token: str) -> str:
 class AccountLinks:
     """Makes and checks account-link tokens for one purpose each (`reset`, `verify`, `invite`)."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._key = hmac.new(secret, b"account-link-v1", hashlib.sha256).digest()
+    def __init__(self, key: bytes) -> None:
+        self._key = key
 
     def token(self, token_id: UUID, purpose: str) -> str:
         return f"{token_id.hex}.{self._mac(token_id.hex, purpose)}"

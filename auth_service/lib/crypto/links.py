@@ -44,15 +44,15 @@ TOKEN_MAX_LENGTH = _PAYLOAD_LENGTHS[1] + 1 + _MAC_LENGTH
 
 
 class LinkSigner:
-    """HMAC-SHA256 over a small JSON payload, with a key derived from (never equal to) the JWT secret.
+    """HMAC-SHA256 over a small JSON payload.
 
     Args:
-        secret: key material (the JWT secret or private key bytes).
+        key: the `not-me-link` purpose key (derive.py).
         ttl_seconds: how long a link stays usable.
     """
 
-    def __init__(self, secret: bytes, ttl_seconds: int) -> None:
-        self._key = hmac.new(secret, b"email-link-v1", hashlib.sha256).digest()
+    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+        self._key = key
         self._ttl = ttl_seconds
 
     def sign(self, notification_id: UUID, user_id: UUID, now: float | None = None) -> str:

@@ -35,12 +35,23 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["HasherBusyError", "PasswordHasher", "VerifyResult", "hash_kind"]
+__all__ = ["UNUSABLE_PREFIX", "HasherBusyError", "PasswordHasher", "VerifyResult", "hash_kind", "unusable_password"]
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
 _LEGACY_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# A stored "hash" that no password matches (an invited user who has not set one yet), as Django
+# marks its unusable passwords: recognisable, so the last-admin guard can tell who can sign in,
+# and checked against the dummy hash, so a login against it costs what any other failure does.
+UNUSABLE_PREFIX = "!"
+
+
+def unusable_password() -> str:
+    """The stored value of an account that has no password yet."""
+    return UNUSABLE_PREFIX + secrets.token_urlsafe(32)
+
+
 # CFS weight 110 vs the event loop's 1024: when the loop wants the whole core, hashing still
 # gets ~10 % of it (about two logins a second), and it has every moment the loop waits on
 # I/O. At +5 (weight 335) verify's p99 with logins at a quarter of capacity was 1.44-1.58x
@@ -130,7 +141,7 @@ class PasswordHasher:
 
     def _verify_sync(self, stored_hash: str | None, password: str) -> VerifyResult:
         started = time.perf_counter()
-        if stored_hash is None:
+        if stored_hash is None or stored_hash.startswith(UNUSABLE_PREFIX):
             self._check_argon2(self._dummy_hash, password)
             self._observe(self._current_kind, time.perf_counter() - started)
             return VerifyResult(False, seconds=time.perf_counter() - started)

@@ -89,6 +89,7 @@ class TokenService:
         issuer: `iss` written and required.
         audience: `aud` written and required.
         access_ttl: access token lifetime in seconds.
+        successor_key: HMAC key of refresh-token successors (None: derived from the signing key).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class TokenService:
         issuer: str,
         audience: str,
         access_ttl: int,
+        successor_key: bytes | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.issuer = issuer
@@ -109,9 +111,12 @@ class TokenService:
         self.access_ttl = access_ttl
         self._signing_key, self._verifying_key = _load_keys(algorithm, secret, private_key_file, public_key_file)
         self.key_id = key_id or _derive_kid(self._verifying_key, secret)
-        # HMAC key for deriving a refresh token's successor, derived from (never equal to) the signing secret.
-        material = secret.encode() if algorithm.startswith("HS") else Path(private_key_file).read_bytes()
-        self._rotation_key = hmac.new(material, b"refresh-rotation", hashlib.sha256).digest()
+        # HMAC key of a refresh token's successor: the `refresh-successor` purpose key (derive.py);
+        # without one, derived from the signing material as before purpose keys existed.
+        if successor_key is None:
+            material = secret.encode() if algorithm.startswith("HS") else Path(private_key_file).read_bytes()
+            successor_key = hmac.new(material, b"refresh-rotation", hashlib.sha256).digest()
+        self._rotation_key = successor_key
         self._registry = JWTClaimsRegistry(
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},

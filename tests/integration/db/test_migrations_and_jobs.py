@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0006"
+HEAD = "0008"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -93,6 +93,66 @@ def test_identity_keys_migration_names_clashing_accounts_instead_of_failing_on_a
         drop()
 
 
+def test_unusable_passwords_migration_marks_the_invited_users_who_never_set_one() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0006")
+        users = {name: uuid.uuid4() for name in ("waiting", "accepted", "reset_by_cli", "plain")}
+        statements = [
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, created_at, updated_at)"
+            f" VALUES ('{uid}', '{name}', '{name}', '{name}@x.io', '{name}@x.io', '$argon2id$v=19$m=8,t=1,p=1$x', now(), now())"
+            for name, uid in users.items()
+        ]
+        event = "INSERT INTO audit_events (id, action, target_type, target_id, details) VALUES (gen_random_uuid(), '{}', 'user', '{}', '{}')"
+        for name in ("waiting", "accepted", "reset_by_cli"):
+            statements.append(event.format("user.create", users[name], '{"invited": true}'))
+        statements.append(event.format("user.create", users["plain"], '{"invited": false}'))
+        statements.append(event.format("password.reset", users["accepted"], "{}"))
+        statements.append(event.format("user.update", users["reset_by_cli"], '{"fields": ["password"]}'))
+        asyncio.run(_sql(url, *statements))
+        upgrade(url)
+        (rows,) = asyncio.run(_sql(url, "SELECT username, password_hash FROM users ORDER BY username"))
+        marked = {row["username"] for row in rows if row["password_hash"].startswith("!")}
+        assert marked == {"waiting"}
+        downgrade(url, "0006")
+        (rows,) = asyncio.run(_sql(url, "SELECT password_hash FROM users"))
+        assert not any(row["password_hash"].startswith("!") for row in rows)
+    finally:
+        drop()
+
+
+def test_links_migration_binds_live_links_to_the_address_and_ends_those_older_than_an_email_change() -> None:
+    url, drop = _scratch_database()
+    try:
+        upgrade(url, "0006")
+        user = (
+            "INSERT INTO users (id, username, username_key, email, email_key, password_hash, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), '{0}', '{0}', '{1}', lower('{1}'), 'x', now(), now())"
+        )
+        asyncio.run(_sql(url, user.format("kept", "Kept@x.io"), user.format("moved", "new@x.io")))
+        link = (
+            "INSERT INTO user_tokens (id, purpose, token_hash, user_id, created_at, expires_at)"
+            " SELECT gen_random_uuid(), 'reset', md5(random()::text), id, now() - interval '1 minute',"
+            " now() + interval '1 hour' FROM users WHERE username = '{}'"
+        )
+        moved = (
+            "INSERT INTO audit_events (id, action, target_type, target_id)"
+            " SELECT gen_random_uuid(), 'email.change', 'user', id::text FROM users WHERE username = 'moved'"
+        )
+        asyncio.run(_sql(url, link.format("kept"), link.format("moved"), moved))
+        upgrade(url)
+        (rows,) = asyncio.run(
+            _sql(
+                url,
+                "SELECT u.username, t.email, t.used_at IS NOT NULL AS ended FROM user_tokens t"
+                " JOIN users u ON u.id = t.user_id ORDER BY u.username",
+            )
+        )
+        assert [tuple(row) for row in rows] == [("kept", "kept@x.io", False), ("moved", None, True)]
+    finally:
+        drop()
+
+
 def test_migrations_upgrade_downgrade_upgrade() -> None:
     url, drop = _scratch_database()
     try:
@@ -101,6 +161,10 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
         assert tables <= asyncio.run(_tables(url))
         downgrade(url)  # one step
+        assert current_revision(url) == "0007"
+        downgrade(url)
+        assert current_revision(url) == "0006"
+        downgrade(url, "0005")
         assert current_revision(url) == "0005"
         assert "audit_events" not in asyncio.run(_tables(url))
         downgrade(url, "0001")

@@ -313,3 +313,56 @@ async def test_enqueue_writes_what_arq_writes_once_per_job_id(redis_url: str, tr
     finally:
         await queue.close()
         await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["victim@example.com,attacker@evil.example", "victim@example.com, Attacker <attacker@evil.example>", "a(b)@x.y"],
+)
+async def test_a_stored_address_that_is_not_one_mailbox_is_never_sent_to(
+    app_client: AsyncTestClient[Any],
+    mail_settings: Settings,
+    smtp: tuple[RecordingHandler, int],
+    alice: User,
+    db_session: AsyncSession,
+    stored: str,
+) -> None:
+    """Rows written before addresses were checked as stored (NFKC turned a full-width comma and at
+    sign into ASCII after the check): the SMTP envelope would have named every mailbox in them.
+    Dropped, not retried."""
+    await db_session.execute(User.__table__.update().where(User.id == alice.id).values(email=stored))
+    await db_session.commit()
+    await login(app_client)
+    await run_worker(mail_settings)
+    note = (await db_session.execute(select(Notification))).scalar_one()
+    await db_session.refresh(note)
+    assert note.dropped_at is not None and note.sent_at is None
+    assert smtp[0].attempts == 0
+
+
+async def test_a_verification_mail_goes_to_the_address_its_link_was_made_for(
+    app_client: AsyncTestClient[Any], mail_settings: Settings, smtp: tuple[RecordingHandler, int], alice: User
+) -> None:
+    """V, then A, before the worker runs: V's link goes to V (not to A, the address at sending
+    time), and it is dead once the account moved on, even when it comes back to V."""
+    headers = bearer((await login(app_client))["access_token"])
+    for address in ("v@example.com", "a@example.com"):
+        moved = await app_client.patch(
+            "/api/v1/users/me", json={"email": address, "current_password": DEFAULT_PASSWORD}, headers=headers
+        )
+        assert moved.status_code == 200, moved.text
+    await run_worker(mail_settings)
+    messages = smtp[0].wait_for(5)  # the login notice, two links, two "your address changed"
+    links = {
+        m["To"]: re.search(r"verify-email\?token=(\S+)", body_text(m)).group(1)  # type: ignore[union-attr]
+        for m in messages
+        if m["Subject"] == "Confirm your e-mail address"
+    }
+    assert sorted(links) == ["a@example.com", "v@example.com"], [m["To"] for m in messages]
+    back = await app_client.patch(
+        "/api/v1/users/me", json={"email": "v@example.com", "current_password": DEFAULT_PASSWORD}, headers=headers
+    )
+    assert back.status_code == 200
+    stale = await app_client.post("/api/v1/auth/verify-email", json={"token": links["v@example.com"]})
+    assert stale.status_code == 400 and stale.json()["error"]["code"] == "LINK_INVALID"
+    assert (await app_client.get("/api/v1/users/me", headers=headers)).json()["email_verified"] is False

@@ -67,3 +67,28 @@ async def test_bad_input_is_refused_in_the_envelope_and_changes_nothing(
     assert answer.json()["error"]["code"] == code
     assert await _sql(settings, "SELECT email, password_hash, email_verified FROM users") == before
     assert await _sql(settings, "SELECT count(*) FROM user_tokens") == [(0,)]
+
+
+# Compatibility forms that NFKC turns into something else: a full-width comma and at sign make a second
+# mailbox; U+FDFA (one character) becomes 18, past the column's 255.
+TWO_MAILBOXES = "victim@example.com\uff0cattacker\uff20evil.example"
+TOO_LONG_ONCE_NORMALISED = "a@" + "\ufdfa" * 20 + ".example"
+
+
+@pytest.mark.parametrize("address", [TWO_MAILBOXES, TOO_LONG_ONCE_NORMALISED, "victim,attacker@evil.example"])
+async def test_an_address_is_checked_as_it_will_be_stored(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings, address: str
+) -> None:
+    """Normalised first, then checked: what is stored is one mailbox that fits its column."""
+    tokens = await login(client)
+    before = await _sql(settings, "SELECT email, email_key, email_verified FROM users")
+    answer = await client.patch(
+        "/api/v1/users/me",
+        json={"email": address, "current_password": DEFAULT_PASSWORD},
+        headers=bearer(tokens["access_token"]),
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert answer.json()["error"]["details"][0]["field"] == "email"
+    assert await _sql(settings, "SELECT email, email_key, email_verified FROM users") == before
+    assert await _sql(settings, "SELECT count(*) FROM user_tokens") == [(0,)]

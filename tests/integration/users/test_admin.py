@@ -73,12 +73,30 @@ async def test_every_endpoint_is_401_without_a_token_403_for_a_plain_user_and_wo
         refused = await client.request(method, path, json=body, headers=plain)
         assert refused.status_code == 403, (method, path, refused.text)
         assert refused.json()["error"]["code"] == "FORBIDDEN"
-    assert await _events(settings) == []  # nothing was done by those
+    # Nothing was done by those; each refusal of the plain user left its trace (ASVS V16.3).
+    denials = await _events(settings)
+    assert [e["action"] for e in denials] == ["admin.denied"] * len(_endpoints(str(alice.id)))
+    assert {e["details"]["reason"] for e in denials} == {"forbidden"}
+    assert {str(e["actor_id"]) for e in denials} == {str(alice.id)}
+    assert [e["details"]["operation"] for e in denials] == [
+        "users.list",
+        "users.create",
+        "users.get",
+        "users.update",
+        "users.logout",
+        "users.password_reset",
+        "users.mfa_reset",
+        "login_records.list",
+        "audit_events.list",
+        "users.delete",
+    ]
+    assert all(e["request_id"] and e["actor_ip"] for e in denials)
+    assert [e["target_id"] for e in denials if e["details"]["operation"] == "users.get"] == [str(alice.id)]
     expected = [200, 201, 200, 200, 204, 202, 204, 200, 200, 204]
     for (method, path, body), status in zip(_endpoints(str(alice.id)), expected, strict=True):
         done = await client.request(method, path, json=body, headers=admin_headers)
         assert done.status_code == status, (method, path, done.text)
-    actions = [e["action"] for e in await _events(settings)]
+    actions = [e["action"] for e in await _events(settings) if e["action"] != "admin.denied"]
     assert actions == [
         "user.create",
         "user.roles",
@@ -181,7 +199,13 @@ async def test_the_last_active_admin_cannot_be_removed_in_any_way(
         refused = await client.request(method, f"/api/v1/admin/users/{root.id}", json=body, headers=admin_headers)
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"]["code"] == "CONFLICT"
-    assert await _events(settings) == []
+    # Nothing changed; each refusal left its trace, in a transaction of its own.
+    refusals = await _events(settings)
+    assert [(e["action"], e["details"]["reason"], e["target_id"]) for e in refusals] == [
+        ("admin.denied", "last_admin", str(root.id))
+    ] * 3
+    assert [e["details"]["operation"] for e in refusals] == ["user.deactivate", "user.roles", "user.delete"]
+    assert {str(e["actor_id"]) for e in refusals} == {str(root.id)}
     # With a second admin, the first can step down.
     second = await create_user(settings, username="second", roles=["admin"])
     assert (
@@ -189,6 +213,65 @@ async def test_the_last_active_admin_cannot_be_removed_in_any_way(
     ).status_code == 200
     headers = bearer((await login(client, second.username))["access_token"])
     assert (await client.delete(f"/api/v1/admin/users/{second.id}", headers=headers)).status_code == 409
+
+
+async def test_an_admin_who_cannot_sign_in_does_not_count_as_the_other_admin(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    """An invited admin who never set a password, or one whose address is unverified while
+    REGISTRATION_REQUIRE_VERIFIED_EMAIL is on, cannot sign in: the only admin who can may not
+    step down (the issue's item 16)."""
+    invited = await client.post(
+        "/api/v1/admin/users",
+        json={"username": "invitee", "email": "invitee@example.com", "roles": ["admin"]},
+        headers=admin_headers,
+    )
+    assert invited.status_code == 201, invited.text
+    unverified = await create_user(settings, username="unverified", roles=["admin"])
+    async with run_engine(settings.async_database_url).begin() as conn:
+        await conn.execute(text("UPDATE users SET email_verified = false WHERE id = :u"), {"u": unverified.id})
+    for method, body in (("PATCH", {"is_active": False}), ("PATCH", {"roles": ["user"]}), ("DELETE", None)):
+        refused = await client.request(method, f"/api/v1/admin/users/{root.id}", json=body, headers=admin_headers)
+        assert refused.status_code == 409, (method, body, refused.text)
+    # Neither can really sign in: the invited one has no password, the other is unverified.
+    for name in ("invitee", "unverified"):
+        attempt = await client.post("/api/v1/auth/login", json={"username": name, "password": DEFAULT_PASSWORD})
+        assert attempt.status_code in (401, 403), attempt.text
+    # Once the invitation is used, the invited admin counts and root may step down.
+    async with run_engine(settings.async_database_url).connect() as conn:
+        token_id = (
+            await conn.execute(
+                text("SELECT payload->>'token_id' FROM notifications WHERE user_id = :u"), {"u": invited.json()["id"]}
+            )
+        ).scalar_one()
+    token = client.app.state.resources.account_links.token(uuid.UUID(token_id), "reset")
+    confirmed = await client.post(
+        "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
+    )
+    assert confirmed.status_code == 204, confirmed.text
+    stepped_down = await client.patch(f"/api/v1/admin/users/{root.id}", json={"roles": []}, headers=admin_headers)
+    assert stepped_down.status_code == 200, stepped_down.text
+
+
+async def test_an_invited_users_login_fails_like_a_wrong_password_against_the_dummy_hash(
+    client: AsyncTestClient[Any], root: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users", json={"username": "dora", "email": "dora@example.com"}, headers=admin_headers
+    )
+    assert created.status_code == 201, created.text
+    async with run_engine(settings.async_database_url).connect() as conn:
+        stored = (
+            await conn.execute(text("SELECT password_hash FROM users WHERE id = :u"), {"u": created.json()["id"]})
+        ).scalar_one()
+    assert stored.startswith("!") and "$argon2" not in stored  # unusable, and recognisably so
+    attempt = await client.post("/api/v1/auth/login", json={"username": "dora", "password": stored})
+    assert attempt.status_code == 401 and attempt.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
+    async with run_engine(settings.async_database_url).connect() as conn:
+        reason = (
+            await conn.execute(text("SELECT failure_reason FROM login_records WHERE username = 'dora'"))
+        ).scalar_one()
+    assert reason == "bad_password"
 
 
 @pytest.fixture
@@ -247,7 +330,10 @@ async def test_two_concurrent_removals_of_two_admins_leave_one(
             await conn.execute(text("SELECT count(*) FROM users WHERE is_active AND 'admin' = ANY(roles)"))
         ).scalar_one()
     assert admins == 1
-    assert len(await _events(settings)) == 1  # the refused one wrote nothing
+    # The refused one changed nothing; its refusal is recorded.
+    events = await _events(settings)
+    assert len([e for e in events if e["action"] != "admin.denied"]) == 1
+    assert [e["details"]["reason"] for e in events if e["action"] == "admin.denied"] == ["last_admin"]
 
 
 async def test_create_without_a_password_invites_and_the_invitation_sets_it(
@@ -406,12 +492,35 @@ async def test_bad_input_is_a_clear_error(
         assert refused.status_code == 400, (body, refused.text)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@example.com\uff0cattacker\uff20evil.example",  # NFKC: two mailboxes
+        "a@" + "\ufdfa" * 20 + ".example",  # NFKC: 18 characters each, past the column
+    ],
+)
+async def test_an_admin_given_address_is_checked_as_it_will_be_stored(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings, address: str
+) -> None:
+    created = await client.post(
+        "/api/v1/admin/users",
+        json={"username": "newbie", "email": address, "password": NEW_PASSWORD},
+        headers=admin_headers,
+    )
+    assert created.status_code == 400 and created.json()["error"]["code"] == "VALIDATION_ERROR", created.text
+    changed = await client.patch(f"/api/v1/admin/users/{alice.id}", json={"email": address}, headers=admin_headers)
+    assert changed.status_code == 400 and changed.json()["error"]["code"] == "VALIDATION_ERROR", changed.text
+    async with run_engine(settings.async_database_url).connect() as conn:
+        rows = (await conn.execute(text("SELECT username, email FROM users ORDER BY username"))).all()
+    assert [tuple(row) for row in rows] == [("alice", "alice@example.com"), ("root", "root@example.com")]
+
+
 async def test_the_audit_log_refuses_update_and_delete(
     client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
 ) -> None:
     await login(client)
     assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.owner_database_url)  # the trigger binds the tables' owner too
     for statement in (
         "UPDATE audit_events SET action = 'user.create'",
         "UPDATE audit_events SET details = '{}'::jsonb WHERE true",
@@ -422,6 +531,39 @@ async def test_the_audit_log_refuses_update_and_delete(
                 await conn.execute(text(statement))
     [event] = await _events(settings)
     assert event["action"] == "user.logout_all" and event["details"] == {"sessions": 1}
+
+
+async def test_the_service_role_owns_nothing_and_cannot_rewrite_or_erase_the_audit_log(
+    client: AsyncTestClient[Any], root: Any, alice: Any, admin_headers: dict[str, Any], settings: Settings
+) -> None:
+    """The API connects as DATABASE_SERVICE_USER: it reads and appends the audit log, and every way
+    of erasing it (UPDATE, DELETE, TRUNCATE, disabling the trigger, dropping it) is refused."""
+    assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
+    assert settings.database.url == settings.async_database_url  # the app's engine
+    engine = run_engine(settings.async_database_url)
+    async with engine.connect() as conn:
+        who = (await conn.execute(text("SELECT current_user"))).scalar_one()
+        owned = (
+            await conn.execute(text("SELECT count(*) FROM pg_class WHERE relowner = current_user::regrole"))
+        ).scalar_one()
+    assert who == settings.database_service_user == "auth_service_app"
+    assert owned == 0
+    for statement in (
+        "UPDATE audit_events SET details = '{}'::jsonb",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        "DROP TRIGGER audit_events_append_only ON audit_events",
+        "DROP TABLE audit_events",
+        "SET ROLE postgres",
+    ):
+        with pytest.raises(DBAPIError, match=r"permission denied|must be owner"):
+            async with engine.begin() as conn:
+                await conn.execute(text(statement))
+    async with engine.begin() as conn:  # what the service needs still works: read and append
+        assert (await conn.execute(text("SELECT count(*) FROM audit_events"))).scalar_one() == 1
+    assert [e["action"] for e in await _events(settings)] == ["user.logout_all"]  # the one row, intact
 
 
 async def _insert_records(settings: Settings, count: int, start: dt.datetime, step: dt.timedelta) -> None:

@@ -83,7 +83,9 @@ def test_set_roles_show_user_and_audit(cli: Any, settings: Settings) -> None:
     assert code == 2 and err.strip() == "error: no user named 'nobody'"
     for refused in (("set-roles", "root", "user"), ("deactivate-user", "root")):
         code, _, err = cli(*refused)
-        assert code == 2 and err.strip() == "error: this is the last active admin: make another user admin first"
+        assert (
+            code == 2 and err.strip() == "error: this is the last admin who can sign in: make another user admin first"
+        )
     code, out, _ = cli("deactivate-user", "dora")
     assert code == 0
     events = _events(settings)

@@ -14,11 +14,13 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from auth_service.app import create_app
-from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.settings import Settings
+from auth_service.wiring import account_links_for
 from tests.conftest import make_settings, run_engine
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
+from tests.security.test_revocation import resources as resources
+from tests.security.test_revocation import users_of
 
 CHANGE = "/api/v1/users/me/password"
 RESET = "/api/v1/auth/password-reset"
@@ -138,7 +140,7 @@ async def _reset_token(client: AsyncTestClient[Any], settings: Settings, email: 
             settings, "SELECT payload->>'token_id' FROM notifications WHERE kind = 'password_reset' ORDER BY created_at"
         )
         if len(rows) > before[0][0]:
-            return AccountLinks(settings.signing_material).token(uuid.UUID(rows[-1][0]), "reset")
+            return account_links_for(settings).token(uuid.UUID(rows[-1][0]), "reset")
         await asyncio.sleep(0.05)
     raise AssertionError("no reset mail was queued")
 
@@ -281,3 +283,58 @@ async def test_a_new_password_over_1024_bytes_is_too_long_wherever_a_password_is
                     {"field": field, "message": error["details"][0]["message"], "reason": "too_long"}
                 ]
         assert await _sql(settings, "SELECT username, password_hash FROM users ORDER BY username") == before
+
+
+async def test_a_completed_reset_ends_the_users_other_reset_links(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    first = await _reset_token(client, settings)
+    second = await _reset_token(client, settings)
+    assert (await client.post(CONFIRM, json={"token": first, "new_password": NEW})).status_code == 204
+    other = await client.post(CONFIRM, json={"token": second, "new_password": "yet another new secret"})
+    assert other.status_code == 400 and other.json()["error"]["code"] == "LINK_INVALID"
+    await login(client, password=NEW)
+
+
+async def test_a_password_change_ends_the_users_reset_links(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    token = await _reset_token(client, settings)
+    tokens = await login(client)
+    changed = await client.post(
+        CHANGE, json={"current_password": DEFAULT_PASSWORD, "new_password": NEW}, headers=bearer(tokens["access_token"])
+    )
+    assert changed.status_code == 200, changed.text
+    undone = await client.post(CONFIRM, json={"token": token, "new_password": "yet another new secret"})
+    assert undone.status_code == 400 and undone.json()["error"]["code"] == "LINK_INVALID"
+    await login(client, password=NEW)
+
+
+async def test_an_operators_new_password_ends_the_users_reset_links(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings, resources: Any
+) -> None:
+    token = await _reset_token(client, settings)
+    async with users_of(resources) as users:
+        await users.set_password("alice", NEW)
+    undone = await client.post(CONFIRM, json={"token": token, "new_password": "yet another new secret"})
+    assert undone.status_code == 400 and undone.json()["error"]["code"] == "LINK_INVALID"
+    await login(client, password=NEW)
+
+
+async def test_a_reset_link_is_valid_only_for_the_address_it_was_sent_to(
+    client: AsyncTestClient[Any], alice: Any, settings: Settings
+) -> None:
+    """Whatever moved the account (here a hand-made UPDATE that ends no link), a reset link mailed
+    to the old address neither takes the account nor verifies the new address."""
+    token = await _reset_token(client, settings)
+    sent_to = await _sql(settings, "SELECT payload->'details'->>'to' FROM notifications WHERE kind = 'password_reset'")
+    assert sent_to == [("alice@example.com",)]
+    await _sql(
+        settings,
+        "UPDATE users SET email = 'elsewhere@example.com', email_key = 'elsewhere@example.com', email_verified = false",
+    )
+    taken = await client.post(CONFIRM, json={"token": token, "new_password": NEW})
+    assert taken.status_code == 400 and taken.json()["error"]["code"] == "LINK_INVALID"
+    assert await _sql(settings, "SELECT email_verified FROM users") == [(False,)]
+    await _sql(settings, "UPDATE users SET email = 'alice@example.com', email_key = 'alice@example.com'")
+    assert (await client.post(CONFIRM, json={"token": token, "new_password": NEW})).status_code == 204
