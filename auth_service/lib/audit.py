@@ -119,15 +119,17 @@ async def denied(
     session: AsyncSession, actor: Actor, operation: str, target_id: uuid.UUID | str | None, reason: str
 ) -> None:
     """Record a refused admin action in its own transaction (the session must have none open:
-    the refused change's was rolled back) and log it."""
-    log.warning(
-        "admin.denied",
-        actor_id=None if actor.id is None else str(actor.id),
-        operation=operation,
-        target_id=None if target_id is None else str(target_id),
-        reason=reason,
-        request_id=actor.request_id,
-    )
+    the refused change's was rolled back) and log it (not for the CLI, whose own error line
+    already tells the operator: one line per refusal)."""
+    if actor.via != "cli":
+        log.warning(
+            "admin.denied",
+            actor_id=None if actor.id is None else str(actor.id),
+            operation=operation,
+            target_id=None if target_id is None else str(target_id),
+            reason=reason,
+            request_id=actor.request_id,
+        )
     await record(session, actor, AuditEntry(DENIED, target_id, {"operation": operation, "reason": reason}))
     await session.commit()
 

@@ -89,7 +89,15 @@ def test_set_roles_show_user_and_audit(cli: Any, settings: Settings) -> None:
     code, out, _ = cli("deactivate-user", "dora")
     assert code == 0
     events = _events(settings)
-    assert [e["action"] for e in events] == ["user.roles", "user.roles", "user.deactivate"]
+    # The two refusals are recorded too, between the changes, as the CLI's.
+    assert [e["action"] for e in events] == [
+        "user.roles",
+        "user.roles",
+        "admin.denied",
+        "admin.denied",
+        "user.deactivate",
+    ]
+    assert [e["details"].get("reason") for e in events if e["action"] == "admin.denied"] == ["last_admin"] * 2
     assert all(e["actor_id"] is None and e["details"]["via"] == "cli" for e in events)
 
     code, out, _ = cli("show-user", "DORA")
