@@ -121,12 +121,12 @@ class AuthApp(Litestar):
 def create_app(settings: Settings | None = None) -> AuthApp:
     """Build the ASGI app. Settings are read from the environment unless given."""
     settings = settings or get_settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
     init_telemetry(
         service_name="auth-service-api",
         version=version("auth-service"),
-        environment=settings.app_env,
-        hot_spans={f"GET {VERIFY_PATH}": settings.trace_verify_sample_ratio},
+        environment=settings.app.env,
+        hot_spans={f"GET {VERIFY_PATH}": settings.telemetry.trace_verify_sample_ratio},
     )
     start_api_counters()  # dashboards read 0, not "no data", before the first login or failure
     instrument_redis()
@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         HealthController,
         metrics_endpoint,
     ]
-    if settings.docs_enabled:
+    if settings.pages.docs_enabled:
         route_handlers.append(docs_assets_router())
     before_send = [add_response_headers, response_hardening(settings)]
     cors = cors_config(settings)
@@ -185,14 +185,14 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         request_class=StrictJSONRequest,  # JSON bodies decoded strictly: `0` is not a boolean
         before_send=before_send,
         exception_handlers=exception_handlers,
-        openapi_config=openapi_config() if settings.docs_enabled else None,
+        openapi_config=openapi_config() if settings.pages.docs_enabled else None,
         cors_config=cors,
-        request_max_body_size=settings.max_body_size,
+        request_max_body_size=settings.app.max_body_size,
         logging_config=None,
         debug=False,
     )
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
-    if settings.docs_enabled:
+    if settings.pages.docs_enabled:
         mark_optional_bodies(app)
         document_password_policy(app, password_policy(settings))
     return app

@@ -16,7 +16,7 @@ __all__ = ["account_links_for", "job_queue_for", "link_signer_for", "password_ha
 def job_queue_for(settings: Settings) -> JobQueue:
     """The queue the settings choose (arq or Celery); the API and the worker share this."""
     return make_queue(
-        settings.job_queue_backend,
+        settings.jobs.backend,
         redis_url=settings.redis.queue_url,
         celery_broker_url=settings.redis.celery_broker_url,
     )
@@ -27,7 +27,7 @@ def account_links_for(settings: Settings) -> AccountLinks:
 
 
 def link_signer_for(settings: Settings) -> LinkSigner:
-    return LinkSigner(settings.purpose_keys.key("not-me-link"), settings.pages.not_me_link_ttl_hours * 3600)
+    return LinkSigner(settings.purpose_keys.key("not-me-link"), settings.links.not_me_link_ttl_hours * 3600)
 
 
 def password_hasher_for(settings: Settings) -> PasswordHasher:

@@ -564,7 +564,7 @@ def _admin_statements(env: dict[str, str]) -> tuple[int, int, int]:
 
     async def run() -> tuple[int, int, int]:
         settings = load_settings(env, env_file=None)
-        engine = create_async_engine(settings.async_database_url)
+        engine = create_async_engine(settings.database.url)
         resources = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
         seen: list[str] = []
         commits = [0]

@@ -20,20 +20,23 @@ log = structlog.get_logger()
 
 def main() -> None:
     settings = get_settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
-    init_telemetry(service_name="auth-service-worker", version=version("auth-service"), environment=settings.app_env)
+    configure_logging(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
+    init_telemetry(service_name="auth-service-worker", version=version("auth-service"), environment=settings.app.env)
     instrument_redis()
     # The worker's own /metrics (jobs run, durations, process CPU and memory) for scrapers; a taken
     # port stops the worker with one line naming the setting.
-    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
-    start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    ensure_port_free(
+        "WORKER_METRICS_PORT", settings.telemetry.worker_metrics_host, settings.telemetry.worker_metrics_port
+    )
+    start_http_server(settings.telemetry.worker_metrics_port, addr=settings.telemetry.worker_metrics_host)
     log.info(
-        "worker.metrics_listening", url=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics"
+        "worker.metrics_listening",
+        url=f"http://{settings.telemetry.worker_metrics_host}:{settings.telemetry.worker_metrics_port}/metrics",
     )
     run_worker(
         WorkerSettings,  # type: ignore[arg-type]
         redis_settings=redis_settings(),
-        job_timeout=settings.worker_job_timeout,
+        job_timeout=settings.jobs.timeout,
     )
 
 

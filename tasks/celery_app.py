@@ -26,19 +26,19 @@ from tasks.worker import FUNCTIONS, job_context
 __all__ = ["app"]
 
 settings = get_settings()
-configure_logging(level=settings.log_level, fmt=settings.log_format)
+configure_logging(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
 
-_broker = settings.celery_broker_url or settings.job_redis_url
+_broker = settings.redis.celery_broker_url or settings.redis.queue_url
 app = Celery(
     "auth_service",
     broker=_broker,
     # Results next to the broker when it is Redis; with RabbitMQ, in the job Redis.
-    backend=_broker if _broker.startswith(("redis://", "rediss://")) else settings.job_redis_url,
+    backend=_broker if _broker.startswith(("redis://", "rediss://")) else settings.redis.queue_url,
 )
 app.conf.update(
     worker_concurrency=4,
-    task_time_limit=settings.worker_job_timeout,
-    task_soft_time_limit=max(1, settings.worker_job_timeout - 10),
+    task_time_limit=settings.jobs.timeout,
+    task_soft_time_limit=max(1, settings.jobs.timeout - 10),
     task_acks_late=True,  # a worker killed mid-job leaves the task to run again
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

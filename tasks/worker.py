@@ -61,14 +61,14 @@ def make_mailer(settings: Settings) -> Mailer:
 async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
     """Fill a job context (arq's, or the Celery adapter's) with what the jobs use."""
     engine = create_async_engine(
-        settings.async_database_url,
+        settings.database.url,
         **engine_options(
             pool_size=4,
             max_overflow=4,
-            pool_timeout=settings.database_pool_timeout,
-            connect_timeout=settings.database_connect_timeout,
+            pool_timeout=settings.database.pool_timeout,
+            connect_timeout=settings.database.connect_timeout,
             # Jobs (the daily report, cleanups) may scan: their statements get the job's own budget.
-            statement_timeout=float(settings.worker_job_timeout),
+            statement_timeout=float(settings.jobs.timeout),
         ),
     )
     ping_on_checkout(engine)
@@ -111,7 +111,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def redis_settings() -> RedisSettings:
     """Read at worker start (not import), so REDIS_URL set by the launcher counts."""
-    return RedisSettings.from_dsn(get_settings().job_redis_url)
+    return RedisSettings.from_dsn(get_settings().redis.queue_url)
 
 
 class WorkerSettings:

@@ -121,7 +121,7 @@ def prepare_database(url: str) -> None:
     upgrade(url)
     service = make_settings(url, "redis://127.0.0.1:6379/15")
     dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    asyncio.run(grant_service_role(dsn, service.database_service_user, service.service_database_password))
+    asyncio.run(grant_service_role(dsn, service.database.service_user, service.database.service_password))
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +214,7 @@ def run_engine(async_database_url: str) -> Any:
 async def db_session(settings: Settings) -> AsyncIterator[Any]:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
-    async with async_sessionmaker(run_engine(settings.async_database_url), expire_on_commit=False)() as session:
+    async with async_sessionmaker(run_engine(settings.database.url), expire_on_commit=False)() as session:
         yield session
 
 

@@ -35,11 +35,11 @@ async def create_user(
             password_hash = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
         else:
             password_hash = Argon2(
-                memory_cost=settings.argon2_memory_kib,
-                time_cost=settings.argon2_time_cost,
-                parallelism=settings.argon2_parallelism,
+                memory_cost=settings.passwords.memory_kib,
+                time_cost=settings.passwords.time_cost,
+                parallelism=settings.passwords.parallelism,
             ).hash(password)
-    async with async_sessionmaker(run_engine(settings.async_database_url), expire_on_commit=False)() as session:
+    async with async_sessionmaker(run_engine(settings.database.url), expire_on_commit=False)() as session:
         user = User(
             username=username,
             email=f"{username}@example.com",

@@ -63,10 +63,10 @@ def _alembic_errors(url: str, revision: str) -> Iterator[None]:
 def migrate(settings: Settings, revision: str = "head") -> None:
     from db.config import current_revision, upgrade
 
-    before = current_revision(settings.owner_database_url)
-    with _alembic_errors(settings.owner_database_url, revision):
-        upgrade(settings.owner_database_url, revision)
-    after = current_revision(settings.owner_database_url)
+    before = current_revision(settings.database.migration_url)
+    with _alembic_errors(settings.database.migration_url, revision):
+        upgrade(settings.database.migration_url, revision)
+    after = current_revision(settings.database.migration_url)
     if before == after:
         out(f"database schema already at {after}; nothing to do")
     else:
@@ -82,10 +82,10 @@ def grant_service_role(settings: Settings) -> None:
     from db.roles import ServiceRoleError
     from db.roles import grant_service_role as grant
 
-    role = settings.database_service_user
-    dsn = settings.owner_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    role = settings.database.service_user
+    dsn = settings.database.migration_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     try:
-        asyncio.run(grant(dsn, role, settings.service_database_password))
+        asyncio.run(grant(dsn, role, settings.database.service_password))
     except ServiceRoleError as exc:
         fail(f"DATABASE_SERVICE_USER: {exc}")
     except asyncpg.PostgresError as exc:
@@ -100,7 +100,7 @@ def downgrade(settings: Settings, revision: str, yes: bool = False) -> None:
     from db.config import current_revision
     from db.config import downgrade as db_downgrade
 
-    before = current_revision(settings.owner_database_url)
+    before = current_revision(settings.database.migration_url)
     if before is None:
         out("database schema is empty (base); nothing to downgrade")
         return
@@ -110,9 +110,9 @@ def downgrade(settings: Settings, revision: str, yes: bool = False) -> None:
         else f"downgrading from {before} ({revision}) drops what the later migrations added, data included"
     )
     _confirm(consequence, yes)
-    with _alembic_errors(settings.owner_database_url, revision):
-        db_downgrade(settings.owner_database_url, revision)
-    out(f"database schema downgraded {before} -> {current_revision(settings.owner_database_url) or 'empty'}")
+    with _alembic_errors(settings.database.migration_url, revision):
+        db_downgrade(settings.database.migration_url, revision)
+    out(f"database schema downgraded {before} -> {current_revision(settings.database.migration_url) or 'empty'}")
 
 
 @click.group(help="The database schema.")

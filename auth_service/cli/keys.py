@@ -16,7 +16,7 @@ def _show_keys(settings: Settings) -> None:
     tokens = token_service_for(settings)
     out(f"algorithm: {tokens.algorithm}")
     out(f"key id:    {tokens.key_id}")
-    source = settings.jwt_private_key_file or "JWT_SECRET_KEY (never printed)"
+    source = settings.tokens.private_key_file or "JWT_SECRET_KEY (never printed)"
     out(f"key:       {source}")
 
 

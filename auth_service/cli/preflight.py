@@ -50,14 +50,14 @@ def ensure_port_free(name: str, host: str, port: int) -> None:
 def check_servers(settings: Settings, *, as_service: bool = False) -> None:
     """PostgreSQL and Redis answer (within REACH_SECONDS), or the process stops with one line.
     With `as_service` (the API and the worker), the service role must be able to log in too."""
-    problem = asyncio.run(_database_problem(settings.owner_database_url))
+    problem = asyncio.run(_database_problem(settings.database.migration_url))
     if problem:
         fail(f"DATABASE_URL: {problem}", code=1)
     if as_service:
-        problem = asyncio.run(_database_problem(settings.async_database_url))
+        problem = asyncio.run(_database_problem(settings.database.url))
         if problem:
             fail(f"DATABASE_SERVICE_USER: {problem}; `just init` creates the role", code=1)
-    problem = asyncio.run(_redis_problem(settings.redis_url, settings.redis_timeout))
+    problem = asyncio.run(_redis_problem(settings.redis.url, settings.redis.timeout))
     if problem:
         fail(f"REDIS_URL: {problem}", code=1)
 

@@ -38,20 +38,20 @@ def run_api(host: str | None = None, port: str | None = None) -> None:
 
     _listen_on(host, port)
     settings = resolve_servers(as_service=True)
-    ensure_port_free("PORT", settings.host, settings.port)
+    ensure_port_free("PORT", settings.app.host, settings.app.port)
     from observability.logging import configure_logging
 
-    base = f"{'https' if settings.tls_cert_file else 'http'}://{settings.host}:{settings.port}"
+    base = f"{'https' if settings.app.tls_cert_file else 'http'}://{settings.app.host}:{settings.app.port}"
     # Through the logger, not print: with JSON logs every line of the process is one JSON object.
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
     structlog.get_logger().info(
-        "api.starting", url=base, docs=f"{base}/docs" if settings.docs_enabled else "off", env=settings.app_env
+        "api.starting", url=base, docs=f"{base}/docs" if settings.pages.docs_enabled else "off", env=settings.app.env
     )
     uvicorn.run(
         "auth_service.app:create_app",
         factory=True,
-        host=settings.host,
-        port=settings.port,
+        host=settings.app.host,
+        port=settings.app.port,
         log_config=None,
         access_log=False,
         server_header=False,  # no "Server: uvicorn" banner
@@ -61,8 +61,8 @@ def run_api(host: str | None = None, port: str | None = None) -> None:
         # very moment (uvicorn's 5 s default raced httpx's 5 s: a request now and then got a reset).
         timeout_keep_alive=KEEPALIVE_SECONDS,
         # Checked with the settings: both or neither, readable files.
-        ssl_certfile=settings.tls_cert_file or None,
-        ssl_keyfile=settings.tls_key_file or None,
+        ssl_certfile=settings.app.tls_cert_file or None,
+        ssl_keyfile=settings.app.tls_key_file or None,
     )
 
 
@@ -71,15 +71,19 @@ def _child_env() -> dict[str, str]:
 
 
 def _api_and_worker(settings: Settings) -> dict[str, list[str]]:
-    ensure_port_free("PORT", settings.host, settings.port)
-    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
+    ensure_port_free("PORT", settings.app.host, settings.app.port)
+    ensure_port_free(
+        "WORKER_METRICS_PORT", settings.telemetry.worker_metrics_host, settings.telemetry.worker_metrics_port
+    )
     return {"api": [sys.executable, "-m", "auth_service", "api"], "worker": [sys.executable, "-m", "tasks"]}
 
 
 def run_worker() -> int:
     settings = resolve_servers(as_service=True)
-    ensure_port_free("WORKER_METRICS_PORT", settings.worker_metrics_host, settings.worker_metrics_port)
-    banner = f"worker starting (arq); links in e-mails point at {settings.base_url}"
+    ensure_port_free(
+        "WORKER_METRICS_PORT", settings.telemetry.worker_metrics_host, settings.telemetry.worker_metrics_port
+    )
+    banner = f"worker starting (arq); links in e-mails point at {settings.app.base_url}"
     return _supervise({"worker": [sys.executable, "-m", "tasks"]}, banner)
 
 
@@ -116,11 +120,18 @@ def run_monitor(host: str | None = None, port: str | None = None) -> int:
             {
                 "global": {"scrape_interval": "15s"},
                 "scrape_configs": [
-                    {"job_name": "auth-api", "static_configs": [{"targets": [f"{settings.host}:{settings.port}"]}]},
+                    {
+                        "job_name": "auth-api",
+                        "static_configs": [{"targets": [f"{settings.app.host}:{settings.app.port}"]}],
+                    },
                     {
                         "job_name": "auth-worker",
                         "static_configs": [
-                            {"targets": [f"{settings.worker_metrics_host}:{settings.worker_metrics_port}"]}
+                            {
+                                "targets": [
+                                    f"{settings.telemetry.worker_metrics_host}:{settings.telemetry.worker_metrics_port}"
+                                ]
+                            }
                         ],
                     },
                 ],

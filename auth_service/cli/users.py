@@ -46,20 +46,27 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
     from auth_service.domain.sessions.revocation import RevocationStore
     from auth_service.wiring import password_hasher_for
 
-    engine = create_async_engine(settings.async_database_url, hide_parameters=True)
+    engine = create_async_engine(settings.database.url, hide_parameters=True)
     factory = async_sessionmaker(engine, expire_on_commit=False)
-    timeout = settings.redis_timeout
-    redis = Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    timeout = settings.redis.timeout
+    redis = Redis.from_url(settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
     hasher = password_hasher_for(settings)
     revocation = RevocationStore(
-        redis, factory, prefix=settings.redis_key_prefix, access_ttl=settings.access_ttl_seconds
+        redis, factory, prefix=settings.redis.key_prefix, access_ttl=settings.tokens.access_ttl
     )
     try:
         async with factory() as session:
             policy = PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
-            require_verified = settings.registration_require_verified_email
+            require_verified = settings.accounts.require_verified_email
             return await action(
-                UserService(session, hasher, revocation, policy, require_verified_email=require_verified)
+                UserService(
+                    session,
+                    hasher,
+                    revocation,
+                    policy,
+                    require_verified_email=require_verified,
+                    lifetimes=settings.links,
+                )
             )
     finally:
         await revocation.close()

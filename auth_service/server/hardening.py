@@ -84,8 +84,8 @@ def _allowed_methods(scope: Scope, cache: dict[str, bytes]) -> bytes | None:
 def response_hardening(settings: Settings) -> Hook:
     """The `before_send` hook: charset on every textual Content-Type, HSTS when the request came
     over TLS (HSTS_MAX_AGE; 0 turns it off), and the full `Allow` on OPTIONS answers."""
-    trusted = settings.trusted_proxy_networks
-    hsts = f"max-age={settings.hsts_max_age}; includeSubDomains".encode() if settings.hsts_max_age > 0 else b""
+    trusted = settings.app.trusted_proxy_networks
+    hsts = f"max-age={settings.app.hsts_max_age}; includeSubDomains".encode() if settings.app.hsts_max_age > 0 else b""
     allow_cache: dict[str, bytes] = {}
 
     async def harden(message: Message, scope: Scope) -> None:
@@ -111,7 +111,7 @@ def response_hardening(settings: Settings) -> Hook:
 def cors_config(settings: Settings) -> CORSConfig | None:
     """CORS for the configured origins only (none: CORS off). Browsers may send what our API
     reads and read what it returns; cookies play no part (Bearer tokens), so no credentials."""
-    origins = settings.cors_origin_list
+    origins = settings.app.cors_origin_list
     if not origins:
         return None
     return CORSConfig(

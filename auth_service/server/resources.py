@@ -91,22 +91,22 @@ def build_resources(settings: Settings, session_factory: Callable[[], AsyncSessi
     tokens = token_service_for(settings)
     revocation = RevocationStore(redis, session_factory, prefix=r.key_prefix, access_ttl=tokens.access_ttl)
     scripts, lean_redis = script_runner(r.url, redis, timeout=timeout)
-    limiter = RateLimiter(redis, prefix=r.key_prefix, enabled=settings.rate_limit_enabled, lean=lean_redis)
+    limiter = RateLimiter(redis, prefix=r.key_prefix, enabled=settings.limits.enabled, lean=lean_redis)
     activity = ActivityTracker(r.key_prefix)
-    limits = EndpointLimits(limiter, settings.rate_limits, activity, fail_open=settings.rate_limit_fail_open)
+    limits = EndpointLimits(limiter, settings.limits.parsed, activity, fail_open=settings.limits.fail_open)
     verifier = TokenVerifier(tokens, revocation, limits, activity, scripts)
     queue = job_queue_for(settings)
     links = link_signer_for(settings)
-    trusted = settings.trusted_proxy_networks
+    trusted = settings.app.trusted_proxy_networks
     policy = AuthPolicy(
         refresh_ttl=settings.tokens.refresh_ttl,
         reuse_grace=settings.tokens.reuse_grace,
         suspicion=SuspicionRules(
-            new_device_days=settings.suspicious_new_device_days,
-            failures=settings.suspicious_failures,
-            failure_window_minutes=settings.suspicious_failure_window_minutes,
+            new_device_days=settings.accounts.suspicious_new_device_days,
+            failures=settings.accounts.suspicious_failures,
+            failure_window_minutes=settings.accounts.suspicious_failure_window_minutes,
         ),
-        require_verified_email=settings.registration_require_verified_email,
+        require_verified_email=settings.accounts.require_verified_email,
     )
     return Resources(
         settings,

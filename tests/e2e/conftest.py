@@ -88,8 +88,8 @@ def api_process(
     port = port or free_port()
     full_env = child_env(
         **{
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": settings.redis_url,
+            "DATABASE_URL": settings.database.owner_url,
+            "REDIS_URL": settings.redis.url,
             "JWT_SECRET_KEY": TEST_SECRET,
             "RATE_LIMIT_PUBLIC": "10000/minute",
             **env,

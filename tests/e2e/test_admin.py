@@ -61,7 +61,7 @@ async def test_the_cli_recipes_change_roles_list_show_and_read_the_audit_log(
     await create_user(settings, username="root", roles=["admin"])
     await create_user(settings, username="dora", roles=["user"])
     await create_user(settings, username="old", is_active=False)
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY="x" * 40)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY="x" * 40)
     with api_server(settings, tmp_path) as base, httpx.Client(base_url=base, timeout=10) as http:
         dora = http.post("/api/v1/auth/login", json={"username": "dora", "password": DEFAULT_PASSWORD}).json()
         assert http.get("/api/v1/auth/verify", headers=bearer(dora["access_token"])).status_code == 200

@@ -35,7 +35,7 @@ def _errors(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 @pytest.fixture
 def env(settings: Settings) -> dict[str, str]:
-    return child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY=TEST_SECRET)
+    return child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY=TEST_SECRET)
 
 
 # ------------------------------------------------------------------------------ the README
@@ -152,7 +152,7 @@ def test_wrong_configuration_is_one_line_naming_the_variable(
 ) -> None:
     from sqlalchemy.engine import make_url
 
-    url = make_url(settings.database_url)
+    url = make_url(settings.database.owner_url)
     fill = {"closed": str(free_port()), "user": url.username, "server": f"{url.host}:{url.port}"}
     values = {name: value.format(**fill) for name, value in overrides.items()}
     ports = {"PORT": str(free_port()), "WORKER_METRICS_PORT": str(free_port())}

@@ -55,7 +55,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float) -> None:
 def worker(settings: Settings, tmp_path: Path, own_redis: Any) -> Iterator[str]:
     port = free_port()
     env = child_env(
-        DATABASE_URL=settings.database_url,
+        DATABASE_URL=settings.database.owner_url,
         REDIS_URL=own_redis.url,
         JWT_SECRET_KEY=TEST_SECRET,
         WORKER_METRICS_PORT=str(port),
@@ -97,11 +97,11 @@ async def test_every_panel_has_data_and_alerts_fire_only_past_thresholds(
     settings: Settings, tmp_path: Path, own_redis: Any, worker: str
 ) -> None:
     await create_user(settings, username="alice")
-    local = make_settings(settings.database_url, own_redis.url)
+    local = make_settings(settings.database.owner_url, own_redis.url)
     env = {"RATE_LIMIT_LOGIN": "1000/minute", "RATE_LIMIT_API": "3/minute"}
     # The second instance reaches PostgreSQL through a proxy the test closes later: `api` refuses
     # to start on an unreachable database, so the database goes away after the start.
-    database = make_url(settings.database_url)
+    database = make_url(settings.database.owner_url)
     proxy = TcpProxy(database.port or 5432, database.host or "127.0.0.1")
     broken_settings = make_settings(database.set(port=proxy.port).render_as_string(hide_password=False), own_redis.url)
     broken_port = free_port()

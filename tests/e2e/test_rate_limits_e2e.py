@@ -110,7 +110,7 @@ async def test_redis_outage_fails_login_closed_and_recovers(
     from tests.conftest import make_settings
 
     await create_user(settings, username="alice")
-    local = make_settings(settings.database_url, own_redis.url)
+    local = make_settings(settings.database.owner_url, own_redis.url)
     with (
         api_server(local, tmp_path, RATE_LIMIT_LOGIN="100/minute") as base,
         httpx.Client(base_url=base, timeout=10) as http,
@@ -144,7 +144,7 @@ async def test_fail_closed_setting_applies_to_other_endpoints(
 ) -> None:
     from tests.conftest import make_settings
 
-    local = make_settings(settings.database_url, own_redis.url)
+    local = make_settings(settings.database.owner_url, own_redis.url)
     with (
         api_server(local, tmp_path, RATE_LIMIT_FAIL_OPEN="false") as base,
         httpx.Client(base_url=base, timeout=10) as http,

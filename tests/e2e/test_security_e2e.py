@@ -171,7 +171,7 @@ async def test_redis_at_maxclients_never_hangs_a_request(settings: Settings, tmp
 
 
 def _cli(settings: Settings, tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY="x" * 40)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY="x" * 40)
     return subprocess.run(
         [PYTHON, "-m", "auth_service", *args],
         cwd=tmp_path,
@@ -232,7 +232,7 @@ def test_recipe_arguments_reach_the_cli_as_one_word_and_never_run(settings: Sett
     just = shutil.which("just")
     assert just, "just is installed by the README's first line: pip install rust-just uv"
     marker = tmp_path / "pwned"
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY="x" * 40)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY="x" * 40)
     result = subprocess.run(
         [just, "create-user", f"eve$(touch {marker})", "--email", "eve@example.com", "--password-stdin"],
         cwd=ROOT,

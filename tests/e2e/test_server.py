@@ -47,7 +47,7 @@ _cli = run_cli
 
 
 def test_init_is_idempotent_and_create_user_works(settings: Settings, tmp_path: Path) -> None:
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url)
     first = _cli(["init"], tmp_path, env)
     assert first.returncode == 0, first.stderr
     assert "wrote .env" in first.stdout and "created admin user 'admin'" in first.stdout
@@ -148,7 +148,7 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
     import os
     import pty
 
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY="x" * 40)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY="x" * 40)
     # On a terminal, create-user asks for the password twice (stdin is a pty here).
     master, slave = pty.openpty()
     try:
@@ -192,7 +192,7 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
     from argon2 import PasswordHasher
 
     async def stored_hash() -> str:
-        conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(settings.database.url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             return str(await conn.fetchval("SELECT password_hash FROM users WHERE username = 'hana'"))
         finally:
@@ -203,7 +203,7 @@ def test_list_users_show_user_and_the_password_prompt_on_a_terminal(settings: Se
 
 def test_grouped_commands_and_litestars_cli_reach_the_same_commands(settings: Settings, tmp_path: Path) -> None:
     secret = "s" * 40
-    env = child_env(DATABASE_URL=settings.database_url, REDIS_URL=settings.redis_url, JWT_SECRET_KEY=secret)
+    env = child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY=secret)
     made = _cli(
         ["users", "create", "ivan", "--email", "ivan@example.com", "--password-stdin"],
         tmp_path,

@@ -30,8 +30,8 @@ def smtp() -> Iterator[tuple[RecordingHandler, int]]:
 
 def _worker_env(settings: Settings, smtp_port: int, **extra: str) -> dict[str, str]:
     return child_env(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database.owner_url,
+        REDIS_URL=settings.redis.url,
         JWT_SECRET_KEY=TEST_SECRET,
         EMAIL_BACKEND="smtp",
         SMTP_HOST="127.0.0.1",
@@ -68,7 +68,7 @@ async def test_worker_killed_mid_job_runs_it_again_without_duplicating_the_mail(
     handler.stall_seconds = 60  # the first delivery hangs, then would be refused
     user = await create_user(settings, username="kim")
     note = await _outbox_row(db_session, user.id)
-    queue = ArqQueue(settings.redis_url)
+    queue = ArqQueue(settings.redis.url)
     assert await queue.enqueue(
         JobName(note.job), f"notification:{note.id}", notification_id=str(note.id), **note.payload
     )
@@ -105,7 +105,7 @@ async def test_celery_adapter_runs_the_same_tasks(
     user = await create_user(settings, username=f"cel{broker}")
     note = await _outbox_row(db_session, user.id)
     broker_url = (
-        settings.redis_url.rsplit("/", 1)[0] + "/12" if broker == "redis" else "amqp://guest:guest@127.0.0.1:5672//"
+        settings.redis.url.rsplit("/", 1)[0] + "/12" if broker == "redis" else "amqp://guest:guest@127.0.0.1:5672//"
     )
     env = _worker_env(settings, port, CELERY_BROKER_URL=broker_url, JOB_QUEUE_BACKEND="celery")
     worker = _spawn(

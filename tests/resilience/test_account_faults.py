@@ -28,7 +28,7 @@ async def test_a_reset_confirmation_with_redis_down_changes_nothing_and_can_be_r
     links = account_links_for(settings)
     token_id = uuid.uuid4()
     token = links.token(token_id, "reset")
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.database.url)
     async with engine.begin() as conn:
         await conn.execute(
             text(

@@ -32,7 +32,7 @@ WRONG = {"username": "alice", "password": "not the password"}
 
 
 async def _stored(settings: Settings) -> dict[str, int]:
-    url = settings.database_url
+    url = settings.database.owner_url
     return {
         "success": await count_rows(url, "SELECT count(*) FROM login_records WHERE success"),
         "failure": await count_rows(url, "SELECT count(*) FROM login_records WHERE NOT success"),
@@ -116,7 +116,7 @@ async def test_login_cut_mid_transaction_leaves_no_partial_write(
     pg_settings: Settings, own_postgres: OwnPostgres, tmp_path: Path
 ) -> None:
     await create_user(pg_settings, username="alice")
-    admin = pg_settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    admin = pg_settings.database.owner_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     conn = await asyncpg.connect(admin)
     try:
         # Holds the login's transaction open inside its write of the outbox row (one statement with the

@@ -70,7 +70,7 @@ async def test_redis_stopped_under_load_fails_closed_then_recovers_by_itself(
 ) -> None:
     await create_user(settings, username="alice")
     await create_user(settings, username="bob")
-    local = make_settings(settings.database_url, own_redis.url)
+    local = make_settings(settings.database.owner_url, own_redis.url)
     with api_server(local, tmp_path, **GENEROUS) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             revoked = await _revoked_token(http)
@@ -119,8 +119,8 @@ async def test_redis_stopped_under_load_fails_closed_then_recovers_by_itself(
     # What PostgreSQL holds: one successful login record per 200 a client saw, none for the 503s.
     seen = sum(1 for o in everything if o.kind == "login" and o.status == 200) + 2  # +2: the setup logins
     seen += 1  # the login that ended the recovery wait
-    stored = await count_rows(local.database_url, "SELECT count(*) FROM login_records WHERE success")
-    failed = await count_rows(local.database_url, "SELECT count(*) FROM login_records WHERE NOT success")
+    stored = await count_rows(local.database.owner_url, "SELECT count(*) FROM login_records WHERE success")
+    failed = await count_rows(local.database.owner_url, "SELECT count(*) FROM login_records WHERE NOT success")
     assert failed == 0
     assert stored == seen
 
@@ -130,7 +130,7 @@ async def test_redis_frozen_answers_503_within_the_timeout_and_recovers_cleanly(
 ) -> None:
     await create_user(settings, username="alice")
     await create_user(settings, username="bob")
-    local = make_settings(settings.database_url, own_redis.url)
+    local = make_settings(settings.database.owner_url, own_redis.url)
     with api_server(local, tmp_path, **GENEROUS) as base:
         async with httpx.AsyncClient(base_url=base, timeout=15) as http:
             revoked = await _revoked_token(http)

@@ -45,9 +45,9 @@ def _via(url: str, proxy: TcpProxy) -> str:
 
 
 def _proxied(settings: Settings, tcp_proxy: Callable[[int], TcpProxy]) -> tuple[Settings, TcpProxy, TcpProxy]:
-    pg = tcp_proxy(urlsplit(settings.database_url).port or 5432)
-    rd = tcp_proxy(urlsplit(settings.redis_url).port or 6379)
-    return make_settings(_via(settings.database_url, pg), _via(settings.redis_url, rd)), pg, rd
+    pg = tcp_proxy(urlsplit(settings.database.owner_url).port or 5432)
+    rd = tcp_proxy(urlsplit(settings.redis.url).port or 6379)
+    return make_settings(_via(settings.database.owner_url, pg), _via(settings.redis.url, rd)), pg, rd
 
 
 async def _burst(http: httpx.AsyncClient, live: str, logins: int = 8, verifies: int = 4) -> Load:

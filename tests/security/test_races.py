@@ -140,7 +140,7 @@ async def test_refresh_and_logout_forced_to_overlap_leave_no_live_successor(
     """The rotation is held inside its transaction (a test lock on the token row) while the
     logout arrives; both are seen waiting on locks before the hold is released."""
     tokens = await login(http)
-    plain = settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    plain = settings.database.url.replace("postgresql+asyncpg://", "postgresql://")
     holder, watcher = await asyncpg.connect(plain), await asyncpg.connect(plain)
     try:
         await holder.execute("BEGIN")
@@ -273,7 +273,7 @@ async def test_logins_racing_a_revocation_never_keep_a_session(
 
 
 async def _login_records_of(settings: Settings, username: str) -> list[tuple[Any, bool]]:
-    conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(settings.database.url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         rows = await conn.fetch("SELECT user_id, success FROM login_records WHERE username = $1", username)
         return [(row["user_id"], row["success"]) for row in rows]
@@ -430,7 +430,7 @@ async def test_a_change_proved_by_a_password_replaced_while_it_waited_is_refused
     and changes nothing: the winner's password works, the loser's does not, no session of the
     loser lives, the address stays."""
     first, second = await login(http), await login(http)
-    plain = settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    plain = settings.database.url.replace("postgresql+asyncpg://", "postgresql://")
     holder, watcher = await asyncpg.connect(plain), await asyncpg.connect(plain)
     try:
         link = await _reset_link(http, watcher, settings) if winner == "reset" else None

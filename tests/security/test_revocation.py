@@ -54,7 +54,7 @@ async def alice(settings: Settings) -> User:
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = aioredis.Redis.from_url(settings.redis.url)
     yield client
     await client.aclose()
 
@@ -74,7 +74,7 @@ async def resources(settings: Settings) -> AsyncIterator[Any]:
 
     from auth_service.server.resources import build_resources
 
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()
@@ -169,7 +169,7 @@ async def test_a_refill_that_arrives_after_its_deadline_writes_nothing(
 
 async def live_in_family(settings: Settings, refresh_token: str) -> int:
     """Refresh tokens of the token's session that are not revoked (PostgreSQL, the truth)."""
-    conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    conn = await asyncpg.connect(settings.database.url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         value = await conn.fetchval(
             "SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL AND family_id ="

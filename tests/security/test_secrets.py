@@ -66,7 +66,7 @@ def test_weak_secret_in_env_file_is_refused_too(tmp_path: Path) -> None:
     ids=["hex-64", "urlsafe-43", "multibyte-32-bytes", "exactly-32-bytes"],
 )
 def test_strong_enough_secret_is_accepted(secret: str) -> None:
-    assert load_settings(env={**BASE, "JWT_SECRET_KEY": secret}, env_file=None).jwt_secret_key == secret
+    assert load_settings(env={**BASE, "JWT_SECRET_KEY": secret}, env_file=None).tokens.secret == secret
 
 
 # ---- asymmetric keys ---------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_matching_key_files_are_accepted(keys: dict[str, Path]) -> None:
     for alg, private, public in (("RS256", "rsa", "rsa.pub"), ("PS256", "rsa", ""), ("ES256", "ec", "ec.pub")):
         env = {"JWT_ALGORITHM": alg, "JWT_PRIVATE_KEY_FILE": str(keys[private])}
         env["JWT_PUBLIC_KEY_FILE"] = str(keys[public]) if public else ""
-        assert load_settings(env={**BASE, **env}, env_file=None).jwt_algorithm == alg
+        assert load_settings(env={**BASE, **env}, env_file=None).tokens.algorithm == alg
 
 
 # ---- a real process start ----------------------------------------------------------------------

@@ -384,13 +384,13 @@ def instances(settings: Settings, tmp_path: Path, redis_of_its_own: Any) -> Iter
 async def walk(settings: Settings, instances: list[str], redis_of_its_own: Any) -> AsyncIterator[Walk]:
     for name in USERS:
         await create_user(settings, username=name)
-    own = make_settings(settings.database_url, redis_of_its_own.url)
-    engine = create_async_engine(own.async_database_url, hide_parameters=True)
+    own = make_settings(settings.database.owner_url, redis_of_its_own.url)
+    engine = create_async_engine(own.database.url, hide_parameters=True)
     maker = async_sessionmaker(engine, expire_on_commit=False)
     resources = build_resources(own, maker)
     redis = aioredis.Redis.from_url(redis_of_its_own.url)
     clients = [httpx.AsyncClient(base_url=base, timeout=30) for base in instances]
-    dsn = settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = settings.database.url.replace("postgresql+asyncpg://", "postgresql://")
     walker = Walk(random.Random(SEED), clients, resources, maker, redis, dsn)
 
     def restart() -> None:

@@ -68,8 +68,8 @@ def tls_api(settings: Settings, workdir: Path, cert: Path, key: Path) -> Iterato
     """The real API (`python -m auth_service api`) serving HTTPS; yields its URL and a context trusting it."""
     port = free_port()
     env = child_env(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
+        DATABASE_URL=settings.database.owner_url,
+        REDIS_URL=settings.redis.url,
         JWT_SECRET_KEY=TEST_SECRET,
         RATE_LIMIT_PUBLIC="10000/minute",
         TLS_CERT_FILE=str(cert),
@@ -165,7 +165,7 @@ def test_tls_settings_are_checked_at_start_up_with_one_line(tmp_path: Path) -> N
 def test_tls_settings_both_or_neither(database_url: str, redis_url: str, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     both = hardened_settings(database_url, redis_url, tls_cert_file=str(cert), tls_key_file=str(key))
-    assert (both.tls_cert_file, both.tls_key_file) == (str(cert), str(key))
+    assert (both.app.tls_cert_file, both.app.tls_key_file) == (str(cert), str(key))
     with pytest.raises(SettingsError, match=r"^TLS_KEY_FILE: "):
         hardened_settings(database_url, redis_url, tls_cert_file=str(cert))
     with pytest.raises(SettingsError, match=r"^TLS_KEY_FILE: .* is not a readable file"):

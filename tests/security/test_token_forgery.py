@@ -856,14 +856,14 @@ async def test_real_server_refuses_huge_and_key_carrying_tokens_without_logging_
         private_key_file="",
         public_key_file="",
         key_id="",
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl=settings.access_ttl_seconds,
+        issuer=settings.tokens.issuer,
+        audience=settings.tokens.audience,
+        access_ttl=settings.tokens.access_ttl,
     )
     user = await create_user(settings, username="dave")
     now = _now()
     claims = {"sub": str(user.id), "username": "u", "roles": [], "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex,
-              "sid": str(uuid.uuid4()), "iss": settings.jwt_issuer, "aud": settings.jwt_audience}  # fmt: skip
+              "sid": str(uuid.uuid4()), "iss": settings.tokens.issuer, "aud": settings.tokens.audience}  # fmt: skip
     real = signer_for("HS256", TEST_SECRET.encode())
     header = {"alg": "HS256", "kid": service.key_id, "typ": "at+jwt"}
     good = token(members(header.items()), members(claims.items()), real)

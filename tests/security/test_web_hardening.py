@@ -307,7 +307,7 @@ async def test_no_framework_banner_in_any_header(client: AsyncTestClient[Any], a
 
 async def test_docs_are_off_in_production_by_default(database_url: str, redis_url: str) -> None:
     production = hardened_settings(database_url, redis_url, app_env="production")
-    assert production.docs_enabled is False
+    assert production.pages.docs_enabled is False
     async with running(production) as client:
         for path in ("/docs", "/docs/openapi.json", "/docs/swagger", "/docs-assets/swagger-ui.css", "/schema"):
             assert_envelope(await client.get(path), 404, "NOT_FOUND")
@@ -316,7 +316,7 @@ async def test_docs_are_off_in_production_by_default(database_url: str, redis_ur
 async def test_docs_can_be_turned_on_in_production_and_off_anywhere(database_url: str, redis_url: str) -> None:
     asked_for = hardened_settings(database_url, redis_url, app_env="production", docs_enabled="true")
     turned_off = hardened_settings(database_url, redis_url, app_env="development", docs_enabled="false")
-    assert hardened_settings(database_url, redis_url, app_env="development").docs_enabled is True
+    assert hardened_settings(database_url, redis_url, app_env="development").pages.docs_enabled is True
     async with running(asked_for) as client:
         assert (await client.get("/docs/openapi.json")).status_code == 200
     async with running(turned_off) as client:

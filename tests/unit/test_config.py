@@ -13,23 +13,23 @@ GOOD = {
 
 def test_defaults_follow_the_seed() -> None:
     settings = load_settings(env=GOOD, env_file=None)
-    assert settings.jwt_algorithm == "HS256"
-    assert settings.jwt_expiration_minutes == 60
-    assert settings.rate_limit_login == "5/minute"
-    assert settings.rate_limit_api == "100/minute"
-    assert settings.refresh_ttl_seconds == 7 * 86400
-    assert settings.max_body_size == 65536
-    assert settings.refresh_reuse_grace_seconds == 10
+    assert settings.tokens.algorithm == "HS256"
+    assert settings.tokens.expiration_minutes == 60
+    assert settings.limits.login == "5/minute"
+    assert settings.limits.api == "100/minute"
+    assert settings.tokens.refresh_ttl == 7 * 86400
+    assert settings.app.max_body_size == 65536
+    assert settings.tokens.reuse_grace == 10
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgresql+asyncpg://u@h/db", "postgres://u@h/db"])
 def test_database_url_accepts_both_schemes(url: str) -> None:
     settings = load_settings(env={**GOOD, "DATABASE_URL": url}, env_file=None)
-    assert settings.owner_database_url == "postgresql+asyncpg://u@h/db"
+    assert settings.database.migration_url == "postgresql+asyncpg://u@h/db"
     # The API and the worker connect to the same server and database as the service role.
-    password = settings.service_database_password
+    password = settings.database.service_password
     assert len(password) == 64 and password not in GOOD.values()
-    assert settings.async_database_url == f"postgresql+asyncpg://auth_service_app:{password}@h/db"
+    assert settings.database.url == f"postgresql+asyncpg://auth_service_app:{password}@h/db"
 
 
 def test_the_service_role_and_its_password_can_be_named_and_a_bad_name_is_one_line() -> None:
@@ -37,7 +37,7 @@ def test_the_service_role_and_its_password_can_be_named_and_a_bad_name_is_one_li
     settings = load_settings(
         env={**env, "DATABASE_SERVICE_USER": "svc", "DATABASE_SERVICE_PASSWORD": "p@ss:w/rd"}, env_file=None
     )
-    assert settings.async_database_url == "postgresql+asyncpg://svc:p%40ss%3Aw%2Frd@h:5433/db?ssl=require"
+    assert settings.database.url == "postgresql+asyncpg://svc:p%40ss%3Aw%2Frd@h:5433/db?ssl=require"
     with pytest.raises(SettingsError) as caught:
         load_settings(env={**env, "DATABASE_SERVICE_USER": 'x"; DROP ROLE postgres; --'}, env_file=None)
     assert [name for name, _ in caught.value.problems] == ["DATABASE_SERVICE_USER"]
@@ -71,8 +71,8 @@ def test_environment_overrides_env_file(tmp_path: pytest.TempPathFactory) -> Non
     env_file = tmp_path / ".env"  # type: ignore[operator]
     env_file.write_text("JWT_EXPIRATION_MINUTES=5\nJWT_ISSUER=from-file\n")
     settings = load_settings(env={**GOOD, "JWT_ISSUER": "from-env"}, env_file=env_file)
-    assert settings.jwt_expiration_minutes == 5
-    assert settings.jwt_issuer == "from-env"
+    assert settings.tokens.expiration_minutes == 5
+    assert settings.tokens.issuer == "from-env"
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ def test_grouped_views_read_the_same_variables() -> None:
     assert settings.mail.smtp_port == 2525 and settings.mail.backend == "smtp"
     assert settings.database.pool_size == 7 and settings.database.url.startswith("postgresql+asyncpg://")
     assert settings.passwords.time_cost == 3
-    assert settings.pages.public_base_url == "https://auth.example.com"
+    assert settings.app.base_url == "https://auth.example.com"
     assert settings.telemetry.metrics_token == "m" * 20
 
 
@@ -171,7 +171,7 @@ def test_a_malformed_value_is_one_line_in_words(variable: str, value: str, says:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "auth.internal"])
 def test_hosts_that_are_addresses_or_names_pass(host: str) -> None:
-    assert load_settings(env={**GOOD, "HOST": host}, env_file=None).host == host
+    assert load_settings(env={**GOOD, "HOST": host}, env_file=None).app.host == host
 
 
 @pytest.mark.parametrize(
@@ -186,4 +186,4 @@ def test_hosts_that_are_addresses_or_names_pass(host: str) -> None:
 def test_links_point_where_the_api_listens_unless_told_otherwise(env: dict[str, str], base: str) -> None:
     """One rule for every process: the API, `up`, and a worker started on its own read the same
     settings, so e-mail links agree with where `api` listens."""
-    assert load_settings(env={**GOOD, **env}, env_file=None).pages.public_base_url == base
+    assert load_settings(env={**GOOD, **env}, env_file=None).app.base_url == base

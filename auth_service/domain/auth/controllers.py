@@ -245,7 +245,7 @@ class AuthController(Controller):
         registration: NamedDependency[Registration],
         queue: NamedDependency[JobQueue],
     ) -> Response[RegistrationAccepted]:
-        if not settings.registration_enabled:
+        if not settings.accounts.registration_enabled:
             raise NotFound
         await limits.email(client.ip, data.email)
         prepared = await registration.prepare(data.username, data.email, data.password)

@@ -46,7 +46,7 @@ async def generate_daily_login_report(ctx: JobContext, day: str | None = None) -
         admins = await UserRepository(session=session).active_admin_emails()
     if admins:
         message = build_message(
-            daily_report(day, stats), sender=ctx["settings"].email_from, to=admins, message_id=f"report-{day}"
+            daily_report(day, stats), sender=ctx["settings"].mail.sender, to=admins, message_id=f"report-{day}"
         )
         try:
             await ctx["mailer"].send(message)

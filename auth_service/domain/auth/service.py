@@ -378,6 +378,7 @@ class AuthService:
         if reasons := suspicious_reasons(history, rules):
             details = {
                 "reasons": reasons,
+                "new_device_days": rules.new_device_days,  # the mail states the window it was judged by
                 "ip_address": client.ip,
                 "user_agent": user_agent,
                 "timestamp": when,

@@ -43,7 +43,7 @@ def backoff(job_try: int) -> int:
 
 def _not_me_link(ctx: JobContext) -> Callable[[uuid.UUID, User], str]:
     signer: LinkSigner = ctx["links"]
-    urls = PublicUrls(ctx["settings"].pages.public_base_url)
+    urls = PublicUrls(ctx["settings"].app.base_url)
     return lambda notification_id, user: urls.not_me(signer.sign(notification_id, user.id))
 
 
@@ -61,7 +61,7 @@ async def _deliver(
     to: str | None = None,
 ) -> str:
     now = dt.datetime.now(dt.UTC)
-    lease = dt.timedelta(seconds=ctx["settings"].worker_job_timeout)
+    lease = dt.timedelta(seconds=ctx["settings"].jobs.timeout)
     try:
         async with ctx["session_factory"]() as session:
             notes = NotificationRepository(session=session)
@@ -92,7 +92,7 @@ async def _deliver(
             await session.commit()
             message = build_message(
                 render(user.username, details, (link or _not_me_link(ctx))(note_id, user)),
-                sender=ctx["settings"].email_from,
+                sender=ctx["settings"].mail.sender,
                 to=[recipient],
                 message_id=f"{kind}-{notification_id}",
             )
@@ -170,7 +170,7 @@ async def send_account_email(
     if render is None:
         log.error("email.unknown_kind", kind=kind, notification_id=notification_id)
         return "dropped"
-    urls = PublicUrls(ctx["settings"].pages.public_base_url)
+    urls = PublicUrls(ctx["settings"].app.base_url)
     account_links: AccountLinks = ctx["account_links"]
 
     def action(_: uuid.UUID, __: User) -> str:

@@ -31,7 +31,7 @@ class Rendered:
 
 
 _REASONS = {
-    "new_device": "it came from a device and network not used with your account in the last 30 days",
+    "new_device": "it came from a device and network not used with your account in the last {days} days",
     "after_failures": "it came right after several failed attempts to guess your password",
 }
 
@@ -120,7 +120,10 @@ ACCOUNT_MESSAGES = {
 def suspicious_alert(username: str, details: dict[str, Any], link: str) -> Rendered:
     ip, agent = _where(details)
     when = str(details.get("timestamp", ""))
-    reasons = [_REASONS.get(str(r), str(r)) for r in details.get("reasons", [])]
+    # The window the login was judged by (SUSPICIOUS_NEW_DEVICE_DAYS when it happened; 30, the
+    # default, for alerts written before the mail said it).
+    days = int(details.get("new_device_days", 30))
+    reasons = [_REASONS.get(str(r), str(r)).format(days=days) for r in details.get("reasons", [])]
     why = "; ".join(reasons) or "it does not match your usual sign-ins"
     return _render(
         "suspicious_alert",

@@ -128,7 +128,7 @@ def _metrics_allowed(request: Request[Any, Any, Any], token: str) -> bool:
     sync_to_thread=False,
 )
 def metrics_endpoint(request: Request[Any, Any, Any], settings: NamedDependency[Settings]) -> bytes:
-    token = settings.metrics_token
+    token = settings.telemetry.metrics_token
     if not _metrics_allowed(request, token):
         raise TokenInvalid if token else Forbidden("Metrics are served to loopback clients or with METRICS_TOKEN")
     return generate_latest(REGISTRY)

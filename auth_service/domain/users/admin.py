@@ -13,7 +13,7 @@ and, where tokens must die, the revocation protocol, in one transaction.
   transaction of its own, since the change's own was rolled back.
 - Without a password, a created user gets an unusable one (`unusable_password()`: no password
   matches it, a login against it costs what any other failure does) and an invitation: a
-  set-password link on the reset page, valid INVITE_TTL; using it verifies the address.
+  set-password link on the reset page, valid INVITATION_TTL_HOURS; using it verifies the address.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
 from auth_service.lib.queue import QueuedJob
+from auth_service.settings import LinkSettings
 from db.models import identity_key
 from db.sql import users
 from observability.metrics import record_session_revoked
@@ -47,7 +48,6 @@ from observability.metrics import record_session_revoked
 __all__ = [
     "ADMIN_ROLE",
     "COLUMNS",
-    "INVITE_TTL",
     "AdminService",
     "AdminUserRead",
     "LastAdmin",
@@ -59,7 +59,6 @@ __all__ = [
 
 log = structlog.get_logger()
 ADMIN_ROLE = "admin"
-INVITE_TTL = dt.timedelta(hours=72)
 # pg_advisory_xact_lock key of "the set of active admins" ("admins" in ASCII).
 _ADMINS_LOCK = 0x61646D696E73
 
@@ -114,7 +113,7 @@ class AdminService:
 
     Args:
         links: account links, for invitations and reset mails (None: the CLI, which sends neither).
-        reset_ttl: how long a reset link mailed by an admin lives.
+        lifetimes: how long the links an admin has mailed live (reset, invitation).
     """
 
     def __init__(
@@ -124,7 +123,7 @@ class AdminService:
         revocation: RevocationStore,
         policy: PasswordPolicy,
         links: AccountLinks | None = None,
-        reset_ttl: dt.timedelta = dt.timedelta(minutes=30),
+        lifetimes: LinkSettings = LinkSettings(),
         require_verified_email: bool = True,
     ) -> None:
         self._session = session
@@ -132,7 +131,8 @@ class AdminService:
         self._revocation = revocation
         self._policy = policy
         self._links = links
-        self._reset_ttl = reset_ttl
+        self._reset_ttl = dt.timedelta(minutes=lifetimes.password_reset_ttl_minutes)
+        self._invite_ttl = dt.timedelta(hours=lifetimes.invitation_ttl_hours)
         self._require_verified = require_verified_email
         # Mails a change wrote to the outbox (committed with it), for the caller to enqueue.
         self.queued: list[QueuedJob] = []
@@ -201,9 +201,16 @@ class AdminService:
             ).one()
             if invited:
                 assert self._links is not None
-                hours = int(INVITE_TTL.total_seconds() // 3600)
+                hours = int(self._invite_ttl.total_seconds() // 3600)
                 job = await link_mail(
-                    self._session, self._links, RESET, user_id, INVITE_TTL, row.email, "invitation", {"hours": hours}
+                    self._session,
+                    self._links,
+                    RESET,
+                    user_id,
+                    self._invite_ttl,
+                    row.email,
+                    "invitation",
+                    {"hours": hours},
                 )
                 jobs.append(job)
             details = {"username": data.username, "roles": roles, "invited": invited}

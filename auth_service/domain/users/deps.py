@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +34,17 @@ async def provide_user_service(
     revocation: NamedDependency[RevocationStore],
     password_policy: NamedDependency[PasswordPolicy],
     actor: NamedDependency[Actor],
+    settings: NamedDependency[Settings],
 ) -> UserService:
-    return UserService(db_session, hasher, revocation, password_policy, actor)
+    return UserService(
+        db_session,
+        hasher,
+        revocation,
+        password_policy,
+        actor,
+        require_verified_email=settings.accounts.require_verified_email,
+        lifetimes=settings.links,
+    )
 
 
 async def provide_password_reset(
@@ -49,7 +56,7 @@ async def provide_password_reset(
     settings: NamedDependency[Settings],
     actor: NamedDependency[Actor],
 ) -> PasswordReset:
-    ttl = settings.pages.password_reset_ttl_minutes
+    ttl = settings.links.password_reset_ttl_minutes
     return PasswordReset(db_session, hasher, revocation, password_policy, account_links, ttl, actor)
 
 
@@ -59,8 +66,9 @@ async def provide_registration(
     password_policy: NamedDependency[PasswordPolicy],
     account_links: NamedDependency[AccountLinks],
     actor: NamedDependency[Actor],
+    settings: NamedDependency[Settings],
 ) -> Registration:
-    return Registration(db_session, hasher, password_policy, account_links, actor)
+    return Registration(db_session, hasher, password_policy, account_links, settings.links, actor)
 
 
 async def provide_admin_service(
@@ -71,15 +79,14 @@ async def provide_admin_service(
     account_links: NamedDependency[AccountLinks],
     settings: NamedDependency[Settings],
 ) -> AdminService:
-    reset_ttl = dt.timedelta(minutes=settings.pages.password_reset_ttl_minutes)
-    require_verified = settings.registration_require_verified_email
+    require_verified = settings.accounts.require_verified_email
     return AdminService(
         db_session,
         hasher,
         revocation,
         password_policy,
         account_links,
-        reset_ttl,
+        lifetimes=settings.links,
         require_verified_email=require_verified,
     )
 
@@ -89,6 +96,8 @@ async def provide_admin_reads(db_session: NamedDependency[AsyncSession]) -> Admi
 
 
 async def provide_verification(
-    db_session: NamedDependency[AsyncSession], account_links: NamedDependency[AccountLinks]
+    db_session: NamedDependency[AsyncSession],
+    account_links: NamedDependency[AccountLinks],
+    settings: NamedDependency[Settings],
 ) -> EmailVerification:
-    return EmailVerification(db_session, account_links)
+    return EmailVerification(db_session, account_links, settings.links)

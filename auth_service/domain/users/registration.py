@@ -34,6 +34,7 @@ from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.queue import QueuedJob
+from auth_service.settings import LinkSettings
 from db.models import identity_key, unclaimed_email_key
 from db.sql import users
 from observability.metrics import record_registration
@@ -57,8 +58,10 @@ class Registration:
         hasher: PasswordHasher,
         policy: PasswordPolicy,
         links: AccountLinks,
+        lifetimes: LinkSettings,
         actor: Actor | None = None,
     ) -> None:
+        self._lifetimes = lifetimes
         self._actor = actor or Actor()
         self._session = session
         self._hasher = hasher
@@ -127,7 +130,9 @@ class Registration:
                     await self._session.rollback()
                     log.info("registration.account_gone", user_id=str(prepared.user_id))
                     return None
-                job = await EmailVerification(self._session, self._links).link(prepared.user_id, prepared.email)
+                job = await EmailVerification(self._session, self._links, self._lifetimes).link(
+                    prepared.user_id, prepared.email
+                )
                 await self._session.commit()
             except (IntegrityError, RepositoryIntegrityError):
                 await self._session.rollback()  # another account took the address meanwhile

@@ -34,6 +34,7 @@ from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import InvalidCredentials
 from auth_service.lib.queue import QueuedJob
+from auth_service.settings import LinkSettings
 from db.models import User, identity_key, owns_its_address
 
 __all__ = [
@@ -75,7 +76,9 @@ class UserService:
         actor: Actor = CLI,
         *,
         require_verified_email: bool = True,
+        lifetimes: LinkSettings = LinkSettings(),
     ) -> None:
+        self._lifetimes = lifetimes
         self._actor = actor
         self._require_verified = require_verified_email
         self._policy = policy or PasswordPolicy()
@@ -92,6 +95,7 @@ class UserService:
             self._revocation,
             self._policy,
             links,
+            lifetimes=self._lifetimes,
             require_verified_email=self._require_verified,
         )
 
@@ -242,7 +246,7 @@ class UserService:
         try:
             await self._users.set_email(user_id, email)
             await end_links(self._session, user_id)  # every live link was mailed to the old address
-            jobs = [await EmailVerification(self._session, links).link(user_id, email)]
+            jobs = [await EmailVerification(self._session, links, self._lifetimes).link(user_id, email)]
             if owns_its_address(old_key):  # an unclaimed sign-up's address is another account's: not told
                 now = dt.datetime.now(dt.UTC)
                 statement, notice = account_mail(

@@ -19,27 +19,28 @@ from auth_service.domain.users.recovery import link_mail
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.errors import LinkInvalid
 from auth_service.lib.queue import QueuedJob
+from auth_service.settings import LinkSettings
 from db.sql import user_tokens, users
 from observability.metrics import record_verification
 
-__all__ = ["VERIFY", "VERIFY_TTL", "EmailVerification"]
+__all__ = ["VERIFY", "EmailVerification"]
 
 log = structlog.get_logger()
 VERIFY = "verify"
-VERIFY_TTL = dt.timedelta(days=2)
 
 
 class EmailVerification:
     """Sends and checks verification links; the caller commits `link`'s writes."""
 
-    def __init__(self, session: AsyncSession, links: AccountLinks) -> None:
+    def __init__(self, session: AsyncSession, links: AccountLinks, lifetimes: LinkSettings) -> None:
         self._session = session
         self._links = links
+        self._ttl = dt.timedelta(hours=lifetimes.email_verify_ttl_hours)
 
     async def link(self, user_id: uuid.UUID, email: str, kind: str = "verify_email") -> QueuedJob:
         """Write a verification token for `email` and its mail's outbox row (no commit)."""
-        hours = int(VERIFY_TTL.total_seconds() // 3600)
-        return await link_mail(self._session, self._links, VERIFY, user_id, VERIFY_TTL, email, kind, {"hours": hours})
+        hours = int(self._ttl.total_seconds() // 3600)
+        return await link_mail(self._session, self._links, VERIFY, user_id, self._ttl, email, kind, {"hours": hours})
 
     async def resend(self, user_id: uuid.UUID) -> QueuedJob | None:
         """A new link for an active, unverified account (None: nothing to verify)."""

@@ -217,7 +217,7 @@ async def test_logout_revokes_access_token_and_session(
     remaining = row.expires_at - dt.datetime.now(dt.UTC)
     assert abs(remaining.total_seconds() - 3600) < 5  # the blacklist row lives as long as the token
     # Redis holds it in the user's revocation hash, rebuilt from PostgreSQL by the verify above.
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = aioredis.Redis.from_url(settings.redis.url)
     marks = await redis.hgetall(f"auth:{{{alice.id}}}:rv")
     await redis.aclose()
     assert marks[f"j:{row.token_jti}".encode()] == b"1" and marks[b"s"] == b"1:0"
@@ -260,7 +260,7 @@ async def test_revocation_survives_a_redis_flush(client: AsyncTestClient[Any], a
     revoked = await login(client)
     live = await login(client)
     await client.post("/api/v1/auth/logout", headers=bearer(revoked["access_token"]))
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = aioredis.Redis.from_url(settings.redis.url)
     await redis.flushdb()
     # PostgreSQL is the source of truth: the cold path refills Redis from it.
     assert_error(await verify(client, revoked["access_token"]), 401, "AUTH_TOKEN_REVOKED")
@@ -279,7 +279,7 @@ async def test_deactivation_and_password_change_revoke_tokens(
     from auth_service.server.resources import build_resources
 
     tokens = await login(client)
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     resources = build_resources(settings, factory)
     async with factory() as session:
@@ -305,7 +305,7 @@ async def test_reactivated_user_gets_working_tokens(
     from auth_service.server.resources import build_resources
 
     await login(client)
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     resources = build_resources(settings, factory)
     for active in (False, True):
@@ -353,7 +353,7 @@ async def test_a_login_waiting_for_its_hash_holds_no_database_connection(
 
     async def watching_verify(stored_hash: str | None, password: str) -> Any:
         # Runs in the app's event loop, where the login is about to hash: who holds a transaction?
-        conn = await asyncpg.connect(settings.async_database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(settings.database.url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             seen.append(
                 await conn.fetchval(

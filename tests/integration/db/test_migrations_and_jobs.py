@@ -214,11 +214,11 @@ async def test_cleanup_job_runs_on_a_real_worker_and_deletes_exactly_the_expired
         )
     await db_session.commit()
 
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings = RedisSettings.from_dsn(settings.redis.url)
     pool = await create_pool(redis_settings)
     job = await pool.enqueue_job(JobName.CLEANUP_EXPIRED_TOKENS.value)
     assert job is not None
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     ctx: dict[str, Any] = {"session_factory": async_sessionmaker(engine, expire_on_commit=False)}
     worker = Worker(
         functions=WorkerSettings.functions,

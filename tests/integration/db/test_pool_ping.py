@@ -18,7 +18,7 @@ from tests.conftest import _find_postgres
 @pytest.fixture
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """One pooled connection, so every checkout gets the same one back."""
-    engine = create_async_engine(settings.async_database_url, pool_size=1, max_overflow=0)
+    engine = create_async_engine(settings.database.url, pool_size=1, max_overflow=0)
     yield engine
     await engine.dispose()
 

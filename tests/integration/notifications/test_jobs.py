@@ -55,7 +55,7 @@ async def app_client(mail_settings: Settings) -> AsyncIterator[AsyncTestClient[A
 async def run_worker(settings: Settings) -> None:
     """A real arq worker in burst mode: runs what is queued (retries included), then stops."""
     async with job_context(settings) as ctx:
-        pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        pool = await create_pool(RedisSettings.from_dsn(settings.redis.url))
         worker = Worker(
             functions=list(FUNCTIONS.values()),
             redis_pool=pool,
@@ -64,7 +64,7 @@ async def run_worker(settings: Settings) -> None:
             ctx=ctx,
             handle_signals=False,
             max_jobs=4,
-            job_timeout=settings.worker_job_timeout,
+            job_timeout=settings.jobs.timeout,
         )
         try:
             await worker.main()
@@ -151,7 +151,7 @@ async def test_not_me_link_shows_a_page_then_revokes_everything_once(
         refresh = await app_client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert refresh.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
     assert (await app_client.post(link, data={"token": token})).status_code == 410  # single use
-    async with run_engine(mail_settings.async_database_url).connect() as conn:
+    async with run_engine(mail_settings.database.url).connect() as conn:
         events = (await conn.execute(text("SELECT action, actor_id, details FROM audit_events"))).all()
     assert [(e.action, e.actor_id, e.details) for e in events] == [("account.not_me", alice.id, {"sessions": 2})]
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
@@ -175,7 +175,7 @@ async def test_smtp_refusing_then_accepting_is_retried_and_delivered_once(
     note = (await db_session.execute(select(Notification))).scalar_one()
     assert note.sent_at is not None and note.attempts == 2
     # A duplicate enqueue of the same notification sends nothing more.
-    pool = await create_pool(RedisSettings.from_dsn(mail_settings.redis_url))
+    pool = await create_pool(RedisSettings.from_dsn(mail_settings.redis.url))
     await pool.enqueue_job(note.job, _job_id=f"again:{note.id}", notification_id=str(note.id), **note.payload)
     await pool.aclose()
     await run_worker(mail_settings)

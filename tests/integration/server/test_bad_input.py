@@ -188,12 +188,12 @@ def _forge(settings: Any, **claims: Any) -> str:
 
     kid = TokenService(
         algorithm="HS256",
-        secret=settings.jwt_secret_key,
+        secret=settings.tokens.secret,
         private_key_file="",
         public_key_file="",
         key_id="",
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        issuer=settings.tokens.issuer,
+        audience=settings.tokens.audience,
         access_ttl=60,
     ).key_id
     now = int(time.time())
@@ -205,11 +205,11 @@ def _forge(settings: Any, **claims: Any) -> str:
         "exp": now + 60,
         "jti": uuid.uuid4().hex,
         "sid": str(uuid.uuid4()),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.tokens.issuer,
+        "aud": settings.tokens.audience,
     }
     body.update(claims)
-    key = OctKey.import_key(settings.jwt_secret_key.encode())
+    key = OctKey.import_key(settings.tokens.secret.encode())
     return jwt.encode({"alg": "HS256", "kid": kid, "typ": "at+jwt"}, body, key, algorithms=["HS256"])
 
 

@@ -74,7 +74,7 @@ async def test_job_span_links_to_the_request_that_enqueued_it(settings: Settings
     with tracer.start_as_current_span("request") as request_span:
         carrier: dict[str, str] = {}
         inject(carrier)
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     ctx = {"session_factory": async_sessionmaker(engine), "job_try": 1, "job_id": "j-1"}
     job = FUNCTIONS[JobName.CLEANUP_EXPIRED_TOKENS]
     await job(ctx, traceparent=carrier["traceparent"])
@@ -97,7 +97,7 @@ async def test_login_notification_job_carries_the_login_trace(
     )
     assert response.status_code == 200
     root = next(s for s in spans.get_finished_spans() if s.attributes.get("request_id") == "trace-to-job")
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    pool = await create_pool(RedisSettings.from_dsn(settings.redis.url))
     jobs = await pool.queued_jobs()
     await pool.aclose()
     (job,) = [j for j in jobs if j.function == "send_login_notification_email"]

@@ -38,7 +38,7 @@ async def admin_headers(client: AsyncTestClient[Any], root: Any) -> dict[str, An
 
 
 async def _events(settings: Settings, action: str | None = None) -> list[Any]:
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         sql = "SELECT * FROM audit_events" + (" WHERE action = :a" if action else "") + " ORDER BY at, id"
         return list((await conn.execute(text(sql), {"a": action})).mappings())
 
@@ -228,7 +228,7 @@ async def test_an_admin_who_cannot_sign_in_does_not_count_as_the_other_admin(
     )
     assert invited.status_code == 201, invited.text
     unverified = await create_user(settings, username="unverified", roles=["admin"])
-    async with run_engine(settings.async_database_url).begin() as conn:
+    async with run_engine(settings.database.url).begin() as conn:
         await conn.execute(text("UPDATE users SET email_verified = false WHERE id = :u"), {"u": unverified.id})
     for method, body in (("PATCH", {"is_active": False}), ("PATCH", {"roles": ["user"]}), ("DELETE", None)):
         refused = await client.request(method, f"/api/v1/admin/users/{root.id}", json=body, headers=admin_headers)
@@ -238,7 +238,7 @@ async def test_an_admin_who_cannot_sign_in_does_not_count_as_the_other_admin(
         attempt = await client.post("/api/v1/auth/login", json={"username": name, "password": DEFAULT_PASSWORD})
         assert attempt.status_code in (401, 403), attempt.text
     # Once the invitation is used, the invited admin counts and root may step down.
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         token_id = (
             await conn.execute(
                 text("SELECT payload->>'token_id' FROM notifications WHERE user_id = :u"), {"u": invited.json()["id"]}
@@ -260,14 +260,14 @@ async def test_an_invited_users_login_fails_like_a_wrong_password_against_the_du
         "/api/v1/admin/users", json={"username": "dora", "email": "dora@example.com"}, headers=admin_headers
     )
     assert created.status_code == 201, created.text
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         stored = (
             await conn.execute(text("SELECT password_hash FROM users WHERE id = :u"), {"u": created.json()["id"]})
         ).scalar_one()
     assert stored.startswith("!") and "$argon2" not in stored  # unusable, and recognisably so
     attempt = await client.post("/api/v1/auth/login", json={"username": "dora", "password": stored})
     assert attempt.status_code == 401 and attempt.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         reason = (
             await conn.execute(text("SELECT failure_reason FROM login_records WHERE username = 'dora'"))
         ).scalar_one()
@@ -276,7 +276,7 @@ async def test_an_invited_users_login_fails_like_a_wrong_password_against_the_du
 
 @pytest.fixture
 async def resources(settings: Settings) -> AsyncIterator[Any]:
-    engine = create_async_engine(settings.async_database_url, hide_parameters=True)
+    engine = create_async_engine(settings.database.url, hide_parameters=True)
     built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()
@@ -306,7 +306,7 @@ async def test_two_concurrent_removals_of_two_admins_leave_one(
                 return "refused"
             return "done"
 
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.database.url)
     async with engine.connect() as holder:
         await holder.execute(text("SELECT pg_advisory_lock(x'61646d696e73'::bigint)"))
         removals = [
@@ -344,7 +344,7 @@ async def test_create_without_a_password_invites_and_the_invitation_sets_it(
     )
     assert created.status_code == 201, created.text
     assert created.json()["email_verified"] is False
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         note = (
             await conn.execute(
                 text("SELECT kind, payload FROM notifications WHERE user_id = :u"), {"u": created.json()["id"]}
@@ -399,7 +399,7 @@ async def test_login_records_filters(
     assert [r["success"] for r in mine] == [False, True]  # newest first
     failures = (await client.get(f"{url}?success=false", headers=admin_headers)).json()["items"]
     assert [r["failure_reason"] for r in failures] == ["bad_password"]
-    async with run_engine(settings.async_database_url).begin() as conn:
+    async with run_engine(settings.database.url).begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO login_records (id, user_id, username, ip_address, success, failure_reason) "
@@ -510,7 +510,7 @@ async def test_an_admin_given_address_is_checked_as_it_will_be_stored(
     assert created.status_code == 400 and created.json()["error"]["code"] == "VALIDATION_ERROR", created.text
     changed = await client.patch(f"/api/v1/admin/users/{alice.id}", json={"email": address}, headers=admin_headers)
     assert changed.status_code == 400 and changed.json()["error"]["code"] == "VALIDATION_ERROR", changed.text
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         rows = (await conn.execute(text("SELECT username, email FROM users ORDER BY username"))).all()
     assert [tuple(row) for row in rows] == [("alice", "alice@example.com"), ("root", "root@example.com")]
 
@@ -520,7 +520,7 @@ async def test_the_audit_log_refuses_update_and_delete(
 ) -> None:
     await login(client)
     assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
-    engine = run_engine(settings.owner_database_url)  # the trigger binds the tables' owner too
+    engine = run_engine(settings.database.migration_url)  # the trigger binds the tables' owner too
     for statement in (
         "UPDATE audit_events SET action = 'user.create'",
         "UPDATE audit_events SET details = '{}'::jsonb WHERE true",
@@ -539,14 +539,14 @@ async def test_the_service_role_owns_nothing_and_cannot_rewrite_or_erase_the_aud
     """The API connects as DATABASE_SERVICE_USER: it reads and appends the audit log, and every way
     of erasing it (UPDATE, DELETE, TRUNCATE, disabling the trigger, dropping it) is refused."""
     assert (await client.post(f"/api/v1/admin/users/{alice.id}/logout", headers=admin_headers)).status_code == 204
-    assert settings.database.url == settings.async_database_url  # the app's engine
-    engine = run_engine(settings.async_database_url)
+    assert settings.database.url == settings.database.url  # the app's engine
+    engine = run_engine(settings.database.url)
     async with engine.connect() as conn:
         who = (await conn.execute(text("SELECT current_user"))).scalar_one()
         owned = (
             await conn.execute(text("SELECT count(*) FROM pg_class WHERE relowner = current_user::regrole"))
         ).scalar_one()
-    assert who == settings.database_service_user == "auth_service_app"
+    assert who == settings.database.service_user == "auth_service_app"
     assert owned == 0
     for statement in (
         "UPDATE audit_events SET details = '{}'::jsonb",
@@ -567,7 +567,7 @@ async def test_the_service_role_owns_nothing_and_cannot_rewrite_or_erase_the_aud
 
 
 async def _insert_records(settings: Settings, count: int, start: dt.datetime, step: dt.timedelta) -> None:
-    async with run_engine(settings.async_database_url).begin() as conn:
+    async with run_engine(settings.database.url).begin() as conn:
         await conn.execute(
             text(
                 "INSERT INTO login_records (id, username, ip_address, success, login_timestamp) "
@@ -584,7 +584,7 @@ async def test_a_walk_of_1050_records_sees_each_once_while_new_rows_arrive(
     base = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     # 1,050 records, with runs of equal timestamps so the walk must order by id within one instant.
     await _insert_records(settings, 1050, base, dt.timedelta(milliseconds=0))
-    async with run_engine(settings.async_database_url).begin() as conn:
+    async with run_engine(settings.database.url).begin() as conn:
         await conn.execute(
             text("UPDATE login_records SET login_timestamp = login_timestamp + (random() * 5)::int * interval '1 s'")
         )
@@ -659,7 +659,7 @@ async def test_an_admins_address_change_ends_the_old_addresses_links_and_tells_i
         "/api/v1/admin/users", json={"username": "typo", "email": "typo@exmaple.com"}, headers=admin_headers
     )
     user_id = created.json()["id"]
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         token_id = (
             await conn.execute(
                 text("SELECT payload->>'token_id' FROM notifications WHERE user_id = :u"), {"u": user_id}
@@ -674,7 +674,7 @@ async def test_an_admins_address_change_ends_the_old_addresses_links_and_tells_i
         "/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD}
     )
     assert stale.status_code == 400 and stale.json()["error"]["code"] == "LINK_INVALID"
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         notice = (
             await conn.execute(
                 text("SELECT payload FROM notifications WHERE user_id = :u AND kind = 'email_changed'"), {"u": user_id}
@@ -686,7 +686,7 @@ async def test_an_admins_address_change_ends_the_old_addresses_links_and_tells_i
         f"/api/v1/admin/users/{user_id}", json={"email": "Typo@Example.com"}, headers=admin_headers
     )
     assert respelled.status_code == 200 and respelled.json()["email"] == "Typo@Example.com"
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         notices = (
             await conn.execute(
                 text("SELECT count(*) FROM notifications WHERE user_id = :u AND kind = 'email_changed'"), {"u": user_id}
@@ -721,7 +721,7 @@ async def test_a_page_after_a_cursor_starts_its_index_scan_at_the_cursor(
     from auth_service.domain.users.audit import AdminReads, LoginRecordFilter
     from auth_service.lib.pagination import encode_cursor
 
-    async with run_engine(settings.async_database_url).begin() as conn:  # 2,000 records over 100 names and IPs
+    async with run_engine(settings.database.url).begin() as conn:  # 2,000 records over 100 names and IPs
         await conn.execute(
             text(
                 "INSERT INTO login_records (id, user_id, username, ip_address, success, login_timestamp) "
@@ -733,7 +733,7 @@ async def test_a_page_after_a_cursor_starts_its_index_scan_at_the_cursor(
     where = {key: {"ip": "10.0.0.7", "username": "u7"}.get(key, value) for key, value in where.items()}
     if where.get("user_id"):
         where = {"user_id": root.id}
-    engine = create_async_engine(settings.async_database_url)
+    engine = create_async_engine(settings.database.url)
     sent: list[tuple[str, Any]] = []
     event.listen(
         engine.sync_engine, "before_cursor_execute", lambda _c, _cur, sql, params, *_: sent.append((sql, params))

@@ -20,8 +20,8 @@ from tests.factories import create_user
 @pytest.fixture
 def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> Any:
     monkeypatch.chdir(tmp_path)  # no .env here
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("DATABASE_URL", settings.database.owner_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis.url)
     monkeypatch.setenv("JWT_SECRET_KEY", "x" * 40)
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -47,7 +47,7 @@ def _users(settings: Settings) -> None:
 
 def _events(settings: Settings) -> list[Any]:
     async def read() -> list[Any]:
-        async with run_engine(settings.async_database_url).connect() as conn:
+        async with run_engine(settings.database.url).connect() as conn:
             return list((await conn.execute(text("SELECT * FROM audit_events ORDER BY at, id"))).mappings())
 
     return asyncio.run(read())

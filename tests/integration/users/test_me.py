@@ -125,7 +125,7 @@ async def test_a_session_from_before_the_migration_lists_with_its_first_known_ti
 ) -> None:
     """Rows written before 0004 have no device data: they list, with nulls, not a 500."""
     tokens = await login(client)
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.database.url)
     async with engine.begin() as conn:
         await conn.execute(
             text("UPDATE refresh_tokens SET ip_address = NULL, user_agent = NULL, session_started_at = NULL")

@@ -21,7 +21,7 @@ NEW = "a completely different passphrase"
 
 
 async def _events(settings: Settings) -> list[Any]:
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         rows = await conn.execute(text("SELECT * FROM audit_events ORDER BY at, id"))
         return list(rows.mappings())
 
@@ -76,7 +76,7 @@ async def test_a_reset_and_a_registration_are_audited(
         assert (
             await client.post("/api/v1/auth/password-reset", json={"email": "alice@example.com"})
         ).status_code == 202
-        async with run_engine(settings.async_database_url).connect() as conn:
+        async with run_engine(settings.database.url).connect() as conn:
             token_id = (
                 await conn.execute(text("SELECT id FROM user_tokens WHERE user_id = :u"), {"u": alice.id})
             ).scalar_one()
@@ -90,7 +90,7 @@ async def test_a_reset_and_a_registration_are_audited(
     events = await _events(settings)
     assert [e["action"] for e in events] == ["password.reset", "account.register"]
     assert events[0]["actor_id"] == alice.id and events[0]["target_id"] == str(alice.id)
-    async with run_engine(settings.async_database_url).connect() as conn:
+    async with run_engine(settings.database.url).connect() as conn:
         newcomer = (await conn.execute(text("SELECT id FROM users WHERE username = 'newcomer'"))).scalar_one()
     assert events[1]["actor_id"] == newcomer and events[1]["actor_ip"]
 

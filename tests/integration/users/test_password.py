@@ -29,7 +29,7 @@ NEW = "an entirely new secret 42"
 
 
 async def _sql(settings: Settings, statement: str, **params: Any) -> list[Any]:
-    engine = run_engine(settings.async_database_url)
+    engine = run_engine(settings.database.url)
     try:
         async with engine.begin() as conn:
             result = await conn.execute(text(statement), params)

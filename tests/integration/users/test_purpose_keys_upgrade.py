@@ -23,7 +23,7 @@ NEW_PASSWORD = "a passphrase set after the key change"
 async def _reset_token(client: AsyncTestClient[Any], settings: Settings) -> str:
     assert (await client.post("/api/v1/auth/password-reset", json={"email": "alice@example.com"})).status_code == 202
     for _ in range(100):  # the lookup runs after the response
-        async with run_engine(settings.async_database_url).connect() as conn:
+        async with run_engine(settings.database.url).connect() as conn:
             token_id = (
                 await conn.execute(text("SELECT payload->>'token_id' FROM notifications WHERE kind = 'password_reset'"))
             ).scalar_one_or_none()

@@ -18,7 +18,7 @@ from tests.factories import create_user
 
 @pytest.fixture
 async def resources(settings: Settings) -> AsyncIterator[Any]:
-    engine = create_async_engine(settings.async_database_url, hide_parameters=True)
+    engine = create_async_engine(settings.database.url, hide_parameters=True)
     built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()

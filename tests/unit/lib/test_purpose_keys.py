@@ -75,7 +75,7 @@ def test_with_secret_key_set_a_new_signing_key_breaks_no_link_and_no_refresh_gra
     # …and the keys are no longer the signing key's: the legacy derivation gives other ones.
     assert account_links_for(_settings(JWT_SECRET_KEY=K1)).parse(reset, "reset") is None
     # The database role's password follows SECRET_KEY too.
-    assert after.service_database_password == before.service_database_password
+    assert after.database.service_password == before.database.service_password
 
 
 def test_without_secret_key_a_new_signing_key_still_ends_them_as_it_always_did() -> None:
