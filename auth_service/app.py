@@ -20,6 +20,7 @@ from litestar.types import Receive, Scope, Send
 from sqlalchemy import event
 
 from auth_service.cli.plugin import AuthServiceCLI
+from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.auth.controllers import VERIFY_PATH, AccountController, AuthController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
@@ -42,7 +43,6 @@ from auth_service.server.openapi import (
 from auth_service.server.providers import app_dependencies
 from auth_service.server.public_limit import PublicLimitMiddleware
 from auth_service.server.request_context import RequestContextMiddleware, add_response_headers
-from auth_service.server.resources import Resources, build_resources, password_policy
 from auth_service.settings import Settings, get_settings
 from db.config import engine_options, ping_on_checkout
 from observability.logging import configure_logging
@@ -134,7 +134,8 @@ def create_app(settings: Settings | None = None) -> AuthApp:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        resources = build_resources(settings, db_config.create_session_maker())
+        resources = Resources(settings, db_config.create_session_maker())
+        resources.build(*(name for name in RESOURCE_NAMES if name not in ("engine", "mailer")))
         app.state.resources = resources
         setattr(app.state, AUTHENTICATOR_STATE_KEY, resources.authenticator)  # for guards (lib/principal.py)
         setattr(app.state, DENIALS_STATE_KEY, Denials(resources.session_factory, resources.authenticator))
@@ -194,5 +195,5 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
     if settings.pages.docs_enabled:
         mark_optional_bodies(app)
-        document_password_policy(app, password_policy(settings))
+        document_password_policy(app, Resources(settings).password_policy)
     return app

@@ -554,10 +554,10 @@ def _admin_statements(env: dict[str, str]) -> tuple[int, int, int]:
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+    from auth_service.container import Resources
     from auth_service.domain.users.admin import AdminService
     from auth_service.domain.users.schemas import AdminUserPatch
     from auth_service.lib.audit import Actor
-    from auth_service.server.resources import build_resources
     from auth_service.settings import load_settings
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -565,7 +565,7 @@ def _admin_statements(env: dict[str, str]) -> tuple[int, int, int]:
     async def run() -> tuple[int, int, int]:
         settings = load_settings(env, env_file=None)
         engine = create_async_engine(settings.database.url)
-        resources = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+        resources = Resources(settings, async_sessionmaker(engine, expire_on_commit=False))
         seen: list[str] = []
         commits = [0]
         event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(str(a[2])))

@@ -8,23 +8,20 @@ from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.auth.jobs import generate_daily_login_report
+from auth_service.domain.notifications.context import JobContext
 from auth_service.domain.notifications.jobs import (
     send_account_email,
     send_login_notification_email,
     send_suspicious_login_alert,
 )
-from auth_service.domain.notifications.mailer import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
 from auth_service.domain.notifications.outbox import dispatch_outbox
 from auth_service.domain.sessions.jobs import cleanup_expired_tokens
 from auth_service.lib.queue import JobName
 from auth_service.settings import Settings, get_settings
-from auth_service.wiring import account_links_for, job_queue_for, link_signer_for
-from db.config import engine_options, ping_on_checkout
 from observability.metrics import start_job_counters
-from observability.tracing import instrument_engine
 from tasks.instrument import instrumented
 
 __all__ = ["FUNCTIONS", "WorkerSettings", "job_context", "prepare", "redis_settings", "release"]
@@ -39,53 +36,19 @@ FUNCTIONS = {
 }
 
 
-def make_mailer(settings: Settings) -> Mailer:
-    """The EMAIL_BACKEND, with SMTP behind the circuit breaker."""
-    mail = settings.mail
-    if mail.backend == "smtp":
-        smtp = SmtpMailer(
-            host=mail.smtp_host,
-            port=mail.smtp_port,
-            username=mail.smtp_username,
-            password=mail.smtp_password,
-            starttls=mail.smtp_starttls,
-            tls=mail.smtp_tls,
-            timeout=mail.smtp_timeout,
-        )
-        return CircuitBreaker(smtp, failures=mail.breaker_failures, reset_seconds=mail.breaker_reset_seconds)
-    if mail.backend == "console":
-        return ConsoleMailer()
-    return FileMailer(mail.outbox_dir)
-
-
 async def prepare(ctx: dict[str, Any], settings: Settings) -> None:
-    """Fill a job context (arq's, or the Celery adapter's) with what the jobs use."""
-    engine = create_async_engine(
-        settings.database.url,
-        **engine_options(
-            pool_size=4,
-            max_overflow=4,
-            pool_timeout=settings.database.pool_timeout,
-            connect_timeout=settings.database.connect_timeout,
-            # Jobs (the daily report, cleanups) may scan: their statements get the job's own budget.
-            statement_timeout=float(settings.jobs.timeout),
-        ),
-    )
-    ping_on_checkout(engine)
-    instrument_engine(engine)
-    ctx["settings"] = settings
-    ctx["engine"] = engine
-    ctx["session_factory"] = async_sessionmaker(engine, expire_on_commit=False)
-    ctx["mailer"] = make_mailer(settings)
-    ctx["links"] = link_signer_for(settings)
-    ctx["account_links"] = account_links_for(settings)
-    ctx["queue"] = job_queue_for(settings)
+    """Fill a job context (arq's, or the Celery adapter's) from the container: the objects the
+    jobs use (JobContext's keys), built on first use."""
+    resources = Resources(settings)
+    ctx["resources"] = resources
+    for name in JobContext.__annotations__:
+        if name in RESOURCE_NAMES or name == "settings":
+            ctx[name] = getattr(resources, name)
 
 
 async def release(ctx: dict[str, Any]) -> None:
     """Undo `prepare`."""
-    await ctx["queue"].close()
-    await ctx["engine"].dispose()
+    await ctx["resources"].close()
 
 
 @asynccontextmanager

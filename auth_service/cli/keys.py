@@ -11,9 +11,9 @@ __all__ = ["keys"]
 
 
 def _show_keys(settings: Settings) -> None:
-    from auth_service.wiring import token_service_for
+    from auth_service.container import Resources
 
-    tokens = token_service_for(settings)
+    tokens = Resources(settings).tokens
     out(f"algorithm: {tokens.algorithm}")
     out(f"key id:    {tokens.key_id}")
     source = settings.tokens.private_key_file or "JWT_SECRET_KEY (never printed)"

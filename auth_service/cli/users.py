@@ -18,7 +18,6 @@ import msgspec
 
 from auth_service.cli.common import fail, out, resolve_servers
 from auth_service.domain.users.audit import AuditFilter, LoginRecordFilter
-from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.schemas import AdminUserPatch, UserCreate
 from auth_service.domain.users.service import InvalidUserData, UserService
 from auth_service.lib.errors import InvalidInput
@@ -38,41 +37,25 @@ _PASSWORD_STDIN = click.option(
 
 
 async def _with_users(settings: Settings, action: Callable[[UserService], Awaitable[T]]) -> T:
-    """Run `action(UserService)` with a real session, the hasher and the revocation store (all a
-    user change needs; not the API's whole composition root)."""
-    from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    """Run `action(UserService)` with what a user change needs from the container: a session,
+    the hasher and the revocation store (nothing else is built)."""
+    from auth_service.container import Resources
 
-    from auth_service.domain.sessions.revocation import RevocationStore
-    from auth_service.wiring import password_hasher_for
-
-    engine = create_async_engine(settings.database.url, hide_parameters=True)
-    factory = async_sessionmaker(engine, expire_on_commit=False)
-    timeout = settings.redis.timeout
-    redis = Redis.from_url(settings.redis.url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    hasher = password_hasher_for(settings)
-    revocation = RevocationStore(
-        redis, factory, prefix=settings.redis.key_prefix, access_ttl=settings.tokens.access_ttl
-    )
+    resources = Resources(settings, pool_size=1)
     try:
-        async with factory() as session:
-            policy = PasswordPolicy(settings.passwords.min_length, settings.passwords.min_score)
-            require_verified = settings.accounts.require_verified_email
+        async with resources.session_factory() as session:
             return await action(
                 UserService(
                     session,
-                    hasher,
-                    revocation,
-                    policy,
-                    require_verified_email=require_verified,
+                    resources.hasher,
+                    resources.revocation,
+                    resources.password_policy,
+                    require_verified_email=settings.accounts.require_verified_email,
                     lifetimes=settings.links,
                 )
             )
     finally:
-        await revocation.close()
-        hasher.close()
-        await redis.aclose()
-        await engine.dispose()
+        await resources.close()
 
 
 def create_first_admin(settings: Settings) -> None:
@@ -120,9 +103,17 @@ def _quiet_logs() -> None:
 
     import structlog
 
+    # Processors too: ones left by an earlier configure_logging (stdlib's add_logger_name) cannot
+    # run on a PrintLogger, and the next warning in the process would raise instead of printing.
     structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # The stderr of the moment, not the one at configure time (a test may have swapped it since).
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )
 
 

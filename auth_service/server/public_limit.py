@@ -13,8 +13,8 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from auth_service.container import Resources
 from auth_service.server.exception_handlers import exception_handler_for
-from auth_service.server.resources import Resources
 
 __all__ = ["PublicLimitMiddleware"]
 

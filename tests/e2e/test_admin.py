@@ -83,9 +83,10 @@ async def test_the_cli_recipes_change_roles_list_show_and_read_the_audit_log(
         assert audit.returncode == 0, audit.stderr
         rows = audit.stdout.splitlines()
         assert rows[0].split() == ["AT", "ACTOR", "ACTION", "TARGET", "DETAILS"]
-        assert [row.split()[2:4] for row in rows[1:-1]] == [["cli", "user.roles"]]
-        assert '{"added":["support"],"removed":[]}' in rows[1]
-        assert rows[-1] == "1 event(s)"
+        # Newest first: the refused demotion of the last admin, then dora's role change.
+        assert [row.split()[2:4] for row in rows[1:-1]] == [["cli", "admin.denied"], ["cli", "user.roles"]]
+        assert '"reason":"last_admin"' in rows[1] and '{"added":["support"],"removed":[]}' in rows[2]
+        assert rows[-1] == "2 event(s)"
 
         # What an admin does through the API shows under its name.
         root = http.post("/api/v1/auth/login", json={"username": "root", "password": DEFAULT_PASSWORD}).json()

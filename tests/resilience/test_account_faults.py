@@ -12,8 +12,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from auth_service.app import create_app
+from auth_service.container import Resources
 from auth_service.lib.crypto.account_links import token_hash
-from auth_service.wiring import account_links_for
 from tests.conftest import make_settings, run_engine
 from tests.factories import DEFAULT_PASSWORD, create_user
 
@@ -25,7 +25,7 @@ async def test_a_reset_confirmation_with_redis_down_changes_nothing_and_can_be_r
 ) -> None:
     settings = make_settings(database_url, own_redis.url)
     user = await create_user(settings, username="ruth")
-    links = account_links_for(settings)
+    links = Resources(settings).account_links
     token_id = uuid.uuid4()
     token = links.token(token_id, "reset")
     engine = run_engine(settings.database.url)

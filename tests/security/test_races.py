@@ -25,9 +25,9 @@ import asyncpg
 import httpx
 import pytest
 
+from auth_service.container import Resources
 from auth_service.lib.crypto.tokens import hash_refresh_token
 from auth_service.settings import Settings
-from auth_service.wiring import account_links_for
 from db.models import User
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
@@ -407,7 +407,7 @@ async def _reset_link(http: httpx.AsyncClient, conn: asyncpg.Connection, setting
     ) is None:
         assert time.monotonic() < deadline, "no reset mail was queued"
         await asyncio.sleep(0.05)
-    return account_links_for(settings).token(uuid.UUID(token_id), "reset")
+    return Resources(settings).account_links.token(uuid.UUID(token_id), "reset")
 
 
 def _owners_change(http: httpx.AsyncClient, kind: str, access: str, new_password: str) -> Any:

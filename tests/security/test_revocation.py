@@ -72,10 +72,10 @@ async def resources(settings: Settings) -> AsyncIterator[Any]:
     client runs on another loop): what the CLI builds to run a UserService."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from auth_service.server.resources import build_resources
+    from auth_service.container import Resources
 
     engine = create_async_engine(settings.database.url)
-    built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+    built = Resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()
     await engine.dispose()

@@ -36,8 +36,8 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from auth_service.container import Resources
 from auth_service.domain.users.service import UserService
-from auth_service.server.resources import build_resources
 from auth_service.settings import Settings
 from tests.conftest import make_settings
 from tests.e2e.conftest import api_process, own_redis  # noqa: F401 - a fixture
@@ -387,7 +387,7 @@ async def walk(settings: Settings, instances: list[str], redis_of_its_own: Any) 
     own = make_settings(settings.database.owner_url, redis_of_its_own.url)
     engine = create_async_engine(own.database.url, hide_parameters=True)
     maker = async_sessionmaker(engine, expire_on_commit=False)
-    resources = build_resources(own, maker)
+    resources = Resources(own, maker)
     redis = aioredis.Redis.from_url(redis_of_its_own.url)
     clients = [httpx.AsyncClient(base_url=base, timeout=30) for base in instances]
     dsn = settings.database.url.replace("postgresql+asyncpg://", "postgresql://")

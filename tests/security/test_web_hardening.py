@@ -19,8 +19,8 @@ from litestar import get
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
+from auth_service.container import Resources
 from auth_service.server.hardening import with_charset
-from auth_service.server.resources import link_signer_for
 from auth_service.settings import Settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.security.harness import assert_envelope, hardened_settings, login, running
@@ -128,7 +128,7 @@ async def test_every_response_declares_its_charset_and_nosniff(client: AsyncTest
 
 
 async def test_the_not_me_page_is_html_with_one_charset(client: AsyncTestClient[Any], settings: Settings) -> None:
-    link = link_signer_for(settings).sign(uuid.uuid4(), uuid.uuid4())
+    link = Resources(settings).links.sign(uuid.uuid4(), uuid.uuid4())
     response = await client.get(NOT_ME, params={"token": link})
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"

@@ -18,7 +18,10 @@ __all__ = ["JobContext"]
 
 
 class JobContext(TypedDict, total=False):
-    """Filled once per worker by tasks/worker.py's `prepare`; arq adds its own keys per job."""
+    """Filled once per worker by tasks/worker.py's `prepare`, from the container (each key is one
+    of its objects, by the same name); arq adds its own keys per job."""
+
+    resources: Any  # the container itself (auth_service/container.py, above the domains)
 
     settings: Settings
     engine: AsyncEngine

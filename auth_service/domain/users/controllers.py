@@ -229,8 +229,8 @@ class AdminController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Create a user",
         description="With a `password` (the policy applies) the user is verified at once; without one the "
-        "user gets an invitation mail with a set-password link (valid INVITATION_TTL_HOURS) and is verified by using it. "
-        "A taken username or e-mail is 409 CONFLICT.",
+        "user gets an invitation mail with a set-password link (valid INVITATION_TTL_HOURS) and is verified by "
+        "using it. A taken username or e-mail is 409 CONFLICT.",
         responses=error_responses(400, 401, 403, 409, 413, 415, 429, 503),
     )
     async def create_user(

@@ -275,13 +275,13 @@ async def test_deactivation_and_password_change_revoke_tokens(
 ) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+    from auth_service.container import Resources
     from auth_service.domain.users.service import UserService
-    from auth_service.server.resources import build_resources
 
     tokens = await login(client)
     engine = create_async_engine(settings.database.url)
     factory = async_sessionmaker(engine, expire_on_commit=False)
-    resources = build_resources(settings, factory)
+    resources = Resources(settings, factory)
     async with factory() as session:
         await UserService(session, resources.hasher, resources.revocation).set_password("alice", "a brand new password")
     assert_error(await verify(client, tokens["access_token"]), 401, "AUTH_TOKEN_REVOKED")
@@ -301,13 +301,13 @@ async def test_reactivated_user_gets_working_tokens(
 ) -> None:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+    from auth_service.container import Resources
     from auth_service.domain.users.service import UserService
-    from auth_service.server.resources import build_resources
 
     await login(client)
     engine = create_async_engine(settings.database.url)
     factory = async_sessionmaker(engine, expire_on_commit=False)
-    resources = build_resources(settings, factory)
+    resources = Resources(settings, factory)
     for active in (False, True):
         async with factory() as session:
             await UserService(session, resources.hasher, resources.revocation).set_active("alice", active)

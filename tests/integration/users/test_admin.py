@@ -15,10 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from auth_service.container import Resources
 from auth_service.domain.users.admin import AdminService, LastAdmin
 from auth_service.domain.users.schemas import AdminUserPatch
 from auth_service.lib.audit import Actor
-from auth_service.server.resources import build_resources
 from auth_service.settings import Settings
 from tests.conftest import run_engine
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
@@ -277,7 +277,7 @@ async def test_an_invited_users_login_fails_like_a_wrong_password_against_the_du
 @pytest.fixture
 async def resources(settings: Settings) -> AsyncIterator[Any]:
     engine = create_async_engine(settings.database.url, hide_parameters=True)
-    built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+    built = Resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()
     await engine.dispose()

@@ -14,8 +14,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from auth_service.app import create_app
+from auth_service.container import Resources
 from auth_service.settings import Settings
-from auth_service.wiring import account_links_for
 from tests.conftest import make_settings, run_engine
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
@@ -140,7 +140,7 @@ async def _reset_token(client: AsyncTestClient[Any], settings: Settings, email: 
             settings, "SELECT payload->>'token_id' FROM notifications WHERE kind = 'password_reset' ORDER BY created_at"
         )
         if len(rows) > before[0][0]:
-            return account_links_for(settings).token(uuid.UUID(rows[-1][0]), "reset")
+            return Resources(settings).account_links.token(uuid.UUID(rows[-1][0]), "reset")
         await asyncio.sleep(0.05)
     raise AssertionError("no reset mail was queued")
 

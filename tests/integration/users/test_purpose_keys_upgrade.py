@@ -11,8 +11,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from auth_service.app import create_app
+from auth_service.container import Resources
 from auth_service.settings import Settings
-from auth_service.wiring import account_links_for
 from tests.conftest import make_settings, run_engine
 from tests.integration.conftest import login
 
@@ -28,7 +28,7 @@ async def _reset_token(client: AsyncTestClient[Any], settings: Settings) -> str:
                 await conn.execute(text("SELECT payload->>'token_id' FROM notifications WHERE kind = 'password_reset'"))
             ).scalar_one_or_none()
         if token_id:
-            return account_links_for(settings).token(uuid.UUID(token_id), "reset")
+            return Resources(settings).account_links.token(uuid.UUID(token_id), "reset")
         await asyncio.sleep(0.05)
     raise AssertionError("no reset mail was queued")
 

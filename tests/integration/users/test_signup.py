@@ -11,8 +11,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from auth_service.app import create_app
+from auth_service.container import Resources
 from auth_service.settings import Settings
-from auth_service.wiring import account_links_for
 from tests.conftest import make_settings
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.integration.conftest import login
@@ -42,7 +42,7 @@ async def _verify_token(settings: Settings, user: str) -> str:
         user=user,
     )
     assert rows, "no verification link was written"
-    return account_links_for(settings).token(uuid.UUID(str(rows[0][0])), "verify")
+    return Resources(settings).account_links.token(uuid.UUID(str(rows[0][0])), "verify")
 
 
 async def test_registration_is_off_unless_enabled(client: AsyncTestClient[Any]) -> None:

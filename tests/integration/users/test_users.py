@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from auth_service.container import Resources
 from auth_service.domain.users.schemas import UserCreate
 from auth_service.domain.users.service import UserExistsError, UserService
-from auth_service.server.resources import build_resources
 from auth_service.settings import Settings
 from tests.factories import create_user
 
@@ -19,7 +19,7 @@ from tests.factories import create_user
 @pytest.fixture
 async def resources(settings: Settings) -> AsyncIterator[Any]:
     engine = create_async_engine(settings.database.url, hide_parameters=True)
-    built = build_resources(settings, async_sessionmaker(engine, expire_on_commit=False))
+    built = Resources(settings, async_sessionmaker(engine, expire_on_commit=False))
     yield built
     await built.close()
     await engine.dispose()

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
+from auth_service.container import Resources
 from auth_service.lib.crypto.derive import PURPOSES, PurposeKeys
 from auth_service.settings import load_settings
-from auth_service.wiring import account_links_for, link_signer_for, token_service_for
 
 K1 = "k1-" + "a" * 40
 K2 = "k2-" + "b" * 40
@@ -50,38 +50,38 @@ def test_an_install_with_only_jwt_secret_key_keeps_its_links_and_refresh_graces(
     token_id = uuid.uuid4()
     # A reset link mailed before the upgrade is still one of ours after it.
     old_reset = _before_upgrade_reset_token(K1, token_id)
-    assert account_links_for(settings).parse(old_reset, "reset") == token_id
+    assert Resources(settings).account_links.parse(old_reset, "reset") == token_id
     # A "this wasn't me" link signed before the upgrade verifies after it.
-    signer = link_signer_for(settings)
+    signer = Resources(settings).links
     fresh = signer.sign(uuid.uuid4(), uuid.uuid4())
     payload = fresh.partition(".")[0]
     old_link = f"{payload}.{_b64(_before_upgrade_not_me_mac(K1, payload))}"
     assert old_link == fresh and signer.verify(old_link) is not None
     # A refresh repeated within the grace after the upgrade gets the successor it got before.
     refresh = "0123456789abcdef0123456789abcdef.some-random-part"
-    assert token_service_for(settings).successor_of(refresh) == _before_upgrade_successor(K1, refresh)
+    assert Resources(settings).tokens.successor_of(refresh) == _before_upgrade_successor(K1, refresh)
 
 
 def test_with_secret_key_set_a_new_signing_key_breaks_no_link_and_no_refresh_grace() -> None:
     before = _settings(JWT_SECRET_KEY=K1, SECRET_KEY=MASTER)
     after = _settings(JWT_SECRET_KEY=K2, SECRET_KEY=MASTER)
     token_id = uuid.uuid4()
-    reset = account_links_for(before).token(token_id, "reset")
-    assert account_links_for(after).parse(reset, "reset") == token_id
-    not_me = link_signer_for(before).sign(uuid.uuid4(), uuid.uuid4())
-    assert link_signer_for(after).verify(not_me) is not None
+    reset = Resources(before).account_links.token(token_id, "reset")
+    assert Resources(after).account_links.parse(reset, "reset") == token_id
+    not_me = Resources(before).links.sign(uuid.uuid4(), uuid.uuid4())
+    assert Resources(after).links.verify(not_me) is not None
     refresh = "0123456789abcdef0123456789abcdef.some-random-part"
-    assert token_service_for(after).successor_of(refresh) == token_service_for(before).successor_of(refresh)
+    assert Resources(after).tokens.successor_of(refresh) == Resources(before).tokens.successor_of(refresh)
     # …and the keys are no longer the signing key's: the legacy derivation gives other ones.
-    assert account_links_for(_settings(JWT_SECRET_KEY=K1)).parse(reset, "reset") is None
+    assert Resources(_settings(JWT_SECRET_KEY=K1)).account_links.parse(reset, "reset") is None
     # The database role's password follows SECRET_KEY too.
     assert after.database.service_password == before.database.service_password
 
 
 def test_without_secret_key_a_new_signing_key_still_ends_them_as_it_always_did() -> None:
     token_id = uuid.uuid4()
-    reset = account_links_for(_settings(JWT_SECRET_KEY=K1)).token(token_id, "reset")
-    assert account_links_for(_settings(JWT_SECRET_KEY=K2)).parse(reset, "reset") is None
+    reset = Resources(_settings(JWT_SECRET_KEY=K1)).account_links.token(token_id, "reset")
+    assert Resources(_settings(JWT_SECRET_KEY=K2)).account_links.parse(reset, "reset") is None
 
 
 def test_every_purpose_has_its_own_key_and_none_is_the_master() -> None:
