@@ -3,7 +3,7 @@ indistinguishable from outside — same status, body and headers, and the same t
 
 Timing runs on a shared, noisy 2-core machine, so the bound is generous (median ratios within
 0.75 to 1.33, the goal being 10 %); the three kinds are interleaved so drift hits them alike,
-and the exact figures are printed (`pytest -s`)."""
+and the exact figures are printed (`pytest -s -n 0`: xdist workers print nothing)."""
 
 from __future__ import annotations
 
