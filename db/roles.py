@@ -12,6 +12,7 @@ Plain arguments, no Settings (db stands alone).
 from __future__ import annotations
 
 import asyncio
+import random
 
 import asyncpg
 
@@ -27,6 +28,10 @@ _STATEMENTS = (
     "REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
 )
+
+
+_ATTEMPTS = 10
+_LOCK = 0x726F6C6573  # pg_advisory_xact_lock key of "the service role's set-up" ("roles")
 
 
 class ServiceRoleError(RuntimeError):
@@ -48,15 +53,17 @@ async def grant_service_role(owner_dsn: str, role: str, password: str | None) ->
     """
     # The role is the cluster's: two set-ups at once (two `init`s, test workers) can collide on its
     # catalogue row ("tuple concurrently updated"); the loser tries again, the work is idempotent.
-    for attempt in range(5):
+    # Set-ups on one database queue on an advisory lock; those on others (the role is shared) may
+    # still collide, and retry after a random pause.
+    for attempt in range(_ATTEMPTS):
         try:
             await _grant(owner_dsn, role, password)
             return
         except (asyncpg.InternalServerError, asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError) as exc:
             collided = "concurrently" in str(exc) or not isinstance(exc, asyncpg.InternalServerError)
-            if not collided or attempt == 4:  # (a CREATE ROLE that lost the race: it exists now)
+            if not collided or attempt == _ATTEMPTS - 1:  # (a CREATE ROLE that lost the race: it exists now)
                 raise
-            await asyncio.sleep(0.1 * (attempt + 1))
+            await asyncio.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # noqa: S311 - a pause, not a secret
 
 
 async def _grant(owner_dsn: str, role: str, password: str | None) -> None:
@@ -66,6 +73,7 @@ async def _grant(owner_dsn: str, role: str, password: str | None) -> None:
         if role == owner:
             raise ServiceRoleError(f"{role!r} is DATABASE_URL's own user, the tables' owner; name another role")
         async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
             # Identifiers and the password quoted by the server (format's %I and %L), never by us.
             exists = await conn.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role)
             if not exists:
