@@ -151,7 +151,15 @@ def _body_schema(content: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return media, value.get("schema", {})
 
 
-def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
+def _named(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any] | None:
+    """The object schema a body names (directly, or as the one non-null choice), if any."""
+    refs = [s["$ref"] for key in ("oneOf", "anyOf", "allOf") for s in schema.get(key, []) if "$ref" in s]
+    refs += [schema["$ref"]] if "$ref" in schema else []
+    found = schemas.get(_ref_name(refs[0])) if len(refs) == 1 else None
+    return found if found and "properties" in found else None
+
+
+def _operation(method: str, path: str, op: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
     lines = [f"### {method.upper()} `{path}`", "", f"**{op.get('summary', '')}**", ""]
     if op.get("description"):
         lines += [op["description"], ""]
@@ -172,6 +180,9 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
         media, schema = _body_schema(body["content"])
         need = "required" if body.get("required") else "optional"
         lines += [f"Request body ({need}, `{media}`): {_type(schema)}.", ""]
+        fields = _named(schema, schemas)
+        if fields is not None:
+            lines += [*_fields(fields), ""]
     lines += ["Responses:", "", "| status | body | meaning |", "|---|---|---|"]
     for status, response in sorted(op.get("responses", {}).items()):
         shown = ""
@@ -188,7 +199,7 @@ def endpoints_reference(document: dict[str, Any] | None = None) -> str:
     for path, operations in document["paths"].items():
         for method, op in operations.items():
             tag = (op.get("tags") or ["other"])[0]
-            by_tag.setdefault(tag, []).extend(_operation(method, path, op))
+            by_tag.setdefault(tag, []).extend(_operation(method, path, op, document["components"]["schemas"]))
     info = document["info"]
     lines = [f"{info['title']} {info['version']}, OpenAPI {document['openapi']}.", "", info.get("description", ""), ""]
     for tag, body in by_tag.items():
