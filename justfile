@@ -132,11 +132,11 @@ test-deps:
 
 # Fuzz the API contract longer than CI does (schemathesis on the app's own OpenAPI document): just fuzz [EXAMPLES] [SEED]
 fuzz EXAMPLES="500" SEED="20261128": sync
-    FUZZ_EXAMPLES={{quote(EXAMPLES)}} FUZZ_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_fuzz.py -q
+    FUZZ_EXAMPLES={{quote(EXAMPLES)}} FUZZ_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_fuzz.py -q -n 0
 
 # The revocation model, longer than CI's 300 steps: a seeded random walk over logins, refreshes, revocations and Redis losses on two instances; just fuzz-state [STEPS] [SEED]
 fuzz-state STEPS="3000" SEED="20261202": sync
-    FUZZ_STATE_STEPS={{quote(STEPS)}} FUZZ_STATE_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_state_machine.py -q -s
+    FUZZ_STATE_STEPS={{quote(STEPS)}} FUZZ_STATE_SEED={{quote(SEED)}} {{python}} -m pytest tests/security/test_state_machine.py -q -s -n 0
 
 # Soak, not in CI: steady mixed traffic against our own API, sampling RSS, fds, PG and Redis connections; writes bench/results/soak-*.json
 soak MINUTES="10" *ARGS: sync

@@ -29,6 +29,7 @@ from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import TokenService
+from auth_service.lib.jobs import bind_queue, drain
 from auth_service.lib.queue import JobQueue, make_queue
 from auth_service.lib.redis.activity import ActivityTracker
 from auth_service.lib.redis.lean import LeanRedis
@@ -87,9 +88,10 @@ class Resources:
 
     @cached_property
     def session_factory(self) -> Callable[[], AsyncSession]:
-        if self._given_sessions is not None:
-            return self._given_sessions
-        return async_sessionmaker(self.engine, expire_on_commit=False)
+        """Sessions whose committed jobs go to `queue` (lib/jobs.py)."""
+        factory = self._given_sessions or async_sessionmaker(self.engine, expire_on_commit=False)
+        bind_queue(factory, self.queue)
+        return factory
 
     # ---- Redis ------------------------------------------------------------------------------
 
@@ -251,6 +253,7 @@ class Resources:
         if self.built("hasher"):
             self.hasher.close()
         if self.built("queue"):
+            await drain()  # the enqueues started by the last commits
             await self.queue.close()
         if self.built("redis"):
             await self.redis.aclose()

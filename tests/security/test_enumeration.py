@@ -3,7 +3,7 @@ indistinguishable from outside — same status, body and headers, and the same t
 
 Timing runs on a shared, noisy 2-core machine, so the bound is generous (median ratios within
 0.75 to 1.33, the goal being 10 %); the three kinds are interleaved so drift hits them alike,
-and the exact figures are printed (`pytest -s`)."""
+and the exact figures are printed (`pytest -s -n 0`: xdist workers print nothing)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ async def test_failures_are_identical_from_outside(client: AsyncTestClient[Any])
     assert first[2]["www-authenticate"] == "Bearer"
 
 
+@pytest.mark.serial  # a timing comparison: another test beside it skews it
 async def test_failures_take_the_same_time(client: AsyncTestClient[Any]) -> None:
     timings: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for round_ in range(WARM_UP + TRIES):
@@ -125,6 +126,7 @@ async def hash_zoo(database_url: str, redis_url: str) -> Any:
         yield test_client
 
 
+@pytest.mark.serial  # a timing comparison
 async def test_failures_take_the_same_time_whatever_the_stored_hash(hash_zoo: AsyncTestClient[Any]) -> None:
     kinds = {
         "unknown user": "nobody-by-that-name",
@@ -188,6 +190,7 @@ def _alike(
         assert 0.9 <= median / overall <= 1.1, f"{kind}: {median * 1000:.2f} ms vs {overall * 1000:.2f} ms"
 
 
+@pytest.mark.serial  # a timing comparison
 async def test_a_reset_request_answers_alike_for_every_address(
     settings: Settings, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,6 +214,7 @@ async def test_a_reset_request_answers_alike_for_every_address(
         _alike(http, "/api/v1/auth/password-reset", bodies, RESET_TRIES, "reset request", capsys)
 
 
+@pytest.mark.serial  # a timing comparison
 async def test_a_sign_up_answers_alike_whether_or_not_the_address_has_an_account(
     settings: Settings, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

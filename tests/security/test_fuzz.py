@@ -19,6 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from litestar import Litestar
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from auth_service.app import create_app
 from tests.conftest import make_settings
@@ -185,7 +186,28 @@ def test_the_fuzzed_document_is_the_one_the_app_serves(app: AppUnderTest) -> Non
 @schema.parametrize()
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # the app is per test, not per example
 def test_every_operation_honours_its_documented_contract(case: Any, app: AppUnderTest) -> None:
-    case.call_and_validate()
+    response = case.call()
+    # One more documented refusal of schema-valid input, and only it: an address is checked as it
+    # will be stored, after NFKC (U+00AF becomes a space and a combining mark: two words, not one
+    # mailbox), a rule over the normalised form that no pattern in the document can state. Every
+    # other check still runs on that answer.
+    excluded = [positive_data_acceptance] if _refused_after_normalising(response) else []
+    case.validate_response(response, excluded_checks=excluded)
+
+
+def _refused_after_normalising(response: Any) -> bool:
+    kind = response.headers.get("content-type") or [""]  # schemathesis keeps each header's values in a list
+    if response.status_code != 400 or not str(kind[0] if isinstance(kind, list) else kind).startswith(
+        "application/json"
+    ):
+        return False
+    error = response.json().get("error", {})
+    details = error.get("details") or []
+    return (
+        error.get("code") == "VALIDATION_ERROR"
+        and [d.get("field") for d in details] == ["email"]
+        and all(d.get("message", "").startswith("not an e-mail address") for d in details)
+    )
 
 
 # The reported run: schemathesis's defaults (every check, positive_data_acceptance with its own

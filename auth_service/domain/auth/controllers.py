@@ -53,7 +53,6 @@ from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.tokens import AccessClaims
 from auth_service.lib.errors import NotFound, TokenRevoked
 from auth_service.lib.http import OPTIONAL_BODY, error_responses, require_json_body
-from auth_service.lib.queue import JobQueue, enqueue_all
 from auth_service.settings import Settings
 
 __all__ = ["VERIFY_PATH", "AccountController", "AuthController", "verify_body"]
@@ -82,36 +81,28 @@ class Accepted(msgspec.Struct):
     status: str
 
 
-async def _request_reset(reset: PasswordReset, queue: JobQueue, email: str) -> None:
+async def _request_reset(reset: PasswordReset, email: str) -> None:
     try:
-        job = await reset.request(email)
+        await reset.request(email)
     except Exception:  # after the response: nobody to tell but the log
         log.exception("password_reset.request_failed")
-        return
-    if job is not None:
-        await enqueue_all(queue, [job])
 
 
-async def _complete_registration(registration: Registration, queue: JobQueue, prepared: Prepared) -> None:
+async def _complete_registration(registration: Registration, prepared: Prepared) -> None:
     try:
-        job = await registration.complete(prepared)
+        await registration.complete(prepared)
     except Exception:  # after the response: nobody to tell but the log
         log.exception("registration.complete_failed")
-        return
-    if job is not None:
-        await enqueue_all(queue, [job])
 
 
-def _pair(issued: IssuedTokens, queue: JobQueue | None = None) -> Response[TokenPair]:
+def _pair(issued: IssuedTokens) -> Response[TokenPair]:
     body = TokenPair(
         access_token=issued.access_token,
         expires_in=issued.access_expires_in,
         refresh_token=issued.refresh_token,
         refresh_expires_in=issued.refresh_expires_in,
     )
-    # Notifications are enqueued after the response is sent: a slow or dead queue never delays a login.
-    background = BackgroundTask(enqueue_all, queue, issued.jobs) if queue is not None and issued.jobs else None
-    return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE, background=background)
+    return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE)
 
 
 class AuthController(Controller):
@@ -133,13 +124,12 @@ class AuthController(Controller):
         self,
         auth: NamedDependency[AuthService],
         client: NamedDependency[ClientInfo],
-        queue: NamedDependency[JobQueue],
         data: Annotated[
             LoginRequest,
             Body(examples=[Example(value={"username": "alice", "password": "correct horse battery staple"})]),
         ],
     ) -> Response[TokenPair]:
-        return _pair(await auth.login(data.username, data.password, client), queue)
+        return _pair(await auth.login(data.username, data.password, client))
 
     @post(
         "/refresh",
@@ -194,7 +184,6 @@ class AuthController(Controller):
         client: NamedDependency[ClientInfo],
         limits: NamedDependency[EndpointLimits],
         reset: NamedDependency[PasswordReset],
-        queue: NamedDependency[JobQueue],
     ) -> Response[Accepted]:
         await limits.email(client.ip, data.email)
         # The lookup, the token and the outbox row happen after the response is sent: its status,
@@ -202,7 +191,7 @@ class AuthController(Controller):
         return Response(
             Accepted(status="accepted"),
             status_code=HTTP_202_ACCEPTED,
-            background=BackgroundTask(_request_reset, reset, queue, data.email),
+            background=BackgroundTask(_request_reset, reset, data.email),
         )
 
     @post(
@@ -220,10 +209,9 @@ class AuthController(Controller):
         self,
         data: JSONBody[PasswordResetConfirm],
         reset: NamedDependency[PasswordReset],
-        queue: NamedDependency[JobQueue],
     ) -> Response[None]:
-        mail = await reset.confirm(data.token, data.new_password)
-        return Response(None, status_code=HTTP_204_NO_CONTENT, background=BackgroundTask(enqueue_all, queue, [mail]))
+        await reset.confirm(data.token, data.new_password)
+        return Response(None, status_code=HTTP_204_NO_CONTENT)
 
     @post(
         "/register",
@@ -243,7 +231,6 @@ class AuthController(Controller):
         client: NamedDependency[ClientInfo],
         limits: NamedDependency[EndpointLimits],
         registration: NamedDependency[Registration],
-        queue: NamedDependency[JobQueue],
     ) -> Response[RegistrationAccepted]:
         if not settings.accounts.registration_enabled:
             raise NotFound
@@ -252,7 +239,7 @@ class AuthController(Controller):
         return Response(
             RegistrationAccepted(status="verification_sent"),
             status_code=HTTP_202_ACCEPTED,
-            background=BackgroundTask(_complete_registration, registration, queue, prepared),
+            background=BackgroundTask(_complete_registration, registration, prepared),
         )
 
     @post(
@@ -333,15 +320,14 @@ class AccountController(Controller):
         users: NamedDependency[UserService],
         client: NamedDependency[ClientInfo],
         claims: NamedDependency[AccessClaims],
-        queue: NamedDependency[JobQueue],
         account_links: NamedDependency[AccountLinks],
         account: NamedDependency[Account],
     ) -> Response[MeRead]:
-        jobs = await auth.change_email(claims, data.current_password, data.email, client, users, account_links)
+        await auth.change_email(claims, data.current_password, data.email, client, users, account_links)
         me = await account.me()
         if me is None:
             raise TokenRevoked
-        return Response(me, background=BackgroundTask(enqueue_all, queue, jobs))
+        return Response(me)
 
     @post(
         "/verify-email",
@@ -359,12 +345,10 @@ class AccountController(Controller):
         limits: NamedDependency[EndpointLimits],
         claims: NamedDependency[AccessClaims],
         client: NamedDependency[ClientInfo],
-        queue: NamedDependency[JobQueue],
     ) -> Response[Accepted]:
         await limits.email(client.ip, f"user:{claims.sub}")
-        job = await verification.resend(uuid.UUID(claims.sub))
-        background = BackgroundTask(enqueue_all, queue, [job]) if job is not None else None
-        return Response(Accepted(status="accepted"), status_code=HTTP_202_ACCEPTED, background=background)
+        await verification.resend(uuid.UUID(claims.sub))
+        return Response(Accepted(status="accepted"), status_code=HTTP_202_ACCEPTED)
 
     @post(
         "/password",
@@ -385,7 +369,6 @@ class AccountController(Controller):
         users: NamedDependency[UserService],
         client: NamedDependency[ClientInfo],
         claims: NamedDependency[AccessClaims],
-        queue: NamedDependency[JobQueue],
     ) -> Response[TokenPair]:
         issued = await auth.change_password(claims, data.current_password, data.new_password, client, users)
-        return _pair(issued, queue)
+        return _pair(issued)

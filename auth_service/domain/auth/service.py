@@ -6,7 +6,7 @@ import datetime as dt
 import hmac
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import structlog
@@ -39,6 +39,7 @@ from auth_service.lib.errors import (
     TokenInvalid,
     TokenRevoked,
 )
+from auth_service.lib.jobs import add_jobs
 from auth_service.lib.queue import JobName, QueuedJob
 from observability import metrics
 
@@ -64,8 +65,6 @@ class IssuedTokens:
     refresh_token: str
     refresh_expires_in: int
     user_id: str
-    # Jobs to enqueue once the response is on its way (login notifications).
-    jobs: list[QueuedJob] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +180,7 @@ class AuthService:
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
-            mail = await users.change_own_password(attempt.user.id, new, attempt.user.password_hash)
+            await users.change_own_password(attempt.user.id, new, attempt.user.password_hash)
         except CredentialsChanged:
             await self._fail_login(
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
@@ -198,7 +197,7 @@ class AuthService:
         reopened = replace(attempt, user=fresh, result=VerifyResult(ok=True))
         issued = await self.open_session(reopened)
         log.info("password.changed", user_id=claims.sub)
-        return replace(issued, jobs=[*issued.jobs, mail])
+        return issued
 
     async def change_email(
         self,
@@ -208,7 +207,7 @@ class AuthService:
         client: ClientInfo,
         users: UserService,
         links: AccountLinks,
-    ) -> list[QueuedJob]:
+    ) -> None:
         """The owner changes their address, `current` checked like a login's password.
 
         Raises:
@@ -222,7 +221,7 @@ class AuthService:
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
-            jobs = await users.change_own_email(attempt.user.id, email, links, attempt.user.password_hash)
+            await users.change_own_email(attempt.user.id, email, links, attempt.user.password_hash)
         except CredentialsChanged:
             await self._fail_login(
                 attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
@@ -233,7 +232,6 @@ class AuthService:
             await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
             raise
         await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
-        return jobs
 
     async def authenticate(self, username: str, password: str, client: ClientInfo) -> LoginAttempt:
         """Step 1: the limits, the user, the password. Raises InvalidCredentials (after the
@@ -287,12 +285,7 @@ class AuthService:
         await self._limits.after_login(client.ip, username, attempt.gate, user_id=user_id)
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
-        issued = self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
-        jobs = [
-            QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
-            for n in notes
-        ]
-        return replace(issued, jobs=jobs)
+        return self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
 
     async def _authenticate(self, username: str, password: str) -> tuple[LoginUser | None, VerifyResult]:
         """The user a login names and whether the password matches it (a dummy hash for none)."""
@@ -393,6 +386,14 @@ class AuthService:
             await self._notifications.add_outbox(user.id, alert)
             notes.append(alert)
             log.warning("login.suspicious", user_id=str(user.id), reasons=reasons, ip=client.ip)
+        # Each notification's job goes with the commit that writes its outbox row (lib/jobs.py).
+        add_jobs(
+            self._session,
+            *(
+                QueuedJob(JobName(n.job), f"notification:{n.id}", {**n.payload, "notification_id": str(n.id)})
+                for n in notes
+            ),
+        )
         await self._session.commit()
         return family_id, refresh_token, notes
 

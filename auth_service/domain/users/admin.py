@@ -33,13 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
-from auth_service.domain.users.recovery import RESET, account_mail, end_links, link_mail
+from auth_service.domain.users.recovery import RESET, end_links, link_mail, write_mail
 from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
 from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
-from auth_service.lib.queue import QueuedJob
 from auth_service.settings import LinkSettings
 from db.models import identity_key
 from db.sql import users
@@ -134,8 +133,6 @@ class AdminService:
         self._reset_ttl = dt.timedelta(minutes=lifetimes.password_reset_ttl_minutes)
         self._invite_ttl = dt.timedelta(hours=lifetimes.invitation_ttl_hours)
         self._require_verified = require_verified_email
-        # Mails a change wrote to the outbox (committed with it), for the caller to enqueue.
-        self.queued: list[QueuedJob] = []
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -157,9 +154,9 @@ class AdminService:
 
     # ---- changes ------------------------------------------------------------------------------
 
-    async def create(self, data: AdminUserCreate, actor: Actor) -> tuple[AdminUserRead, list[QueuedJob]]:
-        """A new user, verified when it has a password, else invited. Returns the user and the
-        invitation mail's job (to enqueue once the response is sent).
+    async def create(self, data: AdminUserCreate, actor: Actor) -> AdminUserRead:
+        """A new user, verified when it has a password, else invited (the invitation mail's job
+        goes with the commit).
 
         Raises:
             InvalidUserData: the address, normalised, is not one e-mail address that fits.
@@ -178,7 +175,6 @@ class AdminService:
         user_id = uuid.uuid4()
         now = dt.datetime.now(dt.UTC)
         roles = sorted(set(data.roles))
-        jobs: list[QueuedJob] = []
         try:
             row = (
                 await self._session.execute(
@@ -202,7 +198,7 @@ class AdminService:
             if invited:
                 assert self._links is not None
                 hours = int(self._invite_ttl.total_seconds() // 3600)
-                job = await link_mail(
+                await link_mail(
                     self._session,
                     self._links,
                     RESET,
@@ -212,7 +208,6 @@ class AdminService:
                     "invitation",
                     {"hours": hours},
                 )
-                jobs.append(job)
             details = {"username": data.username, "roles": roles, "invited": invited}
             await record(self._session, actor, AuditEntry("user.create", user_id, details))
             await self._session.commit()
@@ -220,7 +215,7 @@ class AdminService:
             await self._session.rollback()  # the same name was created meanwhile: the unique keys decide
             raise UserExistsError("a user with that username or e-mail already exists") from None
         log.info("admin.user_created", user_id=str(user_id), invited=invited, via=actor.via or "api")
-        return read_user(row), jobs
+        return read_user(row)
 
     async def update(self, user_id: uuid.UUID, patch: AdminUserPatch, actor: Actor) -> AdminUserRead:
         """Change e-mail, roles and the active flag (only those given). A role change or a
@@ -329,7 +324,7 @@ class AdminService:
             record_session_revoked("admin", sessions)
         return sessions
 
-    async def send_reset(self, user_id: uuid.UUID, actor: Actor) -> QueuedJob:
+    async def send_reset(self, user_id: uuid.UUID, actor: Actor) -> None:
         """Mail the user a password-reset link.
 
         Raises:
@@ -341,7 +336,7 @@ class AdminService:
             raise Conflict("the user is deactivated: activate it first")
         assert self._links is not None
         minutes = int(self._reset_ttl.total_seconds() // 60)
-        job = await link_mail(
+        await link_mail(
             self._session,
             self._links,
             RESET,
@@ -353,7 +348,6 @@ class AdminService:
         )
         await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
         await self._session.commit()
-        return job
 
     async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> None:
         """Emergency access: remove every second factor of the user (none exist yet, so this
@@ -370,11 +364,9 @@ class AdminService:
         the old one and dies; the old address is told."""
         await end_links(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
-        statement, job = account_mail(
-            user_id, "email_changed", {"to": old_email, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+        await write_mail(
+            self._session, user_id, "email_changed", {"to": old_email, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
         )
-        await self._session.execute(statement)
-        self.queued.append(job)
 
     async def _taken(self, username: str, email: str) -> bool:
         stmt = select(_u.id).where(or_(_u.username_key == identity_key(username), _u.email_key == identity_key(email)))

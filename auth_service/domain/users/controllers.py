@@ -10,7 +10,6 @@ from typing import Annotated
 
 import structlog
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -38,7 +37,6 @@ from auth_service.lib.errors import InvalidInput, NotFound
 from auth_service.lib.http import error_responses, require_json_body
 from auth_service.lib.pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN, MAX_LIMIT
 from auth_service.lib.principal import requires_role
-from auth_service.lib.queue import JobQueue, enqueue_all
 from observability.metrics import record_admin_request, record_session_revoked
 
 __all__ = ["AdminController", "AdminMetrics", "MeController", "provide_account"]
@@ -239,11 +237,9 @@ class AdminController(Controller):
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
         claims: NamedDependency[AccessClaims],
-        queue: NamedDependency[JobQueue],
     ) -> Response[AdminUserRead]:
-        user, jobs = await admin.create(data, actor.as_user(claims.sub))
-        background = BackgroundTask(enqueue_all, queue, jobs) if jobs else None
-        return Response(user, status_code=HTTP_201_CREATED, background=background)
+        user = await admin.create(data, actor.as_user(claims.sub))
+        return Response(user, status_code=HTTP_201_CREATED)
 
     @get(
         "/users/{user_id:str}",
@@ -272,11 +268,8 @@ class AdminController(Controller):
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
         claims: NamedDependency[AccessClaims],
-        queue: NamedDependency[JobQueue],
-    ) -> Response[AdminUserRead]:
-        user = await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
-        background = BackgroundTask(enqueue_all, queue, admin.queued) if admin.queued else None
-        return Response(user, background=background)
+    ) -> AdminUserRead:
+        return await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
 
     @delete(
         "/users/{user_id:str}",
@@ -328,10 +321,9 @@ class AdminController(Controller):
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
         claims: NamedDependency[AccessClaims],
-        queue: NamedDependency[JobQueue],
     ) -> Response[None]:
-        job = await admin.send_reset(parse_id(user_id), actor.as_user(claims.sub))
-        return Response(None, status_code=HTTP_202_ACCEPTED, background=BackgroundTask(enqueue_all, queue, [job]))
+        await admin.send_reset(parse_id(user_id), actor.as_user(claims.sub))
+        return Response(None, status_code=HTTP_202_ACCEPTED)
 
     @delete(
         "/users/{user_id:str}/mfa",

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.params import Body, QueryParameter
@@ -23,7 +22,6 @@ from auth_service.domain.users.recovery import PasswordReset
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.errors import LinkInvalid
 from auth_service.lib.pages import page
-from auth_service.lib.queue import JobQueue, enqueue_all
 from auth_service.lib.urls import RESET_PASSWORD_PATH, VERIFY_EMAIL_PATH
 
 __all__ = ["ResetPasswordPage", "VerifyEmailPage"]
@@ -55,20 +53,17 @@ class ResetPasswordPage(Controller):
         self,
         reset: NamedDependency[PasswordReset],
         password_policy: NamedDependency[PasswordPolicy],
-        queue: NamedDependency[JobQueue],
         data: Annotated[ResetForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[str]:
         try:
-            mail = await reset.confirm(data.token, data.new_password)
+            await reset.confirm(data.token, data.new_password)
         except LinkInvalid:
             return page("reset_password_invalid", status=400)
         except PasswordPolicyError as exc:
             return page(
                 "reset_password", status=400, token=data.token, problem=str(exc), min_length=password_policy.min_length
             )
-        done = page("reset_password_done")
-        done.background = BackgroundTask(enqueue_all, queue, [mail])
-        return done
+        return page("reset_password_done")
 
 
 class TokenForm(msgspec.Struct):

@@ -31,28 +31,32 @@ from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import LinkInvalid, ServiceUnavailable
+from auth_service.lib.jobs import add_jobs
 from auth_service.lib.queue import JobName, QueuedJob
 from db.models import identity_key
 from db.sql import notifications, user_tokens, users
 from observability.metrics import record_password_reset
 
-__all__ = ["RESET", "PasswordReset", "account_mail", "end_links", "link_mail", "new_link"]
+__all__ = ["RESET", "PasswordReset", "end_links", "link_mail", "new_link", "write_mail"]
 
 log = structlog.get_logger()
 RESET = "reset"
 
 
-def account_mail(
-    user_id: uuid.UUID, kind: str, details: dict[str, Any], token_id: uuid.UUID | None = None
-) -> tuple[Any, QueuedJob]:
-    """The outbox INSERT of an account mail and the job that sends it once it is committed."""
+async def write_mail(
+    session: AsyncSession, user_id: uuid.UUID, kind: str, details: dict[str, Any], token_id: uuid.UUID | None = None
+) -> None:
+    """Write an account mail's outbox row in the session's transaction; its job is enqueued when
+    that commits (lib/jobs.py)."""
     note_id = uuid.uuid4()
     payload = {"user_id": str(user_id), "kind": kind, "details": details, "token_id": token_id and str(token_id)}
-    statement = insert(notifications).values(
-        id=note_id, kind=kind, job=JobName.SEND_ACCOUNT_EMAIL.value, user_id=user_id, payload=payload, attempts=0
+    await session.execute(
+        insert(notifications).values(
+            id=note_id, kind=kind, job=JobName.SEND_ACCOUNT_EMAIL.value, user_id=user_id, payload=payload, attempts=0
+        )
     )
     job = QueuedJob(JobName.SEND_ACCOUNT_EMAIL, f"notification:{note_id}", {**payload, "notification_id": str(note_id)})
-    return statement, job
+    add_jobs(session, job)
 
 
 async def new_link(
@@ -88,13 +92,11 @@ async def link_mail(
     email: str,
     kind: str,
     details: dict[str, Any],
-) -> QueuedJob:
+) -> None:
     """A new link for `email` and the outbox row of its mail, addressed to `email` (no commit):
     the worker sends it there even if the account has moved on meanwhile."""
     token_id = await new_link(session, links, purpose, user_id, ttl, email)
-    statement, job = account_mail(user_id, kind, {**details, "to": email}, token_id)
-    await session.execute(statement)
-    return job
+    await write_mail(session, user_id, kind, {**details, "to": email}, token_id)
 
 
 async def end_links(session: AsyncSession, user_id: uuid.UUID, purposes: Collection[str] | None = None) -> None:
@@ -129,7 +131,7 @@ class PasswordReset:
         self._links = links
         self._ttl = dt.timedelta(minutes=ttl_minutes)
 
-    async def request(self, email: str) -> QueuedJob | None:
+    async def request(self, email: str) -> None:
         """A reset link for the active account with this address, if there is one."""
         u = users.c
         found = await self._session.execute(
@@ -139,18 +141,17 @@ class PasswordReset:
         if row is None:
             await self._session.rollback()
             log.info("password_reset.requested", known=False)
-            return None
+            return
         user_id = row.id
         minutes = int(self._ttl.total_seconds() // 60)
-        job = await link_mail(
+        await link_mail(
             self._session, self._links, RESET, user_id, self._ttl, row.email, "password_reset", {"minutes": minutes}
         )
         await self._session.commit()
         record_password_reset("requested")
         log.info("password_reset.requested", known=True, user_id=str(user_id))
-        return job
 
-    async def confirm(self, token: str, new_password: str) -> QueuedJob:
+    async def confirm(self, token: str, new_password: str) -> None:
         """Spend the link and set the password.
 
         Raises:
@@ -198,8 +199,7 @@ class PasswordReset:
         )
         await end_links(self._session, row.id, [RESET])  # the user's other reset links would undo this
         await self._revocation.revoke_everything(self._session, row.id)
-        statement, job = account_mail(row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
-        await self._session.execute(statement)
+        await write_mail(self._session, row.id, "password_changed", {"via": "reset", "timestamp": _stamp(now)})
         await record(self._session, self._actor.as_user(row.id), AuditEntry("password.reset", row.id))
         try:
             await self._revocation.commit(self._session, row.id)
@@ -207,7 +207,6 @@ class PasswordReset:
             raise ServiceUnavailable from None  # rolled back: the link stays usable, a retry is safe
         record_password_reset("completed")
         log.info("password_reset.completed", user_id=str(row.id))
-        return job
 
 
 def _stamp(now: dt.datetime) -> str:

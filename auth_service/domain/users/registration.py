@@ -26,14 +26,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.users.policy import PasswordPolicy
-from auth_service.domain.users.recovery import account_mail
+from auth_service.domain.users.recovery import write_mail
 from auth_service.domain.users.schemas import InvalidUserData, UserCreate, stored_email
 from auth_service.domain.users.service import UserExistsError
 from auth_service.domain.users.verification import EmailVerification
 from auth_service.lib.audit import Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
-from auth_service.lib.queue import QueuedJob
 from auth_service.settings import LinkSettings
 from db.models import identity_key, unclaimed_email_key
 from db.sql import users
@@ -111,7 +110,7 @@ class Registration:
             raise UserExistsError("that username is taken") from None
         return Prepared(user_id, address)
 
-    async def complete(self, prepared: Prepared) -> QueuedJob | None:
+    async def complete(self, prepared: Prepared) -> None:
         """After the response: the account claims its address and gets the verification link,
         or, when the address is another account's, that account's owner gets a "someone tried to
         sign up" mail and this one stays without an address. None: the account is gone meanwhile."""
@@ -130,7 +129,7 @@ class Registration:
                     await self._session.rollback()
                     log.info("registration.account_gone", user_id=str(prepared.user_id))
                     return None
-                job = await EmailVerification(self._session, self._links, self._lifetimes).link(
+                await EmailVerification(self._session, self._links, self._lifetimes).link(
                     prepared.user_id, prepared.email
                 )
                 await self._session.commit()
@@ -140,15 +139,14 @@ class Registration:
             else:
                 record_registration("created")
                 log.info("registration.created", user_id=str(prepared.user_id))
-                return job
+                return
         if owner is None:  # taken and let go again in between: leave this account without one
             return None
-        statement, job = account_mail(owner, "signup_attempt", {})
-        await self._session.execute(statement)
+        await write_mail(self._session, owner, "signup_attempt", {})
         await self._session.commit()
         record_registration("address_taken")
         log.info("registration.address_taken", user_id=str(owner), account_id=str(prepared.user_id))
-        return job
+        return
 
     async def _owner(self, email_key: str) -> uuid.UUID | None:
         u = users.c

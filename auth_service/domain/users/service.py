@@ -18,7 +18,7 @@ from auth_service.domain.sessions.revocation import RevocationStore, UserState
 from auth_service.domain.users.admin import AdminService, AdminUserRead, UserExistsError, UserNotFound
 from auth_service.domain.users.audit import AdminReads, UserFilter, UserPage
 from auth_service.domain.users.policy import PasswordPolicy, PasswordPolicyError
-from auth_service.domain.users.recovery import RESET, account_mail, end_links
+from auth_service.domain.users.recovery import RESET, end_links, write_mail
 from auth_service.domain.users.repository import UserRepository
 from auth_service.domain.users.schemas import (
     AdminUserCreate,
@@ -33,7 +33,6 @@ from auth_service.lib.audit import CLI, Actor, AuditEntry, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.errors import InvalidCredentials
-from auth_service.lib.queue import QueuedJob
 from auth_service.settings import LinkSettings
 from db.models import User, identity_key, owns_its_address
 
@@ -112,7 +111,7 @@ class UserService:
             create = AdminUserCreate(data.username, data.email, data.roles, data.password)
         except msgspec.ValidationError as exc:
             raise InvalidUserData.from_validation(exc) from None
-        user, _ = await self.admin().create(create, self._actor)
+        user = await self.admin().create(create, self._actor)
         return _read(user)
 
     async def get_by_username(self, username: str) -> UserRead | None:
@@ -189,7 +188,7 @@ class UserService:
         admin = self.admin()
         return _read(await admin.set_password(await admin.id_of(username), password, self._actor))
 
-    async def change_own_password(self, user_id: uuid.UUID, new_password: str, checked_hash: str) -> QueuedJob:
+    async def change_own_password(self, user_id: uuid.UUID, new_password: str, checked_hash: str) -> None:
         """The owner's change (their current password already checked against `checked_hash`):
         policy, new hash, every token and reset link of the user dies, and a "password changed"
         mail, in one transaction.
@@ -216,20 +215,18 @@ class UserService:
         await end_links(self._session, user_id, [RESET])  # a reset link would undo the change
         await self._revocation.revoke_everything(self._session, user_id)
         now = dt.datetime.now(dt.UTC)
-        statement, job = account_mail(
-            user_id, "password_changed", {"via": "change", "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+        await write_mail(
+            self._session, user_id, "password_changed", {"via": "change", "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
         )
-        await self._session.execute(statement)
         await record(self._session, self._actor.as_user(user_id), AuditEntry("password.change", user_id))
         await self._revocation.commit(self._session, user_id)
-        return job
 
     async def change_own_email(
         self, user_id: uuid.UUID, new_email: str, links: AccountLinks, checked_hash: str
-    ) -> list[QueuedJob]:
+    ) -> None:
         """The owner's new address (their current password already checked against
         `checked_hash`): unverified until its link is used; every live link of the account (all
-        mailed to the old address) dies; the old address is told. Returns the two mails' jobs.
+        mailed to the old address) dies; the old address is told (both mails go with the commit).
 
         Raises:
             InvalidUserData: not an e-mail address.
@@ -242,24 +239,21 @@ class UserService:
         old, old_key = await self._as_checked(state, user_id, checked_hash)
         if identity_key(old) == identity_key(email):
             await self._session.rollback()
-            return []  # the same address: nothing changes
+            return  # the same address: nothing changes
         try:
             await self._users.set_email(user_id, email)
             await end_links(self._session, user_id)  # every live link was mailed to the old address
-            jobs = [await EmailVerification(self._session, links, self._lifetimes).link(user_id, email)]
+            await EmailVerification(self._session, links, self._lifetimes).link(user_id, email)
             if owns_its_address(old_key):  # an unclaimed sign-up's address is another account's: not told
                 now = dt.datetime.now(dt.UTC)
-                statement, notice = account_mail(
-                    user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
+                await write_mail(
+                    self._session, user_id, "email_changed", {"to": old, "timestamp": f"{now:%Y-%m-%d %H:%M:%S}"}
                 )
-                await self._session.execute(statement)
-                jobs.append(notice)
             await record(self._session, self._actor.as_user(user_id), AuditEntry("email.change", user_id))
             await self._session.commit()
         except (IntegrityError, RepositoryIntegrityError):
             await self._session.rollback()
             raise UserExistsError("another account has that e-mail address") from None
-        return jobs
 
     async def _as_checked(self, state: UserState | None, user_id: uuid.UUID, checked_hash: str) -> tuple[str, str]:
         """After the revocation protocol's lock (`state`), whether the user is still as its owner

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.domain.users.recovery import link_mail
 from auth_service.lib.crypto.account_links import AccountLinks, token_hash
 from auth_service.lib.errors import LinkInvalid
-from auth_service.lib.queue import QueuedJob
 from auth_service.settings import LinkSettings
 from db.sql import user_tokens, users
 from observability.metrics import record_verification
@@ -37,12 +36,12 @@ class EmailVerification:
         self._links = links
         self._ttl = dt.timedelta(hours=lifetimes.email_verify_ttl_hours)
 
-    async def link(self, user_id: uuid.UUID, email: str, kind: str = "verify_email") -> QueuedJob:
+    async def link(self, user_id: uuid.UUID, email: str, kind: str = "verify_email") -> None:
         """Write a verification token for `email` and its mail's outbox row (no commit)."""
         hours = int(self._ttl.total_seconds() // 3600)
-        return await link_mail(self._session, self._links, VERIFY, user_id, self._ttl, email, kind, {"hours": hours})
+        await link_mail(self._session, self._links, VERIFY, user_id, self._ttl, email, kind, {"hours": hours})
 
-    async def resend(self, user_id: uuid.UUID) -> QueuedJob | None:
+    async def resend(self, user_id: uuid.UUID) -> None:
         """A new link for an active, unverified account (None: nothing to verify)."""
         u = users.c
         row = (
@@ -52,10 +51,9 @@ class EmailVerification:
         ).first()
         if row is None:
             await self._session.rollback()
-            return None
-        job = await self.link(user_id, row.email)
+            return
+        await self.link(user_id, row.email)
         await self._session.commit()
-        return job
 
     async def confirm(self, token: str) -> None:
         """Spend the link and mark the address verified.

@@ -79,6 +79,7 @@ async def test_keys_carry_a_hash_tag(limiter: RateLimiter) -> None:
     assert "{user-1}" in limiter.key("api", "user-1", tag="user-1")
 
 
+@pytest.mark.serial  # SCRIPT FLUSH empties the server's cache, every worker's scripts
 async def test_script_is_reloaded_after_a_redis_flush(limiter: RateLimiter, redis_url: str) -> None:
     rule = RateLimit(5, 60)
     await limiter.check([Check(limiter.key("reload", "s"), rule)])
@@ -88,6 +89,7 @@ async def test_script_is_reloaded_after_a_redis_flush(limiter: RateLimiter, redi
     assert (await limiter.check([Check(limiter.key("reload", "s"), rule)]))[0].remaining == 3
 
 
+@pytest.mark.serial  # SCRIPT FLUSH, as above
 async def test_run_sends_checks_and_commands_together(limiter: RateLimiter, redis_url: str) -> None:
     rule = RateLimit(5, 60)
     spend, peek = Check(limiter.key("run", "a"), rule), Check(limiter.key("run", "b"), rule, consume=False)

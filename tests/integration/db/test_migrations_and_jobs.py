@@ -253,3 +253,25 @@ async def test_the_models_and_the_migrations_describe_the_same_schema(database_u
     finally:
         await engine.dispose()
     assert diff == []
+
+
+def test_concurrent_set_ups_of_the_service_role_all_succeed() -> None:
+    """Two `just init`s (or test workers) at once: CREATE ROLE and ALTER ROLE collide on the
+    cluster's catalogue ("tuple concurrently updated", a duplicate role); each set-up retries."""
+    from db.roles import grant_service_role
+
+    url, drop = _scratch_database()
+    role = f"auth_race_{uuid.uuid4().hex[:8]}"
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        upgrade(url)
+
+        async def six_at_once() -> None:
+            await asyncio.gather(*(grant_service_role(dsn, role, f"password-{i}") for i in range(6)))
+
+        asyncio.run(six_at_once())
+        (rows,) = asyncio.run(_sql(url, f"SELECT count(*) AS n FROM pg_roles WHERE rolname = '{role}'"))
+        assert rows[0]["n"] == 1
+    finally:
+        drop()
+        asyncio.run(_admin(_find_postgres()[0], f'DROP ROLE IF EXISTS "{role}"'))

@@ -39,6 +39,7 @@ async def test_selects_the_database_of_the_url(redis_url: str) -> None:
         await lean.aclose()
 
 
+@pytest.mark.serial  # SCRIPT FLUSH empties the server's cache, every worker's scripts
 async def test_script_is_reloaded_after_a_script_flush(redis_url: str) -> None:
     lean = LeanRedis(redis_url)
     script = Script("return ARGV[1] .. '!'")
@@ -88,6 +89,7 @@ async def test_nothing_listening_fails_fast_with_connection_error() -> None:
     assert time.monotonic() - started < 1
 
 
+@pytest.mark.serial  # kills every client of the server, other workers' too
 async def test_killed_connection_fails_in_flight_calls_then_reconnects(redis_url: str) -> None:
     lean = LeanRedis(redis_url)
     try:
@@ -139,6 +141,7 @@ def test_tls_urls_are_left_to_redis_py() -> None:
         LeanRedis("rediss://127.0.0.1:6380/0")
 
 
+@pytest.mark.serial  # kills every client of the server, other workers' too
 async def test_a_reply_never_reaches_another_caller_across_a_reconnect(redis_url: str) -> None:
     """Connections killed while hundreds of calls are in flight: every call either fails or
     gets its own reply, never one meant for another caller (a revocation answer must not
