@@ -104,9 +104,14 @@ fmt: sync
     .venv/bin/ruff format .
     .venv/bin/ruff check --fix .
 
-# Lint, then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e); installs the Debian packages it needs
+# Lint, build the docs (warnings are errors), then the whole test suite against real PostgreSQL and Redis (unit, integration, e2e); installs the Debian packages it needs
 test *ARGS: lint test-deps
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
     {{python}} -m pytest "$@"
+
+# Serve the docs site (docs/, mkdocs.yml) with live reload on http://127.0.0.1:8001
+docs: sync
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve --strict -a 127.0.0.1:8001
 
 # The Debian packages the tests start (nginx; victoria-metrics, which has vmalert): installed when missing (as root), else one line naming them
 test-deps:

@@ -1,6 +1,6 @@
-"""What a new user hits in their first hour: the README's own curl block, taken ports, settings
-and servers that are wrong, the CLI's refusals, and Ctrl-C. Every refusal is one line that
-names the setting or argument; none is a traceback."""
+"""What a new user hits in their first hour: the README's own curl block and the docs' runnable
+ones, taken ports, settings and servers that are wrong, the CLI's refusals, and Ctrl-C. Every
+refusal is one line that names the setting or argument; none is a traceback."""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def env(settings: Settings) -> dict[str, str]:
     return child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY=TEST_SECRET)
 
 
-# ------------------------------------------------------------------------------ the README
+# ------------------------------------------------------------------------------ the README and the docs
+
+RUNNABLE = "<!-- runnable -->"
+_FIXED = {"code", "status", "token_type", "username", "roles", "email", "action"}  # values that do not vary
 
 
 def _readme_block() -> str:
@@ -47,32 +50,55 @@ def _readme_block() -> str:
     return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
 
 
+def _runnable_blocks() -> list[tuple[str, str]]:
+    """The README's round trip, and every docs block marked runnable (the line before its fence)."""
+    blocks = [("README.md", _readme_block())]
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for number, part in enumerate(page.read_text().split(RUNNABLE + "\n```sh\n")[1:], start=1):
+            blocks.append((f"docs/{page.name}#{number}", part.split("\n```", 1)[0]))
+    return blocks
+
+
 def _same_shape(expected: Any, actual: Any, where: str = "$") -> None:
     """Keys everywhere, and the values that do not vary (booleans, codes, names, statuses)."""
     if isinstance(expected, dict):
         assert isinstance(actual, dict) and set(actual) == set(expected), f"{where}: {actual} vs {expected}"
         for key, value in expected.items():
-            if isinstance(value, (dict, bool)) or key in {"code", "status", "token_type", "username", "roles"}:
+            if key in _FIXED:
+                assert actual[key] == value, f"{where}.{key}: {actual[key]!r}, the docs say {value!r}"
+            elif isinstance(value, (dict, bool, list)):
                 _same_shape(value, actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):  # the items shown: the first ones of the answer
+        assert isinstance(actual, list) and len(actual) >= len(expected), f"{where}: {actual} vs {expected}"
+        for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
+            _same_shape(want, got, f"{where}[{index}]")
     else:
-        assert actual == expected, f"{where}: {actual!r}, the README says {expected!r}"
+        assert actual == expected, f"{where}: {actual!r}, the docs say {expected!r}"
 
 
-async def test_the_readme_round_trip_runs_as_written(settings: Settings, tmp_path: Path) -> None:
-    """README and service cannot drift: the curl block runs in bash against a live server, and
-    every answer matches the comment under its command (status, or the JSON's shape)."""
+def test_the_round_trip_in_the_docs_is_the_readmes() -> None:
+    """The site's getting-started page shows the same block the README runs."""
+    assert "```sh\n" + _readme_block() + "\n```" in (ROOT / "docs" / "getting-started.md").read_text()
+
+
+@pytest.mark.parametrize(("source", "block"), [pytest.param(*block, id=block[0]) for block in _runnable_blocks()])
+async def test_the_docs_command_blocks_run_as_written(
+    source: str, block: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Docs and service cannot drift: each runnable block (the README's round trip, the marked
+    blocks of docs/) runs in bash against a live server, and every answer matches the comment
+    under its command (status, or the JSON's shape)."""
     await create_user(settings, username="admin", password="the printed password", roles=["admin"])
-    block = _readme_block()
-    assert "PASSWORD='<the printed password>'" in block and "B=http://127.0.0.1:8000/api/v1" in block
+    assert "PASSWORD='<the printed password>'" in block and "B=http://127.0.0.1:8000/api/v1" in block, source
     expected: list[str] = []
     script: list[str] = ["set -euo pipefail"]
     for line in block.splitlines():
-        if re.match(r"# (\{|\d{3}\b)", line):
+        if re.match(r"# (\{|\[|\d{3}\b)", line):
             expected.append(line[2:])
             script.append(f"printf '\\n@@ {len(expected)}\\n'")  # curl's bodies end without a newline
         else:
             script.append(line)
-    assert len(expected) >= 8, expected
+    assert len(expected) >= (8 if source == "README.md" else 1), expected
     with api_server(settings, tmp_path, RATE_LIMIT_LOGIN="100/minute") as base:
         text = "\n".join(script).replace("http://127.0.0.1:8000", base)
         text = text.replace("<the printed password>", "the printed password")
@@ -83,12 +109,12 @@ async def test_the_readme_round_trip_runs_as_written(settings: Settings, tmp_pat
     assert len(answers) == len(expected) + 1, ran.stdout
     for number, (want, got) in enumerate(zip(expected, answers, strict=False), start=1):
         lines = got.strip().splitlines()
-        assert lines, f"answer {number}: nothing printed, the README says {want}"
+        assert lines, f"{source}, answer {number}: nothing printed, the docs say {want}"
         last = lines[-1]
-        if want.startswith("{"):
-            _same_shape(json.loads(want), json.loads(last), f"answer {number}")
+        if want[0] in "{[":
+            _same_shape(json.loads(want), json.loads(last), f"{source}, answer {number}")
         else:
-            assert last == want[:3], f"answer {number}: status {last}, the README says {want}"
+            assert last == want[:3], f"{source}, answer {number}: status {last}, the docs say {want}"
 
 
 async def test_logout_documents_its_body_as_optional(settings: Settings, tmp_path: Path) -> None:
