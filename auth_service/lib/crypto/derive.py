@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -32,15 +32,7 @@ Purpose = Literal[
     "signing-key-wrap",
     "cookie",
 ]
-PURPOSES: tuple[Purpose, ...] = (
-    "refresh-successor",
-    "account-link",
-    "not-me-link",
-    "database-service-password",
-    "totp",
-    "signing-key-wrap",
-    "cookie",
-)
+PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _INFO_PREFIX = b"auth-service/v1/"
 # How these three were keyed before purpose keys (HMAC-SHA256 of the signing material).
 _LEGACY_LABELS: dict[str, bytes] = {
