@@ -205,6 +205,8 @@ def _supervise(commands: dict[str, list[str]], banner: str = "") -> int:
         if asked:
             break
         children[name] = subprocess.Popen(cmd, env=_child_env(), preexec_fn=_own_group)
+    for name in commands.keys() - children.keys():
+        out(f"stopped {name}")  # asked to stop before it started: stopped all the same, and said so
     first_exit = ""
     while not asked and not first_exit:
         for name, child in children.items():
