@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,8 +100,16 @@ async def test_login_notification_job_carries_the_login_trace(
     assert response.status_code == 200
     root = next(s for s in spans.get_finished_spans() if s.attributes.get("request_id") == "trace-to-job")
     pool = await create_pool(RedisSettings.from_dsn(settings.redis.url))
-    jobs = await pool.queued_jobs()
-    await pool.aclose()
-    (job,) = [j for j in jobs if j.function == "send_login_notification_email"]
+    try:
+        # The job is enqueued by a task the login's commit started (on the app's loop), so it may
+        # land a moment after the answer: wait for it, up to five seconds.
+        for _ in range(100):
+            jobs = [j for j in await pool.queued_jobs() if j.function == "send_login_notification_email"]
+            if jobs:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await pool.aclose()
+    (job,) = jobs
     traceparent = job.kwargs["traceparent"]
     assert traceparent.split("-")[1] == format(root.context.trace_id, "032x")
