@@ -21,15 +21,17 @@ from sqlalchemy import event
 
 from auth_service.cli.plugin import AuthServiceCLI
 from auth_service.container import RESOURCE_NAMES, Resources
-from auth_service.domain.auth.controllers import VERIFY_PATH, AccountController, AuthController
+from auth_service.domain.account.controllers import AccountController
+from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
+from auth_service.domain.admin.controllers import AdminController, AdminMetrics
+from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
-from auth_service.domain.users.controllers import AdminController, MeController
-from auth_service.domain.users.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.users.repository import UserRepository
 from auth_service.lib.http import StrictJSONRequest
 from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY, DENIALS_STATE_KEY
+from auth_service.server.authentication import AuthenticationMiddleware
 from auth_service.server.denials import Denials
 from auth_service.server.dispatch import FastVerify
 from auth_service.server.exception_handlers import exception_handlers
@@ -163,7 +165,6 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     route_handlers: list[object] = [
         AuthController,
         AccountController,
-        MeController,
         AdminController,
         NotMeController,
         ResetPasswordPage,
@@ -180,8 +181,10 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         plugins=[SQLAlchemyPlugin(config=db_config), AuthServiceCLI()],
         lifespan=[lifespan],
         # Request id, server span (W3C traceparent), HTTP metrics; then the per-IP limit of every
-        # handler that has none of its own (a middleware: a handler's before_request cannot replace it).
-        middleware=[RequestContextMiddleware, PublicLimitMiddleware],
+        # handler that has none of its own (a middleware: a handler's before_request cannot replace it);
+        # then the admin API's request counter (outside the authentication, so a 401 counts);
+        # then the authentication of every route whose opt says `auth`, into its one Subject.
+        middleware=[RequestContextMiddleware, PublicLimitMiddleware, AdminMetrics, AuthenticationMiddleware],
         dependencies=app_dependencies(),
         request_class=StrictJSONRequest,  # JSON bodies decoded strictly: `0` is not a boolean
         before_send=before_send,

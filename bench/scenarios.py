@@ -555,8 +555,8 @@ def _admin_statements(env: dict[str, str]) -> tuple[int, int, int]:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from auth_service.container import Resources
-    from auth_service.domain.users.admin import AdminService
-    from auth_service.domain.users.schemas import AdminUserPatch
+    from auth_service.domain.admin.schemas import AdminUserPatch
+    from auth_service.domain.admin.service import AdminService
     from auth_service.lib.audit import Actor
     from auth_service.settings import load_settings
 

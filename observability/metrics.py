@@ -148,7 +148,7 @@ RESET_STAGES = ("requested", "completed")
 
 
 # The audit log's actions (DESIGN.md; auth_service/lib/audit.py refuses any other), and the admin
-# API's operations and outcomes (domain/users/controllers.py AdminMetrics).
+# API's operations and outcomes (domain/admin/controllers.py AdminMetrics).
 AUDIT_ACTIONS = (
     "admin.denied",
     "user.create",

@@ -6,20 +6,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import re
 import secrets
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 import msgspec
 
 from auth_service.cli.common import fail, out, resolve_servers
-from auth_service.domain.users.audit import AuditFilter, LoginRecordFilter
-from auth_service.domain.users.schemas import AdminUserPatch, UserCreate
-from auth_service.domain.users.service import InvalidUserData, UserService
+from auth_service.cli.tables import events_table, parse_since, table, when
+from auth_service.domain.admin.by_name import AdminByName
+from auth_service.domain.admin.reads import AuditFilter, LoginRecordFilter
+from auth_service.domain.admin.schemas import AdminUserPatch
+from auth_service.domain.users.schemas import InvalidUserData, UserCreate
 from auth_service.lib.errors import InvalidInput
 from auth_service.settings import Settings
 
@@ -36,8 +37,8 @@ _PASSWORD_STDIN = click.option(
 )
 
 
-async def _with_users(settings: Settings, action: Callable[[UserService], Awaitable[T]]) -> T:
-    """Run `action(UserService)` with what a user change needs from the container: a session,
+async def _with_users(settings: Settings, action: Callable[[AdminByName], Awaitable[T]]) -> T:
+    """Run `action(AdminByName)` with what a user change needs from the container: a session,
     the hasher and the revocation store (nothing else is built)."""
     from auth_service.container import Resources
 
@@ -45,7 +46,7 @@ async def _with_users(settings: Settings, action: Callable[[UserService], Awaita
     try:
         async with resources.session_factory() as session:
             return await action(
-                UserService(
+                AdminByName(
                     session,
                     resources.hasher,
                     resources.revocation,
@@ -63,7 +64,7 @@ def create_first_admin(settings: Settings) -> None:
     admin exists. A generated password is printed last, boxed: the one line not to lose."""
     generated: list[str] = []
 
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         if await users.count_admins() > 0:
             out("an admin user exists; nothing to do")
             return
@@ -117,7 +118,7 @@ def _quiet_logs() -> None:
     )
 
 
-def _run_user_action(settings: Settings, action: Callable[[UserService], Awaitable[None]]) -> None:
+def _run_user_action(settings: Settings, action: Callable[[AdminByName], Awaitable[None]]) -> None:
     from redis.exceptions import RedisError
 
     from auth_service.lib.errors import AuthServiceError
@@ -150,20 +151,8 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
     return secrets.token_urlsafe(18), True
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print rows under headers, each column as wide as its widest cell (the last one ragged)."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    for line in (headers, *rows):
-        cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=False)]
-        out("  ".join([*cells, line[-1]]).rstrip())
-
-
-def _when(value: dt.datetime | None) -> str:
-    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _list_users(settings: Settings, role: str | None = None, inactive: bool = False) -> None:
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         if role is not None:
             try:
                 msgspec.convert({"roles": [role]}, AdminUserPatch)
@@ -187,7 +176,7 @@ def _list_users(settings: Settings, role: str | None = None, inactive: bool = Fa
                     ",".join(u.roles) or "-",
                     "yes" if u.is_active else "no",
                     "yes" if u.email_verified else "no",
-                    _when(u.created_at),
+                    when(u.created_at),
                     u.id,
                 ]
                 for u in rows
@@ -202,7 +191,7 @@ def _list_users(settings: Settings, role: str | None = None, inactive: bool = Fa
 
 
 def _show_user(settings: Settings, username: str) -> None:
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         user = await users.show(username)
         for label, value in (
             ("username", user.username),
@@ -210,8 +199,8 @@ def _show_user(settings: Settings, username: str) -> None:
             ("e-mail", f"{user.email} ({'verified' if user.email_verified else 'not verified'})"),
             ("roles", ",".join(user.roles) or "-"),
             ("active", "yes" if user.is_active else "no"),
-            ("created", _when(user.created_at)),
-            ("updated", _when(user.updated_at)),
+            ("created", when(user.created_at)),
+            ("updated", when(user.updated_at)),
         ):
             out(f"{label + ':':10} {value}")
         reads = users.reads()
@@ -221,7 +210,7 @@ def _show_user(settings: Settings, username: str) -> None:
         table(
             ["AT", "IP", "RESULT", "USER AGENT"],
             [
-                [_when(r.at), r.ip_address, "ok" if r.success else r.failure_reason or "failed", r.user_agent or "-"]
+                [when(r.at), r.ip_address, "ok" if r.success else r.failure_reason or "failed", r.user_agent or "-"]
                 for r in logins.items
             ]
             or [["-", "-", "-", "-"]],
@@ -230,47 +219,15 @@ def _show_user(settings: Settings, username: str) -> None:
         names = await users.names_of(e.actor_id for e in events.items if e.actor_id)
         out("")
         out("last audit events:")
-        _events_table(events.items, names)
+        events_table(events.items, names)
 
     _run_user_action(settings, run)
-
-
-def _events_table(events: Sequence[Any], names: dict[str, str]) -> None:
-    def actor(event: Any) -> str:
-        if event.actor_id is None:
-            return str(event.details.get("via", "-"))
-        return str(names.get(event.actor_id, event.actor_id))
-
-    def details(event: Any) -> str:
-        shown = {k: v for k, v in event.details.items() if k != "via"}
-        return msgspec.json.encode(shown).decode() if shown else "-"
-
-    table(
-        ["AT", "ACTOR", "ACTION", "TARGET", "DETAILS"],
-        [[_when(e.at), actor(e), e.action, e.target_id or "-", details(e)] for e in events] or [["-"] * 5],
-    )
-
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(value: str, now: dt.datetime) -> dt.datetime:
-    """`30m`, `1h`, `7d` (before now) or an ISO 8601 instant (no zone: UTC)."""
-    match = _DURATION.match(value.strip())
-    if match:
-        return now - dt.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    try:
-        instant = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(f"--since: {value!r} is neither a duration (30m, 1h, 7d) nor an ISO 8601 time (2026-12-01T08:00)")
-    return instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)
 
 
 def _audit(settings: Settings, since: str | None, actor: str | None, action: str | None, limit: int) -> None:
     start = parse_since(since, dt.datetime.now(dt.UTC)) if since else None
 
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         actor_id = None
         if actor is not None:
             actor_id = await users.admin().id_of(actor)
@@ -285,7 +242,7 @@ def _audit(settings: Settings, since: str | None, actor: str | None, action: str
                 break
             cursor = page.next_cursor
         names = await users.names_of(e.actor_id for e in events if e.actor_id)
-        _events_table(events, names)
+        events_table(events, names)
         more = " (newest first; --limit for more)" if len(events) == limit else ""
         out(f"{len(events)} event(s){more}")
 
@@ -295,7 +252,7 @@ def _audit(settings: Settings, since: str | None, actor: str | None, action: str
 def _set_roles(settings: Settings, username: str, roles: str) -> None:
     wanted = [role.strip() for role in roles.split(",") if role.strip()]
 
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         before = await users.show(username)
         user = await users.set_roles(username, wanted)
         if sorted(before.roles) == sorted(user.roles):
@@ -309,7 +266,7 @@ def _set_roles(settings: Settings, username: str, roles: str) -> None:
 def _create_user(settings: Settings, username: str, email: str, roles: list[str], password_stdin: bool) -> None:
     password, generated = _read_password(password_stdin)
 
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         user = await users.create(UserCreate(username=username, email=email, password=password, roles=roles))
         out(f"created user {user.username!r} id={user.id} roles={','.join(user.roles) or '-'}")
         if generated:
@@ -319,7 +276,7 @@ def _create_user(settings: Settings, username: str, email: str, roles: list[str]
 
 
 def _set_active(settings: Settings, username: str, active: bool) -> None:
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         user = await users.set_active(username, active)
         out(f"user {user.username!r} is now {'active' if active else 'deactivated; all its tokens are revoked'}")
 
@@ -329,7 +286,7 @@ def _set_active(settings: Settings, username: str, active: bool) -> None:
 def _set_password(settings: Settings, username: str, password_stdin: bool) -> None:
     password, generated = _read_password(password_stdin)
 
-    async def run(users: UserService) -> None:
+    async def run(users: AdminByName) -> None:
         user = await users.set_password(username, password)
         out(f"password of {user.username!r} changed; all its tokens are revoked")
         if generated:

@@ -29,6 +29,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from auth_service.lib.principal import authenticated_subject
 from db.sql import audit_events
 from observability.metrics import AUDIT_ACTIONS, record_audit_event
 
@@ -67,11 +68,17 @@ class _RequestIp(Protocol):
 
 
 def provide_actor(request: Request[Any, Any, Any], authenticator: NamedDependency[Any]) -> Actor:
-    """The request as an actor: its client IP (TRUSTED_PROXIES applied) and X-Request-ID; the
-    handler names the user (`as_user`) once it knows who acts."""
+    """The request as an actor: its authenticated subject (none on a public route, where a
+    service names the user it acts for with `as_user`), its client IP (TRUSTED_PROXIES applied)
+    and X-Request-ID."""
     reader: _RequestIp = authenticator
     request_id = request.scope.get("state", {}).get("request_id")
-    return Actor(None, reader.request_ip(request), None if request_id is None else str(request_id))
+    subject = authenticated_subject(request.scope)
+    return Actor(
+        None if subject is None else subject.id,
+        reader.request_ip(request),
+        None if request_id is None else str(request_id),
+    )
 
 
 class AuditEntry(msgspec.Struct, frozen=True):

@@ -1,25 +1,31 @@
-"""What every domain's controllers share: the error responses they document, the JSON-body
-guard, and the refusal of tokens in URLs."""
+"""What every domain's controllers share: the error responses they document (declared once per
+controller, `ApiController`), the JSON-body guard, and the refusal of tokens in URLs."""
 
 from __future__ import annotations
 
 import functools
 import re
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
-from litestar import Request
+from litestar import Controller, Request
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.types import Empty, Scope
 
 from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
 
 __all__ = [
+    "AUTH",
+    "BEARER",
+    "BEARER_SECURITY",
+    "ERRORS",
     "OPTIONAL_BODY",
     "QUERY_TOKEN_PARAMETER",
     "STRICT_BODIES",
+    "ApiController",
     "StrictJSONRequest",
     "error_responses",
     "refuse_query_tokens",
@@ -67,6 +73,43 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
         status: ResponseSpec(data_container=ErrorEnvelope, description=_DESCRIPTIONS[status], generate_examples=False)
         for status in (*statuses, 500)
     }
+
+
+# A layer's opt key: the statuses a handler can answer beyond its controller's `errors`.
+ERRORS = "errors"
+# A layer's opt key: the requests of that route must be authenticated, and how (lib/principal.py).
+AUTH = "auth"
+BEARER = "bearer"
+# The JSON body's own refusals: malformed (400), too large (413), not JSON (415).
+_BODY_ERRORS = (400, 413, 415)
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]
+
+
+class ApiController(Controller):
+    """A controller that declares once what its handlers can answer: `errors`, the statuses of
+    every handler of it, plus a handler's own (`opt={ERRORS: (404,)}`), its JSON body's (400,
+    413, 415, for a `require_json_body` handler) and, where `opt` (the controller's or the
+    handler's) says `AUTH`, 401 and the Bearer security scheme; each status as the error
+    envelope in the API document (500 always). A handler's own `responses` (a 200's
+    description) come first and stay."""
+
+    errors: ClassVar[tuple[int, ...]] = ()
+
+    def get_route_handlers(self) -> list[BaseRouteHandler]:
+        handlers = super().get_route_handlers()
+        for handler in handlers:
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            opt = {**(self.opt or {}), **handler.opt}
+            statuses = set(self.errors) | set(opt.get(ERRORS, ()))
+            if handler.before_request is require_json_body:
+                statuses.update(_BODY_ERRORS)
+            if opt.get(AUTH):
+                statuses.add(401)
+                handler.security = handler.security or BEARER_SECURITY
+            own = {status: spec for status, spec in (handler.responses or {}).items()}
+            handler.responses = {**own, **error_responses(*sorted(statuses - set(own)))}
+        return handlers
 
 
 async def require_json_body(request: Request[Any, Any, Any]) -> None:

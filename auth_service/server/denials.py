@@ -8,7 +8,6 @@ take the event does not turn the 403 into a 500: the warning still says what hap
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.auth.deps import Authenticator
 from auth_service.lib.audit import Actor, denied
-from auth_service.lib.crypto.tokens import AccessClaims
+from auth_service.lib.principal import Subject
 
 __all__ = ["Denials"]
 
@@ -33,11 +32,11 @@ class Denials:
         self._authenticator = authenticator
 
     async def forbidden(
-        self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, claims: AccessClaims
+        self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler, subject: Subject
     ) -> None:
         request_id = connection.scope.get("state", {}).get("request_id")
         actor = Actor(
-            uuid.UUID(claims.sub),
+            subject.id,
             self._authenticator.request_ip(connection),  # type: ignore[arg-type]
             None if request_id is None else str(request_id),
         )

@@ -8,9 +8,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from auth_service.container import RESOURCE_NAMES, Resources
-from auth_service.domain.auth.deps import provide_claims
 from auth_service.lib.audit import provide_actor
-from auth_service.lib.principal import provide_current_user
+from auth_service.lib.principal import provide_subject
 from auth_service.settings import Settings
 
 __all__ = ["app_dependencies"]
@@ -33,7 +32,6 @@ def app_dependencies() -> dict[str, Provide]:
     """Registered on the app: every handler and provider can name these."""
     dependencies = {name: _provider(name) for name in RESOURCE_NAMES}
     dependencies["settings"] = Provide(_settings, sync_to_thread=False)
-    dependencies["current_user"] = Provide(provide_current_user, sync_to_thread=False)
+    dependencies["subject"] = Provide(provide_subject)
     dependencies["actor"] = Provide(provide_actor, sync_to_thread=False)
-    dependencies["claims"] = Provide(provide_claims)
     return dependencies

@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from auth_service.app import create_app
-from auth_service.domain.users.service import UserService
+from auth_service.domain.admin.by_name import AdminByName
 from auth_service.lib.crypto.tokens import hash_refresh_token
 from auth_service.settings import Settings
 from db.models import User
@@ -69,7 +69,7 @@ async def login(client: AsyncTestClient[Any], password: str = DEFAULT_PASSWORD) 
 @pytest.fixture
 async def resources(settings: Settings) -> AsyncIterator[Any]:
     """The service's resources on this test's own event loop and engine (the app under the test
-    client runs on another loop): what the CLI builds to run a UserService."""
+    client runs on another loop): what the CLI builds to run an AdminByName."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from auth_service.container import Resources
@@ -82,14 +82,14 @@ async def resources(settings: Settings) -> AsyncIterator[Any]:
 
 
 class users_of:
-    """A UserService (what the CLI runs) over `resources`."""
+    """An AdminByName (what the CLI runs) over `resources`."""
 
     def __init__(self, resources: Any) -> None:
         self._resources = resources
 
-    async def __aenter__(self) -> UserService:
+    async def __aenter__(self) -> AdminByName:
         self.session = self._resources.session_factory()
-        return UserService(self.session, self._resources.hasher, self._resources.revocation)
+        return AdminByName(self.session, self._resources.hasher, self._resources.revocation)
 
     async def __aexit__(self, *_: object) -> None:
         await self.session.close()

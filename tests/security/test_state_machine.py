@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.container import Resources
-from auth_service.domain.users.service import UserService
+from auth_service.domain.admin.by_name import AdminByName
 from auth_service.settings import Settings
 from tests.conftest import make_settings
 from tests.e2e.conftest import api_process, own_redis  # noqa: F401 - a fixture
@@ -122,7 +122,7 @@ class Walk:
 
     async def users(self, action: Any) -> Any:
         async with self.maker() as db:
-            return await action(UserService(db, self.resources.hasher, self.resources.revocation))
+            return await action(AdminByName(db, self.resources.hasher, self.resources.revocation))
 
     # ---- rules ----------------------------------------------------------------------------
 

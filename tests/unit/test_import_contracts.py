@@ -19,6 +19,18 @@ VIOLATIONS = {
         "auth_service/domain/sessions/service.py",
         "import auth_service.domain.auth.service\n",
     ),
+    "the user store imports the admin API": (
+        "auth_service/domain/users/service.py",
+        "import auth_service.domain.admin.service\n",
+    ),
+    "the admin API imports the account's": (
+        "auth_service/domain/admin/service.py",
+        "import auth_service.domain.account.reads\n",
+    ),
+    "login imports the account's endpoints": (
+        "auth_service/domain/auth/service.py",
+        "import auth_service.domain.account.controllers\n",
+    ),
     "db imports the service": ("db/sql.py", "import auth_service.settings\n"),
     "the API imports the worker": ("auth_service/domain/notifications/jobs.py", "import tasks.worker\n"),
 }

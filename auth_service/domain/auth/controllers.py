@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated
 
 import msgspec
 import structlog
-from litestar import Controller, Response, get, patch, post
+from litestar import Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency, Provide
 from litestar.enums import MediaType
@@ -21,10 +20,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from auth_service.domain.auth.deps import provide_auth_service, provide_client
 from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.auth.schemas import (
-    EmailChangeRequest,
     LoginRequest,
     LogoutRequest,
-    PasswordChangeRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
@@ -37,25 +34,21 @@ from auth_service.domain.auth.schemas import (
 from auth_service.domain.auth.service import AuthService, ClientInfo, IssuedTokens
 from auth_service.domain.sessions.deps import provide_session_service
 from auth_service.domain.sessions.service import SessionService
-from auth_service.domain.users.account import Account, MeRead
-from auth_service.domain.users.controllers import provide_account
 from auth_service.domain.users.deps import (
     provide_password_reset,
     provide_registration,
-    provide_user_service,
     provide_verification,
 )
 from auth_service.domain.users.recovery import PasswordReset
 from auth_service.domain.users.registration import Prepared, Registration
-from auth_service.domain.users.service import UserService
 from auth_service.domain.users.verification import EmailVerification
-from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.tokens import AccessClaims
-from auth_service.lib.errors import NotFound, TokenRevoked
-from auth_service.lib.http import OPTIONAL_BODY, error_responses, require_json_body
+from auth_service.lib.errors import NotFound
+from auth_service.lib.http import AUTH, BEARER, ERRORS, OPTIONAL_BODY, ApiController, require_json_body
+from auth_service.lib.principal import Subject
 from auth_service.settings import Settings
 
-__all__ = ["VERIFY_PATH", "AccountController", "AuthController", "verify_body"]
+__all__ = ["VERIFY_PATH", "Accepted", "AuthController", "pair_response", "verify_body"]
 
 VERIFY_PATH = "/api/v1/auth/verify"  # the hot path: its traces are sampled (TRACE_VERIFY_SAMPLE_RATIO)
 
@@ -95,7 +88,7 @@ async def _complete_registration(registration: Registration, prepared: Prepared)
         log.exception("registration.complete_failed")
 
 
-def _pair(issued: IssuedTokens) -> Response[TokenPair]:
+def pair_response(issued: IssuedTokens) -> Response[TokenPair]:
     body = TokenPair(
         access_token=issued.access_token,
         expires_in=issued.access_expires_in,
@@ -105,20 +98,20 @@ def _pair(issued: IssuedTokens) -> Response[TokenPair]:
     return Response(body, status_code=HTTP_200_OK, headers=_NO_STORE)
 
 
-class AuthController(Controller):
+class AuthController(ApiController):
     path = "/api/v1/auth"
     tags = ["auth"]
+    errors = (429, 503)
     dependencies = {"auth": Provide(provide_auth_service), "client": Provide(provide_client, sync_to_thread=False)}
 
     @post(
         "/login",
         before_request=require_json_body,
-        opt={"rate_limit": "login"},
+        opt={"rate_limit": "login", ERRORS: (401,)},
         status_code=HTTP_200_OK,
         summary="Log in with username and password",
         description="Returns an access token and a refresh token. Unknown user, wrong password and "
         "disabled account all answer AUTH_INVALID_CREDENTIALS.",
-        responses=error_responses(400, 401, 413, 415, 429, 503),
     )
     async def login(
         self,
@@ -129,43 +122,40 @@ class AuthController(Controller):
             Body(examples=[Example(value={"username": "alice", "password": "correct horse battery staple"})]),
         ],
     ) -> Response[TokenPair]:
-        return _pair(await auth.login(data.username, data.password, client))
+        return pair_response(await auth.login(data.username, data.password, client))
 
     @post(
         "/refresh",
         before_request=require_json_body,
-        opt={"rate_limit": "refresh"},
+        opt={"rate_limit": "refresh", ERRORS: (401,)},
         status_code=HTTP_200_OK,
         summary="Rotate a refresh token",
         description="Spends the refresh token and returns a new pair. Presenting a spent token again revokes "
         "its whole session, except within a short grace period, which returns the same successor.",
-        responses=error_responses(400, 401, 413, 415, 429, 503),
     )
     async def refresh(
         self, auth: NamedDependency[AuthService], client: NamedDependency[ClientInfo], data: JSONBody[RefreshRequest]
     ) -> Response[TokenPair]:
-        return _pair(await auth.refresh(data.refresh_token, client))
+        return pair_response(await auth.refresh(data.refresh_token, client))
 
     @post(
         "/logout",
         before_request=require_json_body,
-        opt={"rate_limit": "logout", OPTIONAL_BODY: True},
+        opt={"rate_limit": "logout", OPTIONAL_BODY: True, AUTH: BEARER},
         status_code=HTTP_204_NO_CONTENT,
         summary="Log out",
         description="Revokes the access token and its session (or the session of `refresh_token`); "
         '`"everywhere": true` revokes every token of the user.',
         dependencies={"sessions": Provide(provide_session_service)},
-        security=[{"BearerToken": []}],
-        responses=error_responses(400, 401, 413, 415, 429, 503),
     )
     async def logout(
         self,
         sessions: NamedDependency[SessionService],
-        claims: NamedDependency[AccessClaims],
+        subject: NamedDependency[Subject],
         data: JSONBody[LogoutRequest | None] = None,
     ) -> None:
         data = data or LogoutRequest()
-        await sessions.logout(claims, data.refresh_token, data.everywhere)
+        await sessions.logout(subject.token, data.refresh_token, data.everywhere)
 
     @post(
         "/password-reset",
@@ -176,7 +166,6 @@ class AuthController(Controller):
         "account: an active account gets a single-use link by e-mail (PASSWORD_RESET_TTL_MINUTES). Limited "
         "per address (RATE_LIMIT_EMAIL) and per IP (RATE_LIMIT_EMAIL_IP).",
         dependencies={"reset": Provide(provide_password_reset)},
-        responses=error_responses(400, 413, 415, 429, 503),
     )
     async def password_reset(
         self,
@@ -203,7 +192,6 @@ class AuthController(Controller):
         "A link that is not live is 400 LINK_INVALID; a weak password is 400 VALIDATION_ERROR (the link "
         "stays usable).",
         dependencies={"reset": Provide(provide_password_reset)},
-        responses=error_responses(400, 413, 415, 429, 503),
     )
     async def password_reset_confirm(
         self,
@@ -217,12 +205,12 @@ class AuthController(Controller):
         "/register",
         before_request=require_json_body,
         status_code=HTTP_202_ACCEPTED,
+        opt={ERRORS: (404, 409)},
         summary="Sign up",
         description="Only with REGISTRATION_ENABLED=true (else 404 NOT_FOUND). Creates an unverified account "
         "and mails its verification link. A taken username is 409 CONFLICT; a taken e-mail address answers the "
         "same 202, and its owner is told by mail.",
         dependencies={"registration": Provide(provide_registration)},
-        responses=error_responses(400, 404, 409, 413, 415, 429, 503),
     )
     async def register(
         self,
@@ -250,7 +238,6 @@ class AuthController(Controller):
         description="Spends the link and marks the address verified; a token that is not a live link for the "
         "account's current address is 400 LINK_INVALID.",
         dependencies={"verification": Provide(provide_verification)},
-        responses=error_responses(400, 413, 415, 429, 503),
     )
     async def verify_email(
         self, data: JSONBody[VerifyEmailRequest], verification: NamedDependency[EmailVerification]
@@ -259,116 +246,14 @@ class AuthController(Controller):
 
     @get(
         "/verify",
-        opt={"rate_limit": "verify"},
+        opt={"rate_limit": "verify", AUTH: BEARER},
         summary="Verify an access token",
         description="Checks signature, expiry, issuer, audience and revocation of the Bearer token.",
-        security=[{"BearerToken": []}],
         responses={
-            200: ResponseSpec(
-                data_container=VerifyResponse, description="The token is valid.", generate_examples=False
-            ),
-            **error_responses(401, 429, 503),
+            200: ResponseSpec(data_container=VerifyResponse, description="The token is valid.", generate_examples=False)
         },
     )
-    async def verify(self, claims: NamedDependency[AccessClaims]) -> ASGIResponse:
+    async def verify(self, subject: NamedDependency[Subject]) -> ASGIResponse:
         # Served by the fast path (server/dispatch.py) in the common case; this handler answers
         # what it leaves to Litestar (CORS requests) and describes the endpoint in OpenAPI.
-        return ASGIResponse(body=verify_body(claims), media_type=MediaType.JSON)
-
-
-class AccountController(Controller):
-    """The account changes that check the current password (a password or e-mail change) or send
-    a rate-limited mail: here, beside login, because they use its password check, limits and
-    session opening (domain/auth); the account's reads live in domain/users."""
-
-    path = "/api/v1/users/me"
-    tags = ["account"]
-    dependencies = {
-        "auth": Provide(provide_auth_service),
-        "client": Provide(provide_client, sync_to_thread=False),
-        "users": Provide(provide_user_service),
-        "account": Provide(provide_account),
-    }
-
-    @get(
-        "",
-        summary="My account",
-        description="The caller's account: name, e-mail (and whether it is verified), roles, second factors.",
-        security=[{"BearerToken": []}],
-        responses=error_responses(401, 429, 503),
-    )
-    async def me(self, account: NamedDependency[Account]) -> MeRead:
-        found = await account.me()
-        if found is None:  # deleted or deactivated since the token was issued (the token is dead too)
-            raise TokenRevoked
-        return found
-
-    @patch(
-        "",
-        before_request=require_json_body,
-        opt={"rate_limit": "api"},
-        summary="Change my e-mail address",
-        description="Checks `current_password` like a login; the new address is unverified until the link "
-        "mailed to it is used, and the old address is told. An address another account has is 409 CONFLICT.",
-        security=[{"BearerToken": []}],
-        responses=error_responses(400, 401, 409, 413, 415, 429, 503),
-    )
-    async def change_email(
-        self,
-        data: JSONBody[EmailChangeRequest],
-        auth: NamedDependency[AuthService],
-        users: NamedDependency[UserService],
-        client: NamedDependency[ClientInfo],
-        claims: NamedDependency[AccessClaims],
-        account_links: NamedDependency[AccountLinks],
-        account: NamedDependency[Account],
-    ) -> Response[MeRead]:
-        await auth.change_email(claims, data.current_password, data.email, client, users, account_links)
-        me = await account.me()
-        if me is None:
-            raise TokenRevoked
-        return Response(me)
-
-    @post(
-        "/verify-email",
-        status_code=HTTP_202_ACCEPTED,
-        summary="Send me a new verification link",
-        description="Mails a new link to the account's address when it is not verified yet (limited like "
-        "reset mails); 202 either way.",
-        dependencies={"verification": Provide(provide_verification)},
-        security=[{"BearerToken": []}],
-        responses=error_responses(401, 429, 503),
-    )
-    async def resend_verification(
-        self,
-        verification: NamedDependency[EmailVerification],
-        limits: NamedDependency[EndpointLimits],
-        claims: NamedDependency[AccessClaims],
-        client: NamedDependency[ClientInfo],
-    ) -> Response[Accepted]:
-        await limits.email(client.ip, f"user:{claims.sub}")
-        await verification.resend(uuid.UUID(claims.sub))
-        return Response(Accepted(status="accepted"), status_code=HTTP_202_ACCEPTED)
-
-    @post(
-        "/password",
-        before_request=require_json_body,
-        opt={"rate_limit": "api"},
-        status_code=HTTP_200_OK,
-        summary="Change my password",
-        description="Checks `current_password` like a login (a wrong one is 401 AUTH_INVALID_CREDENTIALS and "
-        "counts against the username's failure budget), applies the password policy to `new_password`, ends "
-        "every session and access token of the user, and returns a fresh pair for the caller.",
-        security=[{"BearerToken": []}],
-        responses=error_responses(400, 401, 413, 415, 429, 503),
-    )
-    async def change_password(
-        self,
-        data: JSONBody[PasswordChangeRequest],
-        auth: NamedDependency[AuthService],
-        users: NamedDependency[UserService],
-        client: NamedDependency[ClientInfo],
-        claims: NamedDependency[AccessClaims],
-    ) -> Response[TokenPair]:
-        issued = await auth.change_password(claims, data.current_password, data.new_password, client, users)
-        return _pair(issued)
+        return ASGIResponse(body=verify_body(subject.token), media_type=MediaType.JSON)

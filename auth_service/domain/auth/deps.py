@@ -28,7 +28,6 @@ __all__ = [
     "Authenticator",
     "bearer_token",
     "provide_auth_service",
-    "provide_claims",
     "provide_client",
 ]
 
@@ -136,16 +135,3 @@ def _bearer(headers: list[str]) -> str:
     if scheme.lower() != "bearer" or not token or " " in token:
         raise TokenInvalid
     return token
-
-
-async def provide_claims(
-    request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]
-) -> AccessClaims:
-    """The verified claims of the Bearer token; applies the endpoint's per-user limit."""
-    cached = request.scope.get("auth")
-    if isinstance(cached, AccessClaims):
-        return cached  # a guard (lib/principal.py) checked this request's token already
-    endpoint = str(request.route_handler.opt.get("rate_limit", "api"))
-    claims = await authenticator.claims(request.scope, endpoint)
-    request.scope["auth"] = claims
-    return claims

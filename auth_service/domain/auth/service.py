@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import time
 import uuid
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -13,21 +11,19 @@ import structlog
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.auth.issue import ClientInfo, IssuedTokens, issue_pair
 from auth_service.domain.auth.limits import EndpointLimits, LoginGate
+from auth_service.domain.auth.refresh import RefreshRotation
 from auth_service.domain.auth.repository import LoginRecordRepository, LoginUser
 from auth_service.domain.auth.suspicious import LoginHistory, SuspicionRules, suspicious_reasons
 from auth_service.domain.notifications.repository import NotificationRepository, OutboxRow
-from auth_service.domain.sessions.repository import RefreshTokenRepository
 from auth_service.domain.sessions.revocation import RevocationStore
-from auth_service.domain.sessions.service import SessionService
 from auth_service.domain.users.policy import PasswordPolicyError
 from auth_service.domain.users.service import CredentialsChanged, UserNotFound, UserService
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import HasherBusyError, PasswordHasher, VerifyResult
 from auth_service.lib.crypto.tokens import (
-    AccessClaims,
     TokenService,
-    family_of,
     hash_refresh_token,
     new_refresh_token,
 )
@@ -35,11 +31,10 @@ from auth_service.lib.errors import (
     EmailUnverified,
     InvalidCredentials,
     ServiceUnavailable,
-    TokenExpired,
-    TokenInvalid,
     TokenRevoked,
 )
 from auth_service.lib.jobs import add_jobs
+from auth_service.lib.principal import Subject
 from auth_service.lib.queue import JobName, QueuedJob
 from observability import metrics
 
@@ -50,21 +45,6 @@ tracer = trace.get_tracer("auth_service")
 
 _USER_AGENT_MAX = 512
 _NO_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    ip: str
-    user_agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedTokens:
-    access_token: str
-    access_expires_in: int
-    refresh_token: str
-    refresh_expires_in: int
-    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +120,6 @@ class AuthService:
     def _records(self) -> LoginRecordRepository:
         return LoginRecordRepository(session=self._session)
 
-    @cached_property
-    def _refresh(self) -> RefreshTokenRepository:
-        return RefreshTokenRepository(session=self._session)
-
     async def login(self, username: str, password: str, client: ClientInfo) -> IssuedTokens:
         """Check a password and open a session, in three steps: authenticate (limits, user,
         password) → challenge (where a second factor goes) → open the session (record,
@@ -162,7 +138,7 @@ class AuthService:
         return await self.open_session(attempt)
 
     async def change_password(
-        self, claims: AccessClaims, current: str, new: str, client: ClientInfo, users: UserService
+        self, subject: Subject, current: str, new: str, client: ClientInfo, users: UserService
     ) -> IssuedTokens:
         """The owner changes their password: `current` is checked like a login's (the same limits
         and per-username failure budget; a wrong one is AUTH_INVALID_CREDENTIALS and counts), every
@@ -174,21 +150,21 @@ class AuthService:
                 won): refused, recorded and counted like a login that raced a password change.
             PasswordPolicyError: `new` breaks the policy; nothing changed.
         """
-        attempt = await self.authenticate(claims.username, current, client)
-        if str(attempt.user.id) != claims.sub:
+        attempt = await self.authenticate(subject.username, current, client)
+        if str(attempt.user.id) != subject.user_id:
             await self._fail_login(
-                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+                attempt.user, subject.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
             await users.change_own_password(attempt.user.id, new, attempt.user.password_hash)
         except CredentialsChanged:
             await self._fail_login(
-                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+                attempt.user, subject.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
             raise
         except (PasswordPolicyError, UserNotFound):
             # The current password was right: its budget slot goes back, as after a login.
-            await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+            await self._limits.after_login(client.ip, subject.username, attempt.gate, user_id=subject.user_id)
             raise
         metrics.record_password_change()
         fresh = await self._records.for_login(attempt.user.username)
@@ -196,12 +172,12 @@ class AuthService:
             raise TokenRevoked
         reopened = replace(attempt, user=fresh, result=VerifyResult(ok=True))
         issued = await self.open_session(reopened)
-        log.info("password.changed", user_id=claims.sub)
+        log.info("password.changed", user_id=subject.user_id)
         return issued
 
     async def change_email(
         self,
-        claims: AccessClaims,
+        subject: Subject,
         current: str,
         email: str,
         client: ClientInfo,
@@ -215,23 +191,23 @@ class AuthService:
                 this change (as for `change_password`).
             InvalidUserData, UserExistsError: the address is malformed or another account's.
         """
-        attempt = await self.authenticate(claims.username, current, client)
-        if str(attempt.user.id) != claims.sub:
+        attempt = await self.authenticate(subject.username, current, client)
+        if str(attempt.user.id) != subject.user_id:
             await self._fail_login(
-                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+                attempt.user, subject.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
         try:
             await users.change_own_email(attempt.user.id, email, links, attempt.user.password_hash)
         except CredentialsChanged:
             await self._fail_login(
-                attempt.user, claims.username, client, attempt.user_agent, "credentials_changed", attempt.result
+                attempt.user, subject.username, client, attempt.user_agent, "credentials_changed", attempt.result
             )
             raise
         except BaseException:
             # The current password was right: its budget slot goes back, as after a login.
-            await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+            await self._limits.after_login(client.ip, subject.username, attempt.gate, user_id=subject.user_id)
             raise
-        await self._limits.after_login(client.ip, claims.username, attempt.gate, user_id=claims.sub)
+        await self._limits.after_login(client.ip, subject.username, attempt.gate, user_id=subject.user_id)
 
     async def authenticate(self, username: str, password: str, client: ClientInfo) -> LoginAttempt:
         """Step 1: the limits, the user, the password. Raises InvalidCredentials (after the
@@ -405,87 +381,10 @@ class AuthService:
         await self._session.commit()
 
     async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
-        """Rotate a refresh token: spend it and mint its successor.
-
-        A token spent earlier is theft unless it is repeated within the grace period,
-        in which case the same successor comes back (two tabs refreshing at once).
-
-        Raises:
-            TokenInvalid: unknown token.
-            TokenExpired: the token's lifetime ended.
-            TokenRevoked: the token or its family was revoked, or it was reused.
-            RateLimited: over the per-session or per-IP limit.
-            ServiceUnavailable: Redis is down.
-        """
-        family = family_of(presented)
-        if family is None:
-            raise TokenInvalid
-        await self._limits.before_refresh(client.ip, family)
-        token_hash = hash_refresh_token(presented)
-        try:
-            # The owner's share lock, held to the commit: a revocation of this user (logout,
-            # password change, theft …) waits for this rotation and then revokes its successor
-            # too, or has committed before and this rotation finds the token revoked.
-            owner = await self._refresh.lock_owner(token_hash)
-            if owner is None or owner.family_id.hex != family:
-                raise TokenInvalid
-            await self._limits.charge_refresh(family)
-            now = _now()
-            successor = self._tokens.successor_of(presented)
-            rotation = await self._refresh.rotate(
-                token_hash,
-                successor_id=uuid.uuid4(),
-                successor_hash=hash_refresh_token(successor),
-                now=now,
-                expires_at=now + dt.timedelta(seconds=self._refresh_ttl),
-            )
-            if rotation is None:
-                return await self._refresh_not_live(token_hash, successor, now)
-            if not rotation.is_active or rotation.username is None:
-                # The successor was not written; the session ends with its owner's account.
-                await self._session.rollback()
-                await self._revoke_session(rotation.user_id, rotation.family_id, "account_inactive")
-                raise TokenRevoked
-            await self._session.commit()
-        except BaseException:
-            await self._session.rollback()
-            raise
-        return self._issue(
-            rotation.user_id, rotation.username, rotation.roles, rotation.family_id, successor, self._refresh_ttl
-        )
-
-    async def _refresh_not_live(self, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
-        existing = await self._refresh.not_live(token_hash)
-        if existing is None:
-            raise TokenInvalid
-        if existing.revoked_at is not None:
-            raise TokenRevoked
-        if existing.spent_at is None:
-            raise TokenExpired
-        if (
-            now - existing.spent_at <= self._grace
-            and existing.replaced_by_id is not None
-            and existing.successor_hash is not None
-            and existing.successor_expires_at is not None
-            and existing.successor_revoked_at is None
-            and hmac.compare_digest(existing.successor_hash, hash_refresh_token(successor))
-            and existing.is_active
-            and existing.username is not None
-        ):
-            await self._session.commit()
-            remaining = int((existing.successor_expires_at - now).total_seconds())
-            return self._issue(
-                existing.user_id, existing.username, existing.roles, existing.family_id, successor, remaining
-            )
-        # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
-        # of its own (this one's share lock cannot become the revocation's update lock).
-        await self._session.rollback()
-        await self._revoke_session(existing.user_id, existing.family_id, "refresh_token_reuse")
-        log.warning("refresh.reuse_detected", user_id=str(existing.user_id), family_id=str(existing.family_id))
-        raise TokenRevoked
-
-    async def _revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID, reason: str) -> None:
-        await SessionService(self._session, self._revocation).revoke_session(user_id, family_id, reason=reason)
+        """Rotate a refresh token (domain/auth/refresh.py)."""
+        return await RefreshRotation(
+            self._session, self._tokens, self._revocation, self._limits, self._refresh_ttl, self._grace
+        ).refresh(presented, client)
 
     def _issue(
         self,
@@ -496,12 +395,4 @@ class AuthService:
         refresh_token: str,
         refresh_expires_in: int,
     ) -> IssuedTokens:
-        started = time.perf_counter()
-        with tracer.start_as_current_span("auth.token.issue"):
-            access, _ = self._tokens.issue_access(
-                user_id=str(user_id), username=username, roles=list(roles or []), session_id=str(family_id)
-            )
-        metrics.token_generation_duration.record(time.perf_counter() - started)
-        metrics.tokens_issued.add(1, {"type": "access"})
-        metrics.tokens_issued.add(1, {"type": "refresh"})
-        return IssuedTokens(access, self._tokens.access_ttl, refresh_token, refresh_expires_in, str(user_id))
+        return issue_pair(self._tokens, user_id, username, roles, family_id, refresh_token, refresh_expires_in)

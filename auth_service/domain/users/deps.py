@@ -6,8 +6,6 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.sessions.revocation import RevocationStore
-from auth_service.domain.users.admin import AdminService
-from auth_service.domain.users.audit import AdminReads
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import PasswordReset
 from auth_service.domain.users.registration import Registration
@@ -19,8 +17,6 @@ from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.settings import Settings
 
 __all__ = [
-    "provide_admin_reads",
-    "provide_admin_service",
     "provide_password_reset",
     "provide_registration",
     "provide_user_service",
@@ -69,30 +65,6 @@ async def provide_registration(
     settings: NamedDependency[Settings],
 ) -> Registration:
     return Registration(db_session, hasher, password_policy, account_links, settings.links, actor)
-
-
-async def provide_admin_service(
-    db_session: NamedDependency[AsyncSession],
-    hasher: NamedDependency[PasswordHasher],
-    revocation: NamedDependency[RevocationStore],
-    password_policy: NamedDependency[PasswordPolicy],
-    account_links: NamedDependency[AccountLinks],
-    settings: NamedDependency[Settings],
-) -> AdminService:
-    require_verified = settings.accounts.require_verified_email
-    return AdminService(
-        db_session,
-        hasher,
-        revocation,
-        password_policy,
-        account_links,
-        lifetimes=settings.links,
-        require_verified_email=require_verified,
-    )
-
-
-async def provide_admin_reads(db_session: NamedDependency[AsyncSession]) -> AdminReads:
-    return AdminReads(db_session)
 
 
 async def provide_verification(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from typing import Annotated, get_args
@@ -9,18 +10,21 @@ from typing import Annotated, get_args
 import msgspec
 
 from auth_service.domain.notifications.mailer import one_mailbox
-from auth_service.lib.errors import InvalidInput
-from auth_service.lib.http import strict_body
+from auth_service.lib.errors import Conflict, InvalidInput, NotFound
 
 __all__ = [
     "EMAIL_PATTERN",
     "USERNAME_PATTERN",
-    "AdminUserCreate",
-    "AdminUserPatch",
     "Email",
     "InvalidUserData",
+    "MeRead",
+    "MfaState",
     "NewPassword",
+    "Role",
+    "Roles",
     "UserCreate",
+    "UserExistsError",
+    "UserNotFound",
     "UserRead",
     "Username",
     "new_password_fields",
@@ -57,6 +61,14 @@ NewPassword = Annotated[
         "`details` name the reason (too_short, too_long, contains_username, too_common, too_weak).",
     ),
 ]
+
+
+class UserNotFound(NotFound):
+    """No such user (or it was deleted meanwhile)."""
+
+
+class UserExistsError(Conflict):
+    """A user with that username or e-mail already exists."""
 
 
 class InvalidUserData(InvalidInput):
@@ -115,6 +127,22 @@ class UserCreate(msgspec.Struct):
     roles: list[Role] = msgspec.field(default_factory=list)
 
 
+class MfaState(msgspec.Struct):
+    totp: bool = False
+    passkeys: int = 0
+    recovery_codes_left: int = 0
+
+
+class MeRead(msgspec.Struct):
+    id: str
+    username: str
+    email: str
+    email_verified: bool
+    roles: list[str]
+    created_at: dt.datetime
+    mfa: MfaState
+
+
 class UserRead(msgspec.Struct):
     id: str
     username: str
@@ -124,26 +152,6 @@ class UserRead(msgspec.Struct):
 
 
 Roles = Annotated[list[Role], msgspec.Meta(max_length=32, description="Role names (`admin` opens the admin API)")]
-
-
-@strict_body
-class AdminUserCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """An account made by an admin: with a password (verified at once), or without one (the user
-    gets an invitation mail with a set-password link and is verified by using it)."""
-
-    username: Username
-    email: Email
-    roles: Roles = msgspec.field(default_factory=list)
-    password: NewPassword | None = None
-
-
-@strict_body
-class AdminUserPatch(msgspec.Struct, forbid_unknown_fields=True):
-    """Only the fields given change. A role change or a deactivation ends every token of the user."""
-
-    email: Email | msgspec.UnsetType = msgspec.UNSET
-    roles: Roles | msgspec.UnsetType = msgspec.UNSET
-    is_active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 def new_password_fields(struct: type[msgspec.Struct]) -> list[str]:

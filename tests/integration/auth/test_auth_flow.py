@@ -276,19 +276,19 @@ async def test_deactivation_and_password_change_revoke_tokens(
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from auth_service.container import Resources
-    from auth_service.domain.users.service import UserService
+    from auth_service.domain.admin.by_name import AdminByName
 
     tokens = await login(client)
     engine = create_async_engine(settings.database.url)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     resources = Resources(settings, factory)
     async with factory() as session:
-        await UserService(session, resources.hasher, resources.revocation).set_password("alice", "a brand new password")
+        await AdminByName(session, resources.hasher, resources.revocation).set_password("alice", "a brand new password")
     assert_error(await verify(client, tokens["access_token"]), 401, "AUTH_TOKEN_REVOKED")
     tokens = await login(client, password="a brand new password")
     assert (await verify(client, tokens["access_token"])).status_code == 200
     async with factory() as session:
-        await UserService(session, resources.hasher, resources.revocation).set_active("alice", False)
+        await AdminByName(session, resources.hasher, resources.revocation).set_active("alice", False)
     assert_error(await verify(client, tokens["access_token"]), 401, "AUTH_TOKEN_REVOKED")
     response = await client.post("/api/v1/auth/login", json={"username": "alice", "password": "a brand new password"})
     assert_error(response, 401, "AUTH_INVALID_CREDENTIALS")
@@ -302,7 +302,7 @@ async def test_reactivated_user_gets_working_tokens(
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     from auth_service.container import Resources
-    from auth_service.domain.users.service import UserService
+    from auth_service.domain.admin.by_name import AdminByName
 
     await login(client)
     engine = create_async_engine(settings.database.url)
@@ -310,7 +310,7 @@ async def test_reactivated_user_gets_working_tokens(
     resources = Resources(settings, factory)
     for active in (False, True):
         async with factory() as session:
-            await UserService(session, resources.hasher, resources.revocation).set_active("alice", active)
+            await AdminByName(session, resources.hasher, resources.revocation).set_active("alice", active)
     await resources.close()
     await engine.dispose()
     tokens = await login(client)

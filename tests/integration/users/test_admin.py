@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.container import Resources
-from auth_service.domain.users.admin import AdminService, LastAdmin
-from auth_service.domain.users.schemas import AdminUserPatch
+from auth_service.domain.admin.schemas import AdminUserPatch
+from auth_service.domain.admin.service import AdminService, LastAdmin
 from auth_service.lib.audit import Actor
 from auth_service.settings import Settings
 from tests.conftest import run_engine
@@ -718,7 +718,7 @@ async def test_a_page_after_a_cursor_starts_its_index_scan_at_the_cursor(
     in bench/; this reads the plan of the statement the listing really sends)."""
     from sqlalchemy import event
 
-    from auth_service.domain.users.audit import AdminReads, LoginRecordFilter
+    from auth_service.domain.admin.reads import AdminReads, LoginRecordFilter
     from auth_service.lib.pagination import encode_cursor
 
     async with run_engine(settings.database.url).begin() as conn:  # 2,000 records over 100 names and IPs

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.container import Resources
-from auth_service.domain.users.schemas import UserCreate
-from auth_service.domain.users.service import UserExistsError, UserService
+from auth_service.domain.admin.by_name import AdminByName
+from auth_service.domain.users.schemas import UserCreate, UserExistsError
 from auth_service.settings import Settings
 from tests.factories import create_user
 
@@ -27,7 +27,7 @@ async def resources(settings: Settings) -> AsyncIterator[Any]:
 
 async def _create(resources: Any, username: str, email: str) -> Any:
     async with resources.session_factory() as session:
-        return await UserService(session, resources.hasher, resources.revocation).create(
+        return await AdminByName(session, resources.hasher, resources.revocation).create(
             UserCreate(username=username, email=email, password="a long enough password")
         )
 

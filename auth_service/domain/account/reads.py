@@ -10,26 +10,11 @@ import msgspec
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.users.schemas import MeRead, MfaState
 from auth_service.lib.pagination import decode_cursor, encode_cursor
 from db.sql import login_records, refresh_tokens, users
 
-__all__ = ["Account", "LoginPage", "LoginRead", "MeRead", "MfaState", "SessionRead"]
-
-
-class MfaState(msgspec.Struct):
-    totp: bool = False
-    passkeys: int = 0
-    recovery_codes_left: int = 0
-
-
-class MeRead(msgspec.Struct):
-    id: str
-    username: str
-    email: str
-    email_verified: bool
-    roles: list[str]
-    created_at: dt.datetime
-    mfa: MfaState
+__all__ = ["Account", "LoginPage", "LoginRead", "SessionRead"]
 
 
 class SessionRead(msgspec.Struct):

@@ -18,7 +18,7 @@ import msgspec
 from sqlalchemy import literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.users.admin import COLUMNS, AdminUserRead, read_user
+from auth_service.domain.admin.service import COLUMNS, AdminUserRead, read_user
 from auth_service.lib.pagination import decode_cursor, encode_cursor
 from db.models import identity_key
 from db.sql import audit_events, login_records, users

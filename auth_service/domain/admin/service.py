@@ -30,15 +30,15 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.admin.schemas import AdminUserCreate, AdminUserPatch
 from auth_service.domain.sessions.revocation import RevocationStore
-from auth_service.domain.users.account import MeRead, MfaState
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, end_links, link_mail, write_mail
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch, stored_email
+from auth_service.domain.users.schemas import MeRead, MfaState, UserExistsError, UserNotFound, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
-from auth_service.lib.errors import Conflict, NotFound, ServiceUnavailable
+from auth_service.lib.errors import Conflict, ServiceUnavailable
 from auth_service.settings import LinkSettings
 from db.models import identity_key
 from db.sql import users
@@ -50,8 +50,6 @@ __all__ = [
     "AdminService",
     "AdminUserRead",
     "LastAdmin",
-    "UserExistsError",
-    "UserNotFound",
     "parse_id",
     "read_user",
 ]
@@ -67,14 +65,6 @@ class AdminUserRead(MeRead):
 
     is_active: bool
     updated_at: dt.datetime
-
-
-class UserNotFound(NotFound):
-    """No such user (or it was deleted meanwhile)."""
-
-
-class UserExistsError(Conflict):
-    """A user with that username or e-mail already exists."""
 
 
 class LastAdmin(Conflict):

@@ -1,5 +1,5 @@
-"""HTTP endpoints of /api/v1/users/me (the caller's own account, sessions and login history) and
-of /api/v1/admin (users, login records and the audit log, for the `admin` role)."""
+"""HTTP endpoints of /api/v1/admin (users, login records and the audit log, for the `admin`
+role), and the middleware that counts them."""
 
 from __future__ import annotations
 
@@ -9,18 +9,15 @@ import uuid
 from typing import Annotated
 
 import structlog
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.domain.sessions.deps import provide_session_service
-from auth_service.domain.sessions.service import SessionService
-from auth_service.domain.users.account import Account, LoginPage, SessionRead
-from auth_service.domain.users.admin import ADMIN_ROLE, AdminService, AdminUserRead, parse_id
-from auth_service.domain.users.audit import (
+from auth_service.domain.admin.deps import provide_admin_reads, provide_admin_service
+from auth_service.domain.admin.reads import (
     AdminReads,
     AuditEventPage,
     AuditFilter,
@@ -29,92 +26,18 @@ from auth_service.domain.users.audit import (
     UserFilter,
     UserPage,
 )
-from auth_service.domain.users.deps import provide_admin_reads, provide_admin_service
-from auth_service.domain.users.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.domain.admin.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.domain.admin.service import ADMIN_ROLE, AdminService, AdminUserRead, parse_id
 from auth_service.lib.audit import Actor
-from auth_service.lib.crypto.tokens import AccessClaims
-from auth_service.lib.errors import InvalidInput, NotFound
-from auth_service.lib.http import error_responses, require_json_body
+from auth_service.lib.errors import InvalidInput
+from auth_service.lib.http import AUTH, BEARER, ERRORS, ApiController, require_json_body
 from auth_service.lib.pagination import CURSOR_MAX_LENGTH, CURSOR_PATTERN, MAX_LIMIT
 from auth_service.lib.principal import requires_role
-from observability.metrics import record_admin_request, record_session_revoked
+from observability.metrics import record_admin_request
 
-__all__ = ["AdminController", "AdminMetrics", "MeController", "provide_account"]
+__all__ = ["AdminController", "AdminMetrics"]
 
 log = structlog.get_logger()
-_BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
-
-
-async def provide_account(db_session: NamedDependency[AsyncSession], claims: NamedDependency[AccessClaims]) -> Account:
-    return Account(db_session, uuid.UUID(claims.sub))
-
-
-class MeController(Controller):
-    path = "/api/v1/users/me"
-    tags = ["account"]
-    dependencies = {"account": Provide(provide_account)}
-
-    @get(
-        "/sessions",
-        summary="My sessions",
-        description="Every live session (a login and its refreshes): when it started, when it was last "
-        "refreshed, its login's IP address and user agent; `current` marks the caller's own.",
-        security=_BEARER,
-        responses=error_responses(401, 429, 503),
-    )
-    async def sessions(
-        self, account: NamedDependency[Account], claims: NamedDependency[AccessClaims]
-    ) -> list[SessionRead]:
-        return await account.sessions(claims.sid, dt.datetime.now(dt.UTC))
-
-    @delete(
-        "/sessions/{session_id:str}",
-        status_code=HTTP_204_NO_CONTENT,
-        summary="End one of my sessions",
-        description="Its refresh tokens and its access tokens stop working at once; the other sessions "
-        "go on. An id that is not one of the caller's live sessions is 404.",
-        dependencies={"sessions": Provide(provide_session_service)},
-        security=_BEARER,
-        responses=error_responses(400, 401, 404, 429, 503),
-    )
-    async def end_session(
-        self,
-        session_id: Annotated[str, Parameter(max_length=64, description="A session id from GET /sessions")],
-        account: NamedDependency[Account],
-        sessions: NamedDependency[SessionService],
-        claims: NamedDependency[AccessClaims],
-    ) -> None:
-        try:
-            family = uuid.UUID(session_id)
-        except ValueError:
-            raise NotFound("no such session") from None
-        if not await account.owns_live_session(family, dt.datetime.now(dt.UTC)):
-            raise NotFound("no such session")  # someone else's, ended, or unknown: the same answer
-        await sessions.revoke_session(uuid.UUID(claims.sub), family)
-        record_session_revoked("self")
-        log.info("session.revoked", user_id=claims.sub, current=session_id == claims.sid)
-
-    @get(
-        "/logins",
-        summary="My login history",
-        description="The caller's own login records, newest first; pass `next_cursor` back as `cursor` "
-        "for the next page (null on the last).",
-        security=_BEARER,
-        responses=error_responses(400, 401, 429, 503),
-    )
-    async def logins(
-        self,
-        account: NamedDependency[Account],
-        limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="Records per page")] = 20,
-        cursor: Annotated[
-            str | None,
-            Parameter(
-                pattern=CURSOR_PATTERN, max_length=CURSOR_MAX_LENGTH, description="`next_cursor` of the page before"
-            ),
-        ] = None,
-    ) -> LoginPage:
-        return await account.logins(limit, cursor)
-
 
 # ---- /api/v1/admin ------------------------------------------------------------------------------
 
@@ -127,15 +50,20 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # PostgreSQL refuses NUL in text: a 400 her
 
 
 class AdminMetrics:
-    """ASGI middleware of the admin routes: admin_requests_total{operation,outcome}, counted from
-    the status every request ends with (guards' 401/403 included: they answer inside it)."""
+    """The app's ASGI middleware for the admin routes (those whose opt names an
+    `admin_operation`): admin_requests_total{operation,outcome}, counted from the status every
+    request ends with. It runs outside the authentication middleware, so a 401 is counted as a
+    guard's 403 is."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = scope.get("route_handler")
-        operation = str(handler.opt.get(_ADMIN_OPERATION, "other")) if handler is not None else "other"
+        operation = handler.opt.get(_ADMIN_OPERATION) if handler is not None else None
+        if scope["type"] != ScopeType.HTTP or operation is None:
+            await self.app(scope, receive, send)
+            return
         status = 500
 
         async def observe(message: Message) -> None:
@@ -148,11 +76,13 @@ class AdminMetrics:
             await self.app(scope, receive, observe)
         finally:
             outcome = "ok" if status < 400 else _OUTCOMES.get(status, "error")
-            record_admin_request(operation, outcome)
+            record_admin_request(str(operation), outcome)
 
 
-def _op(name: str) -> dict[str, str]:
-    return {_ADMIN_OPERATION: name}
+def _op(name: str, *errors: int) -> dict[str, object]:
+    """The operation's name (its metric label and audit name) and what it answers beyond the
+    controller's errors."""
+    return {_ADMIN_OPERATION: name, ERRORS: errors}
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -187,15 +117,15 @@ _Until = Annotated[dt.datetime | None, Parameter(description="Before this instan
 _UserId = Annotated[str, Parameter(max_length=64, description="The user's id")]
 
 
-class AdminController(Controller):
+class AdminController(ApiController):
     """Users, their sessions and the records of what happened, for the `admin` role (everyone
     else: 403 FORBIDDEN; no token: 401). Every change is audited in its own transaction."""
 
     path = "/api/v1/admin"
     tags = ["admin"]
     guards = [requires_role(ADMIN_ROLE)]
-    middleware = [AdminMetrics]
-    security = _BEARER
+    opt = {AUTH: BEARER}
+    errors = (400, 403, 429, 503)
     dependencies = {"admin": Provide(provide_admin_service), "reads": Provide(provide_admin_reads)}
 
     @get(
@@ -204,7 +134,6 @@ class AdminController(Controller):
         summary="List users",
         description="Newest first; `q` matches a username or e-mail prefix (case-insensitive), `role` a role, "
         "`active` the flag. Pass `next_cursor` back as `cursor` for the next page (null on the last).",
-        responses=error_responses(400, 401, 403, 429, 503),
     )
     async def list_users(
         self,
@@ -223,29 +152,26 @@ class AdminController(Controller):
     @post(
         "/users",
         before_request=require_json_body,
-        opt=_op("users.create"),
+        opt=_op("users.create", 409),
         status_code=HTTP_201_CREATED,
         summary="Create a user",
         description="With a `password` (the policy applies) the user is verified at once; without one the "
         "user gets an invitation mail with a set-password link (valid INVITATION_TTL_HOURS) and is verified by "
         "using it. A taken username or e-mail is 409 CONFLICT.",
-        responses=error_responses(400, 401, 403, 409, 413, 415, 429, 503),
     )
     async def create_user(
         self,
         data: JSONBody[AdminUserCreate],
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> Response[AdminUserRead]:
-        user = await admin.create(data, actor.as_user(claims.sub))
+        user = await admin.create(data, actor)
         return Response(user, status_code=HTTP_201_CREATED)
 
     @get(
         "/users/{user_id:str}",
-        opt=_op("users.get"),
+        opt=_op("users.get", 404),
         summary="One user",
-        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def get_user(self, user_id: _UserId, admin: NamedDependency[AdminService]) -> AdminUserRead:
         return await admin.get(parse_id(user_id))
@@ -253,13 +179,12 @@ class AdminController(Controller):
     @patch(
         "/users/{user_id:str}",
         before_request=require_json_body,
-        opt=_op("users.update"),
+        opt=_op("users.update", 404, 409),
         summary="Change a user",
         description="Only the fields given change. A role change or a deactivation makes the user's existing "
         "tokens stop working at once (roles are in the tokens); an activation leaves the old ones dead. A new "
         "address ends the links mailed to the old one, which is told; it is verified if the old one was. The "
         "last active admin cannot be deactivated or lose `admin` (409); an address taken is 409 too.",
-        responses=error_responses(400, 401, 403, 404, 409, 413, 415, 429, 503),
     )
     async def update_user(
         self,
@@ -267,81 +192,72 @@ class AdminController(Controller):
         data: JSONBody[AdminUserPatch],
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> AdminUserRead:
-        return await admin.update(parse_id(user_id), data, actor.as_user(claims.sub))
+        return await admin.update(parse_id(user_id), data, actor)
 
     @delete(
         "/users/{user_id:str}",
-        opt=_op("users.delete"),
+        opt=_op("users.delete", 404, 409),
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a user",
         description="Its sessions and links go with it; login records keep their rows with `user_id` null and "
         "the typed username. The last active admin cannot be deleted (409).",
-        responses=error_responses(400, 401, 403, 404, 409, 429, 503),
     )
     async def delete_user(
         self,
         user_id: _UserId,
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> None:
-        await admin.delete(parse_id(user_id), actor.as_user(claims.sub))
+        await admin.delete(parse_id(user_id), actor)
 
     @post(
         "/users/{user_id:str}/logout",
-        opt=_op("users.logout"),
+        opt=_op("users.logout", 404),
         status_code=HTTP_204_NO_CONTENT,
         summary="End every session of a user",
         description="Every refresh token and access token of the user stops working at once.",
-        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def logout_user(
         self,
         user_id: _UserId,
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> None:
-        await admin.logout_all(parse_id(user_id), actor.as_user(claims.sub))
+        await admin.logout_all(parse_id(user_id), actor)
 
     @post(
         "/users/{user_id:str}/password-reset",
-        opt=_op("users.password_reset"),
+        opt=_op("users.password_reset", 404, 409),
         status_code=HTTP_202_ACCEPTED,
         summary="Mail a user a password-reset link",
         description="The link is single-use and valid PASSWORD_RESET_TTL_MINUTES; the current password keeps "
         "working until it is used. A deactivated user is 409.",
-        responses=error_responses(400, 401, 403, 404, 409, 429, 503),
     )
     async def send_password_reset(
         self,
         user_id: _UserId,
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> Response[None]:
-        await admin.send_reset(parse_id(user_id), actor.as_user(claims.sub))
+        await admin.send_reset(parse_id(user_id), actor)
         return Response(None, status_code=HTTP_202_ACCEPTED)
 
     @delete(
         "/users/{user_id:str}/mfa",
-        opt=_op("users.mfa_reset"),
+        opt=_op("users.mfa_reset", 404),
         status_code=HTTP_204_NO_CONTENT,
         summary="Remove a user's second factors",
         description="Emergency access: TOTP, passkeys and recovery codes are removed; the next login asks for "
         "the password only.",
-        responses=error_responses(400, 401, 403, 404, 429, 503),
     )
     async def reset_mfa(
         self,
         user_id: _UserId,
         admin: NamedDependency[AdminService],
         actor: NamedDependency[Actor],
-        claims: NamedDependency[AccessClaims],
     ) -> None:
-        await admin.reset_mfa(parse_id(user_id), actor.as_user(claims.sub))
+        await admin.reset_mfa(parse_id(user_id), actor)
 
     @get(
         "/login-records",
@@ -349,7 +265,6 @@ class AdminController(Controller):
         summary="Login records",
         description="Every login attempt, newest first, filtered by user, typed username (exact), IP, outcome "
         "and time window; each filter is an index range, fast on millions of rows.",
-        responses=error_responses(400, 401, 403, 429, 503),
     )
     async def login_records(
         self,
@@ -382,7 +297,6 @@ class AdminController(Controller):
         summary="Audit events",
         description="What admins, the CLI and users did to accounts, newest first, filtered by actor, action, "
         "target and time window. The log is append-only.",
-        responses=error_responses(400, 401, 403, 429, 503),
     )
     async def audit_events(
         self,
