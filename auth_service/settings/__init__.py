@@ -5,8 +5,8 @@ variable a field is read from (its name is the contract), its default, its descr
 in the group's `problems()`, its checks. `load_settings` reads every declared variable from
 `.env` overlaid with the process environment, reports every malformed or inconsistent value at
 once, one line each naming its variable (`SettingsError`), and resolves the few derived
-defaults (the database role's password). The configuration reference of the docs is generated
-from the same declaration (`describe`).
+defaults (the database role's password, the passkeys' RP id and origins). The configuration
+reference of the docs is generated from the same declaration (`describe`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from auth_service.settings.policy import (
     LimitSettings,
     LinkSettings,
     MailSettings,
+    MfaSettings,
     PageSettings,
     PasswordSettings,
     RateLimits,
@@ -60,6 +61,7 @@ __all__ = [
     "LimitSettings",
     "LinkSettings",
     "MailSettings",
+    "MfaSettings",
     "PageSettings",
     "PasswordSettings",
     "RateLimit",
@@ -90,6 +92,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     passwords: PasswordSettings = msgspec.field(default_factory=PasswordSettings)
     links: LinkSettings = msgspec.field(default_factory=LinkSettings)
     accounts: AccountSettings = msgspec.field(default_factory=AccountSettings)
+    mfa: MfaSettings = msgspec.field(default_factory=MfaSettings)
     mail: MailSettings = msgspec.field(default_factory=MailSettings)
     telemetry: TelemetrySettings = msgspec.field(default_factory=TelemetrySettings)
     pages: PageSettings = msgspec.field(default_factory=PageSettings)
@@ -105,11 +108,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         problems: Problems = []
         for name in _GROUPS:
             group = getattr(self, name)
-            problems += group.problems(self.tokens) if name == "keys" else group.problems()
+            if name in _CHECKED_WITH:
+                problems += group.problems(getattr(self, _CHECKED_WITH[name]))
+            else:
+                problems += group.problems()
         return problems
 
 
 _GROUPS = tuple(field.name for field in msgspec.structs.fields(Settings))
+# Groups whose checks read another group: SECRET_KEY must differ from the JWT key; the passkeys'
+# RP id and origins default to the app's URL.
+_CHECKED_WITH = {"keys": "tokens", "mfa": "app"}
 
 
 class Declared(NamedTuple):
@@ -175,6 +184,7 @@ def load_settings(env: dict[str, str] | None = None, env_file: str | Path | None
     settings = msgspec.convert(values, Settings)
     if problems := malformed + settings.problems():
         raise SettingsError(problems)
+    settings = msgspec.structs.replace(settings, mfa=settings.mfa.resolved(settings.app))
     if not settings.database.service_password:
         derived = settings.purpose_keys.key("database-service-password").hex()
         database = msgspec.structs.replace(settings.database, service_password=derived)

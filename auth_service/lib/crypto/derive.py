@@ -31,6 +31,7 @@ Purpose = Literal[
     "totp",
     "signing-key-wrap",
     "cookie",
+    "recovery-code",
 ]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _INFO_PREFIX = b"auth-service/v1/"

@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _scratch_database() -> tuple[str, Any]:
@@ -159,8 +159,12 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         upgrade(url)
         assert current_revision(url) == HEAD
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
-        assert tables <= asyncio.run(_tables(url))
+        second_factors = {"mfa_totp", "mfa_recovery_codes", "webauthn_credentials"}
+        assert tables | second_factors <= asyncio.run(_tables(url))
         downgrade(url)  # one step
+        assert current_revision(url) == "0008"
+        assert not second_factors & asyncio.run(_tables(url))
+        downgrade(url)
         assert current_revision(url) == "0007"
         downgrade(url)
         assert current_revision(url) == "0006"
