@@ -31,6 +31,7 @@ from auth_service.settings.declare import (
     host_problem,
     normalize_database_url,
 )
+from auth_service.settings.factors import MfaSettings
 from auth_service.settings.infra import AppSettings, DatabaseSettings, JobSettings, RedisSettings, TelemetrySettings
 from auth_service.settings.policy import (
     ASYMMETRIC_ALGORITHMS,
@@ -40,7 +41,6 @@ from auth_service.settings.policy import (
     LimitSettings,
     LinkSettings,
     MailSettings,
-    MfaSettings,
     PageSettings,
     PasswordSettings,
     RateLimits,
