@@ -11,19 +11,18 @@ import time
 
 from argon2 import PasswordHasher, Type
 
-from auth_service.settings import Settings
+from auth_service.settings import PasswordSettings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    defaults = Settings.__struct_defaults__  # the service's own parameters, not a copy of them
-    fields = dict(zip(Settings.__struct_fields__[-len(defaults) :], defaults, strict=True))
+    params = PasswordSettings()  # the service's own defaults, not a copy of them
     hasher = PasswordHasher(
-        time_cost=fields["argon2_time_cost"],
-        memory_cost=fields["argon2_memory_kib"],
-        parallelism=fields["argon2_parallelism"],
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
         type=Type.ID,
     )
     stored = hasher.hash("bench password 123")
@@ -48,9 +47,9 @@ def main() -> None:
             {
                 "rps": sum(counts) / elapsed,
                 "threads": threads,
-                "memory_kib": fields["argon2_memory_kib"],
-                "time_cost": fields["argon2_time_cost"],
-                "parallelism": fields["argon2_parallelism"],
+                "memory_kib": params.memory_kib,
+                "time_cost": params.time_cost,
+                "parallelism": params.parallelism,
             }
         )
     )
