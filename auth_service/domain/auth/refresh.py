@@ -92,8 +92,14 @@ class RefreshRotation:
         except BaseException:
             await self._session.rollback()
             raise
-        return self._issue(
-            rotation.user_id, rotation.username, rotation.roles, rotation.family_id, successor, self._refresh_ttl
+        return issue_pair(
+            self._tokens,
+            rotation.user_id,
+            rotation.username,
+            rotation.roles,
+            rotation.family_id,
+            successor,
+            self._refresh_ttl,
         )
 
     async def _refresh_not_live(self, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
@@ -116,8 +122,14 @@ class RefreshRotation:
         ):
             await self._session.commit()
             remaining = int((existing.successor_expires_at - now).total_seconds())
-            return self._issue(
-                existing.user_id, existing.username, existing.roles, existing.family_id, successor, remaining
+            return issue_pair(
+                self._tokens,
+                existing.user_id,
+                existing.username,
+                existing.roles,
+                existing.family_id,
+                successor,
+                remaining,
             )
         # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
         # of its own (this one's share lock cannot become the revocation's update lock).
@@ -128,14 +140,3 @@ class RefreshRotation:
 
     async def _revoke_session(self, user_id: uuid.UUID, family_id: uuid.UUID, reason: str) -> None:
         await SessionService(self._session, self._revocation).revoke_session(user_id, family_id, reason=reason)
-
-    def _issue(
-        self,
-        user_id: uuid.UUID,
-        username: str,
-        roles: list[str] | None,
-        family_id: uuid.UUID,
-        refresh_token: str,
-        refresh_expires_in: int,
-    ) -> IssuedTokens:
-        return issue_pair(self._tokens, user_id, username, roles, family_id, refresh_token, refresh_expires_in)

@@ -261,7 +261,7 @@ class AuthService:
         await self._limits.after_login(client.ip, username, attempt.gate, user_id=user_id)
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
-        return self._issue(user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
+        return issue_pair(self._tokens, user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
 
     async def _authenticate(self, username: str, password: str) -> tuple[LoginUser | None, VerifyResult]:
         """The user a login names and whether the password matches it (a dummy hash for none)."""
@@ -385,14 +385,3 @@ class AuthService:
         return await RefreshRotation(
             self._session, self._tokens, self._revocation, self._limits, self._refresh_ttl, self._grace
         ).refresh(presented, client)
-
-    def _issue(
-        self,
-        user_id: uuid.UUID,
-        username: str,
-        roles: list[str] | None,
-        family_id: uuid.UUID,
-        refresh_token: str,
-        refresh_expires_in: int,
-    ) -> IssuedTokens:
-        return issue_pair(self._tokens, user_id, username, roles, family_id, refresh_token, refresh_expires_in)
