@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from sqlalchemy import text
 
+from auth_service.container import Resources
+from auth_service.lib.crypto.account_links import token_hash
 from auth_service.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import make_settings, run_engine
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 from tests.resilience.conftest import Load, TcpProxy, envelope_ok, wait_until
@@ -135,6 +139,7 @@ async def test_frozen_redis_answers_503_within_the_timeout_then_recovers(
 # ---- a full hashing pool -----------------------------------------------------------------------
 
 ADMIN_USERS, REGISTER, CHANGE = "/api/v1/admin/users", "/api/v1/auth/register", "/api/v1/users/me/password"
+RESET_CONFIRM = "/api/v1/auth/password-reset/confirm"
 # One hash in flight at a time: the second of two overlapping hashes is refused at once.
 ONE_HASH = {
     "PASSWORD_HASH_WORKERS": "1",
@@ -149,11 +154,33 @@ async def test_a_full_hashing_pool_is_a_503_with_retry_after_on_every_endpoint_t
 ) -> None:
     """Eight requests that each hash a new password, all at once, on a pool of one: those the
     pool refuses answer 503 SERVICE_UNAVAILABLE with Retry-After, never 500, on admin create,
-    registration and password change alike (login had it already). Looped per endpoint until a
-    round really saw the pool full."""
+    registration, reset confirmation and password change alike (login had it already). Looped
+    per endpoint until a round really saw the pool full."""
     await create_user(settings, username="root", roles=["admin"])
     for i in range(8):
         await create_user(settings, username=f"changer{i}")
+    # Live reset links as the worker would mail them (bound to the address), ten rounds of eight,
+    # each for a user of its own: a completed reset ends the user's other links.
+    first = await create_user(settings, username="resetter0")
+    resetters = [first] + [
+        await create_user(settings, username=f"resetter{n}", password_hash=first.password_hash) for n in range(1, 80)
+    ]
+    links = Resources(settings).account_links
+    resets: list[str] = []
+    engine = run_engine(settings.database.url)
+    async with engine.begin() as conn:
+        for user in resetters:
+            token_id = uuid.uuid4()
+            resets.append(links.token(token_id, "reset"))
+            await conn.execute(
+                text(
+                    "INSERT INTO user_tokens (id, purpose, token_hash, user_id, email, expires_at) "
+                    "VALUES (:id, 'reset', :hash, :user, :email, now() + interval '10 minutes')"
+                ),
+                {"id": token_id, "hash": token_hash(resets[-1]), "user": user.id, "email": user.email},
+            )
+    await engine.dispose()
+    unused_resets = iter(resets)
     with api_server(settings, tmp_path, REGISTRATION_ENABLED="true", **ONE_HASH) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             admin = (await http.post(LOGIN, json={"username": "root", "password": DEFAULT_PASSWORD})).json()
@@ -177,7 +204,11 @@ async def test_a_full_hashing_pool_is_a_503_with_retry_after_on_every_endpoint_t
                 body = {"current_password": DEFAULT_PASSWORD, "new_password": f"changed secret {next(serial):05d}"}
                 return http.build_request("POST", CHANGE, json=body, headers=bearer(changers[i]["access_token"]))
 
-            for name, build, ok in (("admin create", admin_create, 201), ("register", register, 202)):
+            def reset(_: int) -> httpx.Request:
+                body = {"token": next(unused_resets), "new_password": f"reset secret {next(serial):05d}"}
+                return http.build_request("POST", RESET_CONFIRM, json=body)
+
+            async def until_busy(name: str, build: Callable[[int], httpx.Request], ok: int) -> None:
                 busy: list[httpx.Response] = []
                 for _ in range(10):
                     answers = await asyncio.gather(*(http.send(build(i)) for i in range(8)))
@@ -187,8 +218,12 @@ async def test_a_full_hashing_pool_is_a_503_with_retry_after_on_every_endpoint_t
                         break
                 assert busy, f"{name}: the pool was never full"
                 assert all(envelope_ok(a, "SERVICE_UNAVAILABLE") and a.headers["retry-after"] == "1" for a in busy)
+
+            await until_busy("admin create", admin_create, 201)
+            await until_busy("register", register, 202)
             # A password change hashes twice (the current password's check, then the new hash):
             # once, all at once, is enough to fill the pool at either step.
             answers = await asyncio.gather(*(http.send(change(i)) for i in range(8)))
             assert {a.status_code for a in answers} <= {200, 503}, [a.text for a in answers]
             assert any(a.status_code == 503 for a in answers)
+            await until_busy("reset confirm", reset, 204)
