@@ -122,7 +122,7 @@ class PasskeyEnrolment:
         await record(self._session, self._actor.as_user(user_id), AuditEntry("mfa.passkey.add", user_id, details))
         await self._session.commit()
         record_passkey_registration()
-        log.info("passkey.added", user_id=str(user_id), passkey_id=str(row.id))
+        log.info("passkey.added", user_id=str(user_id), credential=str(row.id))
         return row
 
     async def listed(self, user_id: uuid.UUID) -> list[PasskeyRow]:
@@ -150,4 +150,4 @@ class PasskeyEnrolment:
         details = {"credential": str(passkey_id), "name": name}
         await record(self._session, self._actor.as_user(user_id), AuditEntry("mfa.passkey.remove", user_id, details))
         await self._session.commit()
-        log.info("passkey.removed", user_id=str(user_id), passkey_id=str(passkey_id))
+        log.info("passkey.removed", user_id=str(user_id), credential=str(passkey_id))

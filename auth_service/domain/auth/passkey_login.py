@@ -104,7 +104,7 @@ class PasskeyLogin:
             metrics.record_passkey_login("invalid")
             raise
         metrics.record_passkey_login("success")
-        log.info("passkey.login_succeeded", user_id=str(user.id), passkey_id=str(verified.passkey_id))
+        log.info("passkey.login_succeeded", user_id=str(user.id), credential=str(verified.passkey_id))
         return issued
 
     async def _refused(self, refused: PasskeyRefused, client: ClientInfo, user_agent: str | None) -> None:

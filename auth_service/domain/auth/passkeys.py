@@ -145,7 +145,7 @@ class PasskeyAssertions:
             self._cloned(stored.id, stored.user_id, stored.sign_count)
             raise refuse("cloned") from None
         except WebAuthnError as exc:
-            log.info("passkey.assertion_refused", user_id=str(stored.user_id), passkey_id=str(stored.id), why=str(exc))
+            log.info("passkey.assertion_refused", user_id=str(stored.user_id), credential=str(stored.id), why=str(exc))
             raise refuse("invalid") from None
         # The check above read the counter; this statement moves it only if it is still a step
         # forward, so of two assertions racing with one counter value only one is accepted.
@@ -163,6 +163,6 @@ class PasskeyAssertions:
         log.warning(
             "passkey.cloned_authenticator",
             user_id=str(user_id),
-            passkey_id=str(passkey_id),
+            credential=str(passkey_id),
             stored_sign_count=stored_count,
         )
