@@ -3,9 +3,8 @@ and the passwordless login with every way it must be refused (one 401, never a 5
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
