@@ -43,7 +43,8 @@ CONFIG = schemathesis.Config.from_dict(
         # an account link's token is any string and only a live one works, so a schema-valid body
         # answers 400 LINK_INVALID there; and a sign-up whose password contains its own username
         # or is a common one (rules across fields or over a list, which no schema states) is a 400
-        # naming that reason.
+        # naming that reason; and a passkey registration is a signed answer to options only the
+        # browser holds, so a schema-valid one that does not verify is a 400 on `credential`.
         "operations": [
             {
                 "include-path": path,
@@ -53,7 +54,12 @@ CONFIG = schemathesis.Config.from_dict(
                     }
                 },
             }
-            for path in ("/api/v1/auth/password-reset/confirm", "/api/v1/auth/verify-email", "/api/v1/auth/register")
+            for path in (
+                "/api/v1/auth/password-reset/confirm",
+                "/api/v1/auth/verify-email",
+                "/api/v1/auth/register",
+                "/api/v1/users/me/passkeys",
+            )
         ],
     }
 )
