@@ -24,6 +24,7 @@ from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.account.controllers import AccountController
 from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.account.passkey_controllers import PasskeyController
+from auth_service.domain.account.passkey_page import PasskeysPage, static_assets_router
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
@@ -173,6 +174,8 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         NotMeController,
         ResetPasswordPage,
         VerifyEmailPage,
+        PasskeysPage,
+        static_assets_router(),
         HealthController,
         metrics_endpoint,
     ]
