@@ -50,11 +50,6 @@ async def _rows(settings: Settings, sql: str, **params: Any) -> list[Any]:
         return list((await conn.execute(text(sql), params)).mappings())
 
 
-@pytest.fixture
-def device(settings: Settings) -> SoftAuthenticator:
-    return SoftAuthenticator(origin=_origin(settings))
-
-
 async def test_registration_options_follow_our_choices(
     client: AsyncTestClient[Any], alice: Any, settings: Settings, device: SoftAuthenticator
 ) -> None:
@@ -183,48 +178,6 @@ async def test_wrong_origin_wrong_rp_bad_signature_unknown_credential_are_refuse
     ]
     # The genuine one still works.
     assert (await _passwordless(client, device)).status_code == 200
-
-
-async def test_a_lower_counter_is_refused_and_logged(
-    client: AsyncTestClient[Any], alice: Any, settings: Settings, device: SoftAuthenticator, caplog: Any
-) -> None:
-    await _register(client, (await login(client))["access_token"], device)
-    for _ in range(3):
-        assert (await _passwordless(client, device)).status_code == 200
-    clone = await _passwordless(client, device, count=2)
-    assert clone.status_code == 401 and clone.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
-    same = await _passwordless(client, device, count=3)  # the same counter again: a replay or a clone
-    assert same.status_code == 401
-    (stored,) = await _rows(settings, "SELECT sign_count FROM webauthn_credentials")
-    assert stored["sign_count"] == 3
-    reasons = await _rows(settings, "SELECT failure_reason, user_id FROM login_records WHERE success = false")
-    assert [r["failure_reason"] for r in reasons] == ["passkey_cloned", "passkey_cloned"]
-    assert all(r["user_id"] == alice.id for r in reasons)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert sum("passkey.cloned_authenticator" in w for w in warnings) == 2
-    assert (await _passwordless(client, device)).status_code == 200  # the real one goes on (4)
-
-
-async def test_an_authenticator_that_never_counts_always_signs_in(
-    client: AsyncTestClient[Any], alice: Any, settings: Settings
-) -> None:
-    synced = SoftAuthenticator(origin=_origin(settings), counts=False)
-    await _register(client, (await login(client))["access_token"], synced)
-    for _ in range(3):
-        assert (await _passwordless(client, synced)).status_code == 200
-    (stored,) = await _rows(settings, "SELECT sign_count FROM webauthn_credentials")
-    assert stored["sign_count"] == 0
-
-
-async def test_backup_flags_follow_the_last_assertion(
-    client: AsyncTestClient[Any], alice: Any, settings: Settings, device: SoftAuthenticator
-) -> None:
-    token = (await login(client))["access_token"]
-    await _register(client, token, device)
-    device.backed_up = False
-    assert (await _passwordless(client, device)).status_code == 200
-    (item,) = (await client.get(PASSKEYS, headers=bearer(token))).json()
-    assert item["backed_up"] is False and item["backup_eligible"] is True and item["last_used_at"] is not None
 
 
 async def test_an_inactive_user_is_refused_alike(
