@@ -160,6 +160,8 @@ class PasskeyAssertions:
 
     @staticmethod
     def _cloned(passkey_id: uuid.UUID, user_id: uuid.UUID, stored_count: int) -> None:
+        """A valid signature whose counter did not go up: worth an operator's look (a copied key,
+        or a replay), so a warning; the caller counts it with its outcome."""
         log.warning(
             "passkey.cloned_authenticator",
             user_id=str(user_id),
