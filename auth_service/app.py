@@ -23,8 +23,11 @@ from auth_service.cli.plugin import AuthServiceCLI
 from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.account.controllers import AccountController
 from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
+from auth_service.domain.account.passkey_controllers import PasskeyController
+from auth_service.domain.account.passkey_page import PasskeysPage, static_assets_router
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
+from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
@@ -165,10 +168,14 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     route_handlers: list[object] = [
         AuthController,
         AccountController,
+        PasskeyController,
+        PasskeyLoginController,
         AdminController,
         NotMeController,
         ResetPasswordPage,
         VerifyEmailPage,
+        PasskeysPage,
+        static_assets_router(),
         HealthController,
         metrics_endpoint,
     ]

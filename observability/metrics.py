@@ -22,6 +22,8 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | jobs.runs | jobs_runs_total | task, outcome |
 | audit.events | audit_events_total | action (committed audit events) |
 | admin.requests | admin_requests_total | operation, outcome |
+| auth.passkey.registrations | auth_passkey_registrations_total | |
+| auth.passkey.logins | auth_passkey_logins_total | outcome (success, or why a passwordless login was refused) |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
@@ -48,6 +50,7 @@ __all__ = [
     "JOB_OUTCOMES",
     "LIMITED_ENDPOINTS",
     "LOGIN_FAILURE_REASONS",
+    "PASSKEY_LOGIN_OUTCOMES",
     "TOKEN_TYPES",
     "active_users",
     "admin_requests",
@@ -58,12 +61,16 @@ __all__ = [
     "job_duration",
     "job_runs",
     "login_attempts",
+    "passkey_logins",
+    "passkey_registrations",
     "password_changes",
     "password_resets",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
     "record_admin_request",
     "record_audit_event",
+    "record_passkey_login",
+    "record_passkey_registration",
     "record_password_change",
     "record_password_reset",
     "record_registration",
@@ -126,6 +133,12 @@ registrations = _meter.create_counter(
 password_changes = _meter.create_counter(
     "auth.password.changes", description="Passwords changed by their owner (current password given)"
 )
+passkey_registrations = _meter.create_counter(
+    "auth.passkey.registrations", description="Passkeys registered by their owner"
+)
+passkey_logins = _meter.create_counter(
+    "auth.passkey.logins", description="Passwordless (passkey) logins by outcome: success or why it was refused"
+)
 audit_events = _meter.create_counter("audit.events", description="Audit events committed, by action")
 admin_requests = _meter.create_counter(
     "admin.requests", description="Admin API requests by operation and outcome (ok, or the refusal's kind)"
@@ -145,6 +158,8 @@ DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
 SESSION_REVOKERS = ("self", "admin")
 RESET_STAGES = ("requested", "completed")
+# domain/auth/passkey_login.py: success, or the refusal's reason (domain/auth/passkeys.py).
+PASSKEY_LOGIN_OUTCOMES = ("success", "malformed", "unknown", "invalid", "cloned", "inactive", "expired")
 
 
 # The audit log's actions (DESIGN.md; auth_service/lib/audit.py refuses any other), and the admin
@@ -218,6 +233,14 @@ def record_session_revoked(by: str, sessions: int = 1) -> None:
     session_revocations.add(sessions, {"by": by})
 
 
+def record_passkey_registration() -> None:
+    passkey_registrations.add(1)
+
+
+def record_passkey_login(outcome: str) -> None:
+    passkey_logins.add(1, {"outcome": outcome})
+
+
 def start_at_zero(counter: Counter, attribute_sets: Iterable[Mapping[str, str]]) -> None:
     """Export `counter` at 0 for each attribute set (adding 0 changes no count already made)."""
     for attributes in attribute_sets:
@@ -241,6 +264,8 @@ def start_api_counters() -> None:
     start_at_zero(verifications, [{}])
     start_at_zero(registrations, [{"outcome": outcome} for outcome in REGISTRATION_OUTCOMES])
     start_at_zero(audit_events, [{"action": action} for action in AUDIT_ACTIONS])
+    start_at_zero(passkey_registrations, [{}])
+    start_at_zero(passkey_logins, [{"outcome": outcome} for outcome in PASSKEY_LOGIN_OUTCOMES])
     start_at_zero(
         admin_requests, [{"operation": op, "outcome": outcome} for op in ADMIN_OPERATIONS for outcome in ADMIN_OUTCOMES]
     )

@@ -27,7 +27,10 @@ _ENV = Environment(
 )
 
 
-def page(template: str, *, status: int = 200, **context: Any) -> Response[str]:
-    """pages/`template`.html.j2 rendered with `context`, as an HTML response."""
+def page(template: str, *, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Response[str]:
+    """pages/`template`.html.j2 rendered with `context`, as an HTML response (`headers` replace
+    PAGE_HEADERS' of the same name: a page that runs our script widens its CSP for that only)."""
     document = _ENV.get_template(f"pages/{template}.html.j2").render(**context)
-    return Response(document, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS)
+    return Response(
+        document, status_code=status, media_type=MediaType.HTML, headers={**PAGE_HEADERS, **(headers or {})}
+    )

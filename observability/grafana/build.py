@@ -57,7 +57,7 @@ def _row(title: str) -> tuple[str, str, list[tuple[str, str]]]:
 DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]]]]] = {
     "auth-authentication": (
         "Auth service / Authentication",
-        "Logins by outcome and reason, tokens issued, token timings, rate-limit rejections.",
+        "Logins by outcome and reason, tokens issued, token timings, rate-limit rejections, passkeys.",
         [
             (
                 "Login attempts by outcome",
@@ -89,6 +89,13 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 "Rate-limit rejections by endpoint",
                 "reqps",
                 [("{{endpoint}}", f"sum by (endpoint) (rate(ratelimit_rejections_total[{W}]))")],
+            ),
+            _row("Passkeys"),
+            ("Passkeys registered", "ops", [("registered", f"sum(rate(auth_passkey_registrations_total[{W}]))")]),
+            (
+                "Passwordless logins by outcome",
+                "reqps",
+                [("{{outcome}}", f"sum by (outcome) (rate(auth_passkey_logins_total[{W}]))")],
             ),
             _row("Audit"),
             (

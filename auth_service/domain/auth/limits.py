@@ -159,6 +159,19 @@ class EndpointLimits:
         except RedisError:
             log.warning("ratelimit.redis_unavailable", endpoint="login")
 
+    async def passkey_login(self, ip: str) -> None:
+        """A passwordless login spends a slot of the IP's login limit (RATE_LIMIT_LOGIN), as a
+        password login does: one budget per IP, whatever the way in. Fails closed, as logins do.
+        No per-username budget: there is no password to guess, and no username before the check."""
+        if not self.enabled:
+            return
+        try:
+            (decision,) = await self.limiter.check([Check(self.limiter.key("login", ip), self.rules.login)])
+        except RedisError:
+            raise _fail_closed("login") from None
+        if not decision.allowed:
+            raise _refused(decision, "login")
+
     async def before_refresh(self, ip: str, family: str) -> None:
         """Per IP (spent) and per family (only looked at), before any DB work. Fails closed."""
         if not self.enabled:

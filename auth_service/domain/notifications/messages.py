@@ -3,6 +3,7 @@ happened, when (UTC), from where, and what to do."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -17,6 +18,8 @@ __all__ = [
     "daily_report",
     "invitation",
     "login_notification",
+    "passkey_added",
+    "passkey_removed",
     "password_changed",
     "password_reset",
     "suspicious_alert",
@@ -106,8 +109,25 @@ def invitation(username: str, details: dict[str, Any], action: str) -> Rendered:
     )
 
 
+def _passkey(added: bool) -> Callable[[str, dict[str, Any], str], Rendered]:
+    def render(username: str, details: dict[str, Any], action: str) -> Rendered:
+        name = str(details.get("name") or "a passkey")
+        when = str(details.get("timestamp", ""))
+        what = f'The passkey "{name}" was {"added to" if added else "removed from"} your account'
+        subject = "A passkey was added to your account" if added else "A passkey was removed from your account"
+        return _render("passkey_changed", subject, username=username, what=what, when=when, action=action, link="")
+
+    return render
+
+
+passkey_added = _passkey(added=True)
+passkey_removed = _passkey(added=False)
+
+
 # The account mails (kind: render(username, details, action link)).
 ACCOUNT_MESSAGES = {
+    "passkey_added": passkey_added,
+    "passkey_removed": passkey_removed,
     "password_reset": password_reset,
     "password_changed": password_changed,
     "verify_email": verify_email,
