@@ -22,6 +22,8 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | jobs.runs | jobs_runs_total | task, outcome |
 | audit.events | audit_events_total | action (committed audit events) |
 | admin.requests | admin_requests_total | operation, outcome |
+| auth.mfa.challenges | auth_mfa_challenges_total | method (totp, recovery_code, webauthn, enroll), outcome (required, success, failure, invalid_token) |
+| auth.mfa.enrolments | auth_mfa_enrolments_total | method (totp, webauthn) |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
@@ -48,6 +50,8 @@ __all__ = [
     "JOB_OUTCOMES",
     "LIMITED_ENDPOINTS",
     "LOGIN_FAILURE_REASONS",
+    "MFA_METHODS",
+    "MFA_OUTCOMES",
     "TOKEN_TYPES",
     "active_users",
     "admin_requests",
@@ -58,12 +62,16 @@ __all__ = [
     "job_duration",
     "job_runs",
     "login_attempts",
+    "mfa_challenges",
+    "mfa_enrolments",
     "password_changes",
     "password_resets",
     "ratelimit_redis_failures",
     "ratelimit_rejections",
     "record_admin_request",
     "record_audit_event",
+    "record_mfa_challenge",
+    "record_mfa_enrolment",
     "record_password_change",
     "record_password_reset",
     "record_registration",
@@ -130,6 +138,12 @@ audit_events = _meter.create_counter("audit.events", description="Audit events c
 admin_requests = _meter.create_counter(
     "admin.requests", description="Admin API requests by operation and outcome (ok, or the refusal's kind)"
 )
+mfa_challenges = _meter.create_counter(
+    "auth.mfa.challenges",
+    description="Second steps of logins by method and outcome (required: a challenge was issued; success, "
+    "failure: a right or wrong proof; invalid_token: an unknown, used, expired or foreign mfa_token)",
+)
+mfa_enrolments = _meter.create_counter("auth.mfa.enrolments", description="Second factors enrolled, by method")
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -137,9 +151,20 @@ job_duration = _meter.create_histogram(
 
 # The label values the counters take, as auth_service records them (domain/auth/service.py and
 # limits.py, server/exception_handlers.py, domain/system/controllers.py).
-LOGIN_FAILURE_REASONS = ("unknown_user", "bad_password", "inactive", "credentials_changed", "busy", "email_unverified")
+LOGIN_FAILURE_REASONS = (
+    "unknown_user",
+    "bad_password",
+    "inactive",
+    "credentials_changed",
+    "busy",
+    "email_unverified",
+    "mfa_failed",
+)
+MFA_METHODS = ("totp", "recovery_code", "webauthn", "enroll")
+MFA_OUTCOMES = ("required", "success", "failure", "invalid_token")
+MFA_ENROLMENT_METHODS = ("totp", "webauthn")
 # The endpoints with limits of their own; the per-IP limit of the other routes labels by route template.
-LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email")
+LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email", "mfa")
 TOKEN_TYPES = ("access", "refresh")
 DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
@@ -168,6 +193,7 @@ AUDIT_ACTIONS = (
     "mfa.passkey.add",
     "mfa.passkey.remove",
     "mfa.recovery.regenerate",
+    "mfa.recovery.use",
     "session.revoke",
     "account.register",
     "account.not_me",
@@ -189,6 +215,14 @@ ADMIN_OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "not_found", 
 
 def record_audit_event(action: str) -> None:
     audit_events.add(1, {"action": action})
+
+
+def record_mfa_challenge(method: str, outcome: str) -> None:
+    mfa_challenges.add(1, {"method": method, "outcome": outcome})
+
+
+def record_mfa_enrolment(method: str) -> None:
+    mfa_enrolments.add(1, {"method": method})
 
 
 def record_admin_request(operation: str, outcome: str) -> None:
@@ -241,6 +275,8 @@ def start_api_counters() -> None:
     start_at_zero(verifications, [{}])
     start_at_zero(registrations, [{"outcome": outcome} for outcome in REGISTRATION_OUTCOMES])
     start_at_zero(audit_events, [{"action": action} for action in AUDIT_ACTIONS])
+    start_at_zero(mfa_challenges, [{"method": m, "outcome": o} for m in MFA_METHODS for o in MFA_OUTCOMES])
+    start_at_zero(mfa_enrolments, [{"method": m} for m in MFA_ENROLMENT_METHODS])
     start_at_zero(
         admin_requests, [{"operation": op, "outcome": outcome} for op in ADMIN_OPERATIONS for outcome in ADMIN_OUTCOMES]
     )

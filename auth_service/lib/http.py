@@ -54,7 +54,8 @@ QUERY_TOKEN_PARAMETER = "access_token"
 
 _DESCRIPTIONS = {
     400: "VALIDATION_ERROR: the body or a parameter is malformed; `details` lists the fields",
-    401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
+    401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED, AUTH_TOKEN_REVOKED, "
+    "AUTH_MFA_REQUIRED (with `mfa`: the second step's token and methods) or AUTH_MFA_INVALID",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT: the username or e-mail address is taken, or the change would leave no active admin",

@@ -66,6 +66,7 @@ def verify_body(claims: AccessClaims) -> bytes:
             username=claims.username,
             roles=claims.roles,
             expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.exp)),
+            amr=claims.amr,
         )
     )
 

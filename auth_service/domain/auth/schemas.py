@@ -118,3 +118,7 @@ class VerifyResponse(msgspec.Struct):
     username: str
     roles: list[str]
     expires_at: Annotated[str, msgspec.Meta(description="ISO 8601 UTC, e.g. 2026-11-28T11:30:00Z")]
+    amr: Annotated[
+        list[str],
+        msgspec.Meta(description='How the login was proven (RFC 8176): ["pwd"], or ["pwd", "otp", "mfa"] with TOTP'),
+    ] = msgspec.field(default_factory=lambda: ["pwd"])
