@@ -38,6 +38,7 @@ from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
 from auth_service.server.openapi import (
     docs_assets_router,
+    document_one_of_bodies,
     document_password_policy,
     mark_optional_bodies,
     openapi_config,
@@ -198,5 +199,6 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
     if settings.pages.docs_enabled:
         mark_optional_bodies(app)
+        document_one_of_bodies(app)
         document_password_policy(app, Resources(settings).password_policy)
     return app

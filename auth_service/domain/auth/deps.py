@@ -13,6 +13,8 @@ from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.factors import MfaKit
+from auth_service.domain.auth.mfa.step import SecondStep
 from auth_service.domain.auth.service import AuthService, ClientInfo
 from auth_service.domain.auth.suspicious import SuspicionRules
 from auth_service.domain.auth.verify import TokenVerifier
@@ -29,6 +31,7 @@ __all__ = [
     "bearer_token",
     "provide_auth_service",
     "provide_client",
+    "provide_second_step",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -104,6 +107,7 @@ async def provide_auth_service(
     revocation: NamedDependency[RevocationStore],
     limits: NamedDependency[EndpointLimits],
     auth_policy: NamedDependency[AuthPolicy],
+    mfa: NamedDependency[MfaKit],
 ) -> AuthService:
     return AuthService(
         db_session,
@@ -115,7 +119,17 @@ async def provide_auth_service(
         reuse_grace=auth_policy.reuse_grace,
         suspicion=auth_policy.suspicion,
         require_verified_email=auth_policy.require_verified_email,
+        mfa=mfa,
     )
+
+
+async def provide_second_step(
+    db_session: NamedDependency[AsyncSession],
+    auth: NamedDependency[AuthService],
+    mfa: NamedDependency[MfaKit],
+    limits: NamedDependency[EndpointLimits],
+) -> SecondStep:
+    return SecondStep(db_session, auth, mfa, limits)
 
 
 def provide_client(request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]) -> ClientInfo:

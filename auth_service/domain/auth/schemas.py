@@ -9,12 +9,16 @@ import msgspec
 from auth_service.domain.users import schemas as users
 from auth_service.domain.users.schemas import NewPassword
 from auth_service.lib.crypto.account_links import TOKEN_MAX_LENGTH
-from auth_service.lib.http import strict_body
+from auth_service.lib.http import one_of_fields, strict_body
 
 __all__ = [
     "EmailChangeRequest",
     "LoginRequest",
     "LogoutRequest",
+    "MfaCode",
+    "MfaRequest",
+    "MfaToken",
+    "RecoveryCode",
     "PasswordChangeRequest",
     "PasswordResetConfirm",
     "PasswordResetRequest",
@@ -86,6 +90,38 @@ class PasswordResetRequest(msgspec.Struct, forbid_unknown_fields=True):
 class PasswordResetConfirm(msgspec.Struct, forbid_unknown_fields=True):
     token: AccountLinkToken
     new_password: NewPassword
+
+
+MfaToken = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", description="`error.mfa.mfa_token` of the login"
+    ),
+]
+# Any digits and spaces: a code of the wrong length is a wrong code (401), like a wrong one.
+MfaCode = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=16, pattern=r"^[0-9 ]+$", description="The authenticator app's 6-digit code"),
+]
+RecoveryCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 -]+$",
+        description="One of the recovery codes shown at enrolment (`xxxx-xxxx-xx`; case and dashes ignored)",
+    ),
+]
+
+
+@one_of_fields("code", "recovery_code", always=("mfa_token",))
+@strict_body
+class MfaRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The second step of a login: its `mfa_token` and exactly one proof."""
+
+    mfa_token: MfaToken
+    code: MfaCode | msgspec.UnsetType = msgspec.UNSET
+    recovery_code: RecoveryCode | msgspec.UnsetType = msgspec.UNSET
 
 
 class LoginRequest(msgspec.Struct):
