@@ -22,6 +22,7 @@ from sqlalchemy import event
 from auth_service.cli.plugin import AuthServiceCLI
 from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.account.controllers import AccountController
+from auth_service.domain.account.mfa_controllers import MfaController
 from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     route_handlers: list[object] = [
         AuthController,
         AccountController,
+        MfaController,
         AdminController,
         NotMeController,
         ResetPasswordPage,

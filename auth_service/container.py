@@ -146,9 +146,7 @@ class Resources:
         s, limiter = self.settings, self.limits.limiter
         prefix = s.redis.key_prefix
         return MfaKit(
-            pending=PendingLogins(
-                limiter, prefix=prefix, ttl=s.mfa.token_ttl_seconds, max_attempts=s.mfa.max_attempts
-            ),
+            pending=PendingLogins(limiter, prefix=prefix, ttl=s.mfa.token_ttl_seconds, max_attempts=s.mfa.max_attempts),
             replay=ReplayMarks(limiter, prefix=prefix),
             totp_key=s.purpose_keys.key("totp"),
             recovery_key=s.purpose_keys.key("recovery-code"),
@@ -219,7 +217,7 @@ class Resources:
 
     @cached_property
     def authenticator(self) -> Authenticator:
-        return Authenticator(self.verifier, self.limits, self.trusted_proxies)
+        return Authenticator(self.verifier, self.limits, self.trusted_proxies, self.mfa.pending)
 
     @cached_property
     def auth_policy(self) -> AuthPolicy:

@@ -104,6 +104,8 @@ def one_of_fields(*alternatives: str, always: tuple[str, ...] = ()) -> Callable[
         return cls
 
     return register
+
+
 # The JSON body's own refusals: malformed (400), too large (413), not JSON (415).
 _BODY_ERRORS = (400, 413, 415)
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]

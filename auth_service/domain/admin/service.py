@@ -31,6 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.admin.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.domain.auth.mfa.notify import factor_changed
+from auth_service.domain.auth.mfa.store import FactorStore, factor_columns
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, end_links, link_mail, write_mail
@@ -72,10 +74,19 @@ class LastAdmin(Conflict):
 
 
 _u = users.c
-COLUMNS = (_u.id, _u.username, _u.email, _u.email_verified, _u.roles, _u.created_at, _u.is_active, _u.updated_at)
+_BASE_COLUMNS = (_u.id, _u.username, _u.email, _u.email_verified, _u.roles, _u.created_at, _u.is_active, _u.updated_at)
+# The user's second factors beside its row (correlated subqueries: one statement per read, also
+# in an UPDATE's RETURNING). An INSERT's RETURNING cannot correlate them: a new user has none.
+COLUMNS = (*_BASE_COLUMNS, *factor_columns(users))
 
 
 def read_user(row: Any) -> AdminUserRead:
+    mapping = row._mapping
+    mfa = MfaState(
+        totp=bool(mapping.get("mfa_totp", False)),
+        passkeys=int(mapping.get("mfa_passkeys", 0) or 0),
+        recovery_codes_left=int(mapping.get("mfa_codes_left", 0) or 0),
+    )
     return AdminUserRead(
         str(row.id),
         row.username,
@@ -83,7 +94,7 @@ def read_user(row: Any) -> AdminUserRead:
         row.email_verified,
         list(row.roles or []),
         row.created_at,
-        MfaState(),
+        mfa,
         row.is_active,
         row.updated_at,
     )
@@ -182,7 +193,7 @@ class AdminService:
                         created_at=now,
                         updated_at=now,
                     )
-                    .returning(*COLUMNS)
+                    .returning(*_BASE_COLUMNS)
                 )
             ).one()
             if invited:
@@ -339,13 +350,28 @@ class AdminService:
         await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
         await self._session.commit()
 
-    async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> None:
-        """Emergency access: remove every second factor of the user (none exist yet, so this
-        records the reset and the user's state is already "no second factor")."""
+    async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> int:
+        """Emergency access: remove every second factor of the user (TOTP, passkeys, recovery
+        codes) and end every session, audited and mailed, in one transaction (the revocation
+        protocol's). Returns how many factors went (TOTP 1, each passkey 1, a code set 1).
+
+        Raises:
+            UserNotFound, ServiceUnavailable (Redis).
+        """
         await self._lock(user_id)
-        # How many factors went (TOTP, passkeys, recovery-code sets): none can exist yet.
-        await record(self._session, actor, AuditEntry("user.mfa_reset", user_id, {"factors_removed": 0}))
-        await self._session.commit()
+        store = FactorStore(self._session)
+        totp_removed = await store.delete_totp(user_id)
+        passkeys = await store.delete_passkeys(user_id)
+        codes = await store.delete_codes(user_id)
+        removed = int(totp_removed) + passkeys + int(codes > 0)
+        sessions = await self._revocation.revoke_everything(self._session, user_id)
+        details = {"factors_removed": removed, "totp": totp_removed, "passkeys": passkeys, "sessions": sessions}
+        await factor_changed(self._session, actor, user_id, "user.mfa_reset", "reset", details)
+        await self._commit(user_id)
+        if sessions:
+            record_session_revoked("admin", sessions)
+        log.info("admin.mfa_reset", user_id=str(user_id), factors_removed=removed, via=actor.via or "api")
+        return removed
 
     # ---- helpers ------------------------------------------------------------------------------
 

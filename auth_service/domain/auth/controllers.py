@@ -18,8 +18,8 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from auth_service.domain.auth.deps import provide_auth_service, provide_client, provide_second_step
-from auth_service.domain.auth.mfa.step import Proof, SecondStep
 from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.step import Proof, SecondStep
 from auth_service.domain.auth.schemas import (
     LoginRequest,
     LogoutRequest,

@@ -64,13 +64,9 @@ class LoginOutcome(NamedTuple):
 # lookup (mfa_totp's key, webauthn_credentials.user_id, the codes' (user_id, code_hash) index),
 # so a login of a user without a factor pays no round trip for them.
 _HAS_TOTP = (
-    select(mfa_totp.c.user_id)
-    .where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.confirmed_at.is_not(None))
-    .exists()
+    select(mfa_totp.c.user_id).where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.confirmed_at.is_not(None)).exists()
 )
-_PASSKEYS = (
-    select(func.count()).where(webauthn_credentials.c.user_id == users.c.id).correlate(users).scalar_subquery()
-)
+_PASSKEYS = select(func.count()).where(webauthn_credentials.c.user_id == users.c.id).correlate(users).scalar_subquery()
 _CODES_LEFT = (
     select(func.count())
     .where(mfa_recovery_codes.c.user_id == users.c.id, mfa_recovery_codes.c.used_at.is_(None))

@@ -30,7 +30,7 @@ from auth_service.lib.errors import ServiceUnavailable
 from auth_service.lib.redis.lean import Script
 from auth_service.lib.redis.ratelimit import RateLimiter
 
-__all__ = ["ENROLL", "PendingLogin", "PendingLogins", "ReplayMarks", "TakenLogin"]
+__all__ = ["ENROLL", "TOKEN_PREFIX", "PendingLogin", "PendingLogins", "ReplayMarks", "TakenLogin"]
 
 log = structlog.get_logger()
 
@@ -155,9 +155,7 @@ class PendingLogins:
             return None
         key = self._key(token)
         try:
-            (reply,) = await self._limiter.run(
-                self._limiter.script_command(_TAKE, (key,), (ip, self.max_attempts))
-            )
+            (reply,) = await self._limiter.run(self._limiter.script_command(_TAKE, (key,), (ip, self.max_attempts)))
         except RedisError:
             raise ServiceUnavailable from None
         if int(reply[0]) != 1:

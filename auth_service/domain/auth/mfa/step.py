@@ -96,6 +96,7 @@ class SecondStep:
         await self._session.commit()  # what the proof spent stays spent
         if amr_method is None:
             await self._failed(taken, proof)
+            raise MfaInvalid  # (_failed raises)
         if not await self._kit.pending.consume(taken):
             metrics.record_mfa_challenge(proof.method, "invalid_token")
             raise MfaInvalid  # another request finished this login first
@@ -135,15 +136,16 @@ class SecondStep:
         log.info("login.failed", reason="mfa_failed", ip=login.ip, attempt=taken.attempt)
         raise MfaInvalid
 
-    async def _attempt(
-        self, login: PendingLogin, client: ClientInfo, gate: LoginGate, method: str
-    ) -> LoginAttempt:
+    async def _attempt(self, login: PendingLogin, client: ClientInfo, gate: LoginGate, method: str) -> LoginAttempt:
         """The login as its password check left it, read again: gone, deactivated or revoked
         since (tokens_valid_after moved) means no session."""
         user = await self._auth.records.for_login(login.username)
         await self._session.commit()
-        if user is None or user.id != login.user_id or not user.is_active or not _same(
-            user.tokens_valid_after, login.tokens_valid_after
+        if (
+            user is None
+            or user.id != login.user_id
+            or not user.is_active
+            or not _same(user.tokens_valid_after, login.tokens_valid_after)
         ):
             raise MfaInvalid
         amr = ("pwd", method, "mfa")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.sql import mfa_recovery_codes, mfa_totp, webauthn_credentials
 
-__all__ = ["FactorState", "FactorStore", "TotpRow"]
+__all__ = ["FactorState", "FactorStore", "TotpRow", "factor_columns"]
 
 _t, _c, _w = mfa_totp.c, mfa_recovery_codes.c, webauthn_credentials.c
 
@@ -36,6 +36,24 @@ class FactorState(NamedTuple):
     totp: bool
     passkeys: int
     recovery_codes_left: int
+
+
+def factor_columns(users: Table) -> tuple[Any, ...]:
+    """A user's factors as columns of a statement over `users` (labels mfa_totp, mfa_passkeys,
+    mfa_codes_left): correlated subqueries, each an index lookup."""
+    return (
+        select(_t.user_id)
+        .where(_t.user_id == users.c.id, _t.confirmed_at.is_not(None))
+        .correlate(users)
+        .exists()
+        .label("mfa_totp"),
+        select(func.count()).where(_w.user_id == users.c.id).correlate(users).scalar_subquery().label("mfa_passkeys"),
+        select(func.count())
+        .where(_c.user_id == users.c.id, _c.used_at.is_(None))
+        .correlate(users)
+        .scalar_subquery()
+        .label("mfa_codes_left"),
+    )
 
 
 def _now() -> dt.datetime:
@@ -103,13 +121,13 @@ class FactorStore:
         """The new set, and the old one gone, in the caller's transaction."""
         await self._session.execute(delete(mfa_recovery_codes).where(_c.user_id == user_id))
         await self._session.execute(
-            insert(mfa_recovery_codes).values([{"id": uuid.uuid4(), "user_id": user_id, "code_hash": h} for h in hashes])
+            insert(mfa_recovery_codes).values(
+                [{"id": uuid.uuid4(), "user_id": user_id, "code_hash": h} for h in hashes]
+            )
         )
 
     async def delete_codes(self, user_id: uuid.UUID) -> int:
-        result = await self._session.execute(
-            delete(mfa_recovery_codes).where(_c.user_id == user_id).returning(_c.id)
-        )
+        result = await self._session.execute(delete(mfa_recovery_codes).where(_c.user_id == user_id).returning(_c.id))
         return len(result.all())
 
     async def use_code(self, user_id: uuid.UUID, code_hash: str) -> bool:
@@ -127,7 +145,5 @@ class FactorStore:
         return int((await self._session.execute(stmt)).scalar_one())
 
     async def delete_passkeys(self, user_id: uuid.UUID) -> int:
-        result = await self._session.execute(
-            delete(webauthn_credentials).where(_w.user_id == user_id).returning(_w.id)
-        )
+        result = await self._session.execute(delete(webauthn_credentials).where(_w.user_id == user_id).returning(_w.id))
         return len(result.all())
