@@ -365,7 +365,7 @@ class AdminService:
         codes = await store.delete_codes(user_id)
         removed = int(totp_removed) + passkeys + int(codes > 0)
         sessions = await self._revocation.revoke_everything(self._session, user_id)
-        details = {"factors_removed": removed, "totp": totp_removed, "passkeys": passkeys, "sessions": sessions}
+        details = {"factors_removed": removed, "totp": totp_removed, "webauthn": passkeys, "sessions": sessions}
         await factor_changed(self._session, actor, user_id, "user.mfa_reset", "reset", details)
         await self._commit(user_id)
         if sessions:

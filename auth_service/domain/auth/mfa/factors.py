@@ -97,7 +97,7 @@ async def check_totp(
     step = totp.matching_step(secret, code, time.time() if now is None else now, row.last_used_step)
     if step is None:
         return False
-    if not await kit.replay.first_use(user_id, step):
+    if not await kit.replay.first_use(user_id, row.secret_ciphertext, step):
         log.info("mfa.totp_replay", user_id=str(user_id), source="redis")
         return False
     if not await store.claim_step(user_id, step, confirming=confirming):

@@ -226,10 +226,11 @@ class ReplayMarks:
         self._limiter = limiter
         self._prefix = prefix
 
-    async def first_use(self, user_id: uuid.UUID, step: int) -> bool:
-        """False when this user's step was accepted before (per Redis); True otherwise, also
-        when Redis cannot tell."""
-        key = f"{self._prefix}:rl:{{{user_id}}}:totp-step:{step}"
+    async def first_use(self, user_id: uuid.UUID, authenticator: bytes, step: int) -> bool:
+        """False when this step of this authenticator (its stored ciphertext: a re-enrolment is
+        another one) was accepted before, per Redis; True otherwise, also when Redis cannot tell."""
+        which = hashlib.sha256(authenticator).hexdigest()[:16]
+        key = f"{self._prefix}:rl:{{{user_id}}}:totp-step:{which}:{step}"
         try:
             (reply,) = await self._limiter.run(("SET", key, 1, "NX", "EX", _REPLAY_TTL))
         except RedisError:
