@@ -30,13 +30,14 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.admin._users import BASE_COLUMNS, COLUMNS, AdminUserRead, LastAdmin, parse_id, read_user
 from auth_service.domain.admin.schemas import AdminUserCreate, AdminUserPatch
 from auth_service.domain.auth.mfa.notify import factor_changed
-from auth_service.domain.auth.mfa.store import FactorStore, factor_columns
+from auth_service.domain.auth.mfa.store import FactorStore
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, end_links, link_mail, write_mail
-from auth_service.domain.users.schemas import MeRead, MfaState, UserExistsError, UserNotFound, stored_email
+from auth_service.domain.users.schemas import UserExistsError, UserNotFound, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
@@ -62,50 +63,7 @@ ADMIN_ROLE = "admin"
 _ADMINS_LOCK = 0x61646D696E73
 
 
-class AdminUserRead(MeRead):
-    """A user as the admin API shows it: the /users/me shape plus is_active and updated_at."""
-
-    is_active: bool
-    updated_at: dt.datetime
-
-
-class LastAdmin(Conflict):
-    """The change would leave no active admin."""
-
-
 _u = users.c
-_BASE_COLUMNS = (_u.id, _u.username, _u.email, _u.email_verified, _u.roles, _u.created_at, _u.is_active, _u.updated_at)
-# The user's second factors beside its row (correlated subqueries: one statement per read, also
-# in an UPDATE's RETURNING). An INSERT's RETURNING cannot correlate them: a new user has none.
-COLUMNS = (*_BASE_COLUMNS, *factor_columns(users))
-
-
-def read_user(row: Any) -> AdminUserRead:
-    mapping = row._mapping
-    mfa = MfaState(
-        totp=bool(mapping.get("mfa_totp", False)),
-        passkeys=int(mapping.get("mfa_passkeys", 0) or 0),
-        recovery_codes_left=int(mapping.get("mfa_codes_left", 0) or 0),
-    )
-    return AdminUserRead(
-        str(row.id),
-        row.username,
-        row.email,
-        row.email_verified,
-        list(row.roles or []),
-        row.created_at,
-        mfa,
-        row.is_active,
-        row.updated_at,
-    )
-
-
-def parse_id(user_id: str) -> uuid.UUID:
-    """A path's user id; anything that is not a UUID is an unknown user (404), like a missing one."""
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        raise UserNotFound("no user with that id") from None
 
 
 class AdminService:
@@ -193,7 +151,7 @@ class AdminService:
                         created_at=now,
                         updated_at=now,
                     )
-                    .returning(*_BASE_COLUMNS)
+                    .returning(*BASE_COLUMNS)
                 )
             ).one()
             if invited:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 
 import structlog
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.auth.attempt import LoginAttempt, failure_reason
 from auth_service.domain.auth.issue import ClientInfo, IssuedTokens, issue_pair
-from auth_service.domain.auth.limits import EndpointLimits, LoginGate
+from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.auth.mfa.challenge import raise_challenge, second_factor_required
 from auth_service.domain.auth.mfa.factors import MfaKit
 from auth_service.domain.auth.refresh import RefreshRotation
@@ -49,32 +50,8 @@ _USER_AGENT_MAX = 512
 _NO_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
 
 
-@dataclass(frozen=True, slots=True)
-class LoginAttempt:
-    """A login whose password was right for an active user, between its steps."""
-
-    user: LoginUser
-    username: str
-    client: ClientInfo
-    user_agent: str | None
-    result: VerifyResult
-    gate: LoginGate
-    # How it was proven (RFC 8176): the session's tokens carry it, refreshes keep it.
-    amr: tuple[str, ...] = ("pwd",)
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _failure_reason(user: LoginUser | None, password_ok: bool) -> str | None:
-    if user is None:
-        return "unknown_user"
-    if not password_ok:
-        return "bad_password"
-    if not user.is_active:
-        return "inactive"
-    return None
 
 
 class AuthService:
@@ -223,7 +200,7 @@ class AuthService:
         gate = await self._limits.before_login(client.ip, username)
         user, result = await self._authenticate(username, password)
         user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
-        failure = _failure_reason(user, result.ok)
+        failure = failure_reason(user, result.ok)
         if failure is not None or user is None:
             await self._fail_login(user, username, client, user_agent, failure or "unknown_user", result)
         assert user is not None
@@ -262,14 +239,8 @@ class AuthService:
             # The password was right: its budget slot goes back, but the IP is not "known" for
             # the account until the second step succeeds (after_login then).
             await self._limits.refund(attempt.gate)
-            client = attempt.client
             await raise_challenge(
-                self._mfa,
-                attempt.user,
-                methods,
-                username=attempt.username,
-                ip=client.ip,
-                user_agent=attempt.user_agent,
+                self._mfa, attempt.user, methods, username=attempt.username, ip=attempt.client.ip, ua=attempt.user_agent
             )
 
     async def open_session(self, attempt: LoginAttempt) -> IssuedTokens:

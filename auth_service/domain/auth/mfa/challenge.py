@@ -22,7 +22,7 @@ def second_factor_required(kit: MfaKit | None, user: LoginUser) -> list[str]:
 
 
 async def raise_challenge(
-    kit: MfaKit, user: LoginUser, methods: list[str], *, username: str, ip: str, user_agent: str | None
+    kit: MfaKit, user: LoginUser, methods: list[str], *, username: str, ip: str, ua: str | None
 ) -> None:
     """Store the pending login and raise AUTH_MFA_REQUIRED with its token.
 
@@ -30,7 +30,7 @@ async def raise_challenge(
         MfaRequired: always (the caller has already given the password's budget slot back).
         ServiceUnavailable: Redis is down.
     """
-    pending = PendingLogin(user.id, username, ip, user_agent, user.tokens_valid_after, tuple(methods))
+    pending = PendingLogin(user.id, username, ip, ua, user.tokens_valid_after, tuple(methods))
     token = await kit.pending.create(pending)
     metrics.record_mfa_challenge(ENROLL if methods == [ENROLL] else methods[0], "required")
     log.info("login.mfa_required", user_id=str(user.id), methods=methods, ip=ip)
