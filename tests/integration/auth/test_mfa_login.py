@@ -276,3 +276,21 @@ async def test_an_unknown_token_is_mfa_invalid(client: AsyncTestClient[Any]) -> 
     started = time.monotonic()
     assert_mfa_invalid(await finish(client, "not-an-mfa-token", recovery_code="abcd-efgh-jk"))
     assert time.monotonic() - started < 5
+
+
+async def test_two_right_proofs_at_once_open_one_session(
+    client: AsyncTestClient[Any], enrolled: tuple[str, list[str]], db_session: AsyncSession, alice: User
+) -> None:
+    """Both proofs are right and in flight together: the token's single use (one DEL) lets one win."""
+    mfa = await challenge(client)
+    answers = await asyncio.gather(
+        finish(client, mfa["mfa_token"], code=code_at(enrolled[0], current_step())),
+        finish(client, mfa["mfa_token"], recovery_code=enrolled[1][0]),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 401]
+    successes = (
+        (await db_session.execute(select(LoginRecord).where(LoginRecord.user_id == alice.id, LoginRecord.success)))
+        .scalars()
+        .all()
+    )
+    assert len(successes) == 2  # the enrolment's password login, and one of the two
