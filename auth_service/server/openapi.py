@@ -124,7 +124,8 @@ def document_one_of_bodies(app: Litestar) -> None:
                 properties={field: _plain(properties[field]) for field in (*always, alternative)},
                 required=[*always, alternative],
                 additional_properties=False,
-                title=alternative,
+                # Unique across components: generated clients name a model after its title.
+                title=f"{name}_{alternative}",
             )
             for alternative in alternatives
         ]
