@@ -68,6 +68,10 @@ create-user +ARGS: sync
 deactivate-user USERNAME: sync
     {{python}} -m auth_service deactivate-user "$1"
 
+# Remove a user's second factors (TOTP, passkeys, recovery codes) and end its sessions
+reset-mfa USERNAME: sync
+    {{python}} -m auth_service reset-mfa "$1"
+
 # Re-enable a deactivated user (its old tokens stay dead)
 activate-user USERNAME: sync
     {{python}} -m auth_service activate-user "$1"

@@ -22,6 +22,7 @@ from sqlalchemy import event
 from auth_service.cli.plugin import AuthServiceCLI
 from auth_service.container import RESOURCE_NAMES, Resources
 from auth_service.domain.account.controllers import AccountController
+from auth_service.domain.account.mfa_controllers import MfaController
 from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.account.passkey_controllers import PasskeyController
 from auth_service.domain.account.passkey_page import PasskeysPage, static_assets_router
@@ -41,6 +42,7 @@ from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
 from auth_service.server.openapi import (
     docs_assets_router,
+    document_one_of_bodies,
     document_password_policy,
     mark_optional_bodies,
     openapi_config,
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         AccountController,
         PasskeyController,
         PasskeyLoginController,
+        MfaController,
         AdminController,
         NotMeController,
         ResetPasswordPage,
@@ -205,5 +208,6 @@ def create_app(settings: Settings | None = None) -> AuthApp:
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
     if settings.pages.docs_enabled:
         mark_optional_bodies(app)
+        document_one_of_bodies(app)
         document_password_policy(app, Resources(settings).password_policy)
     return app

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from auth_service.domain.auth.deps import Authenticator, AuthPolicy
 from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.factors import MfaKit
+from auth_service.domain.auth.mfa.pending import PendingLogins, ReplayMarks
 from auth_service.domain.auth.suspicious import SuspicionRules
 from auth_service.domain.auth.verify import ScriptRunner, TokenVerifier, script_runner
 from auth_service.domain.notifications.mailer import CircuitBreaker, ConsoleMailer, FileMailer, Mailer, SmtpMailer
@@ -138,6 +140,21 @@ class Resources:
         return EndpointLimits(limiter, s.limits.parsed, self.activity, fail_open=s.limits.fail_open)
 
     @cached_property
+    def mfa(self) -> MfaKit:
+        """Second factors: pending logins and replay marks on the limits' Redis connection, and
+        the purpose keys of TOTP secrets and recovery codes."""
+        s, limiter = self.settings, self.limits.limiter
+        prefix = s.redis.key_prefix
+        return MfaKit(
+            pending=PendingLogins(limiter, prefix=prefix, ttl=s.mfa.token_ttl_seconds, max_attempts=s.mfa.max_attempts),
+            replay=ReplayMarks(limiter, prefix=prefix),
+            totp_key=s.purpose_keys.key("totp"),
+            recovery_key=s.purpose_keys.key("recovery-code"),
+            required_roles=sorted(s.mfa.required_role_set),
+            issuer=s.mfa.totp_issuer,
+        )
+
+    @cached_property
     def queue(self) -> JobQueue:
         """The queue the settings choose (arq or Celery)."""
         s = self.settings
@@ -200,7 +217,7 @@ class Resources:
 
     @cached_property
     def authenticator(self) -> Authenticator:
-        return Authenticator(self.verifier, self.limits, self.trusted_proxies)
+        return Authenticator(self.verifier, self.limits, self.trusted_proxies, self.mfa.pending)
 
     @cached_property
     def auth_policy(self) -> AuthPolicy:

@@ -17,9 +17,30 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, Table, bindparam
 
-from db.models import AuditEvent, LoginRecord, Notification, RefreshToken, User, UserToken
+from db.models import (
+    AuditEvent,
+    LoginRecord,
+    MfaRecoveryCode,
+    MfaTotp,
+    Notification,
+    RefreshToken,
+    User,
+    UserToken,
+    WebAuthnCredential,
+)
 
-__all__ = ["audit_events", "login_records", "notifications", "param", "refresh_tokens", "user_tokens", "users"]
+__all__ = [
+    "audit_events",
+    "login_records",
+    "mfa_recovery_codes",
+    "mfa_totp",
+    "notifications",
+    "param",
+    "refresh_tokens",
+    "user_tokens",
+    "users",
+    "webauthn_credentials",
+]
 
 users = cast(Table, User.__table__)
 audit_events = cast(Table, AuditEvent.__table__)
@@ -27,6 +48,9 @@ refresh_tokens = cast(Table, RefreshToken.__table__)
 login_records = cast(Table, LoginRecord.__table__)
 notifications = cast(Table, Notification.__table__)
 user_tokens = cast(Table, UserToken.__table__)
+mfa_totp = cast(Table, MfaTotp.__table__)
+mfa_recovery_codes = cast(Table, MfaRecoveryCode.__table__)
+webauthn_credentials = cast(Table, WebAuthnCredential.__table__)
 
 
 def param(name: str, column: Any) -> BindParameter[Any]:

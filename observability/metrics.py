@@ -24,6 +24,8 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | admin.requests | admin_requests_total | operation, outcome |
 | auth.passkey.registrations | auth_passkey_registrations_total | |
 | auth.passkey.logins | auth_passkey_logins_total | outcome (success, or why a passwordless login was refused) |
+| auth.mfa.challenges | auth_mfa_challenges_total | method (totp, recovery_code, webauthn, enroll), outcome (required, success, failure, invalid_token) |
+| auth.mfa.enrolments | auth_mfa_enrolments_total | method (totp, webauthn) |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
@@ -50,6 +52,8 @@ __all__ = [
     "JOB_OUTCOMES",
     "LIMITED_ENDPOINTS",
     "LOGIN_FAILURE_REASONS",
+    "MFA_METHODS",
+    "MFA_OUTCOMES",
     "PASSKEY_LOGIN_OUTCOMES",
     "TOKEN_TYPES",
     "active_users",
@@ -61,6 +65,8 @@ __all__ = [
     "job_duration",
     "job_runs",
     "login_attempts",
+    "mfa_challenges",
+    "mfa_enrolments",
     "passkey_logins",
     "passkey_registrations",
     "password_changes",
@@ -69,6 +75,8 @@ __all__ = [
     "ratelimit_rejections",
     "record_admin_request",
     "record_audit_event",
+    "record_mfa_challenge",
+    "record_mfa_enrolment",
     "record_passkey_login",
     "record_passkey_registration",
     "record_password_change",
@@ -143,6 +151,12 @@ audit_events = _meter.create_counter("audit.events", description="Audit events c
 admin_requests = _meter.create_counter(
     "admin.requests", description="Admin API requests by operation and outcome (ok, or the refusal's kind)"
 )
+mfa_challenges = _meter.create_counter(
+    "auth.mfa.challenges",
+    description="Second steps of logins by method and outcome (required: a challenge was issued; success, "
+    "failure: a right or wrong proof; invalid_token: an unknown, used, expired or foreign mfa_token)",
+)
+mfa_enrolments = _meter.create_counter("auth.mfa.enrolments", description="Second factors enrolled, by method")
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -150,9 +164,20 @@ job_duration = _meter.create_histogram(
 
 # The label values the counters take, as auth_service records them (domain/auth/service.py and
 # limits.py, server/exception_handlers.py, domain/system/controllers.py).
-LOGIN_FAILURE_REASONS = ("unknown_user", "bad_password", "inactive", "credentials_changed", "busy", "email_unverified")
+LOGIN_FAILURE_REASONS = (
+    "unknown_user",
+    "bad_password",
+    "inactive",
+    "credentials_changed",
+    "busy",
+    "email_unverified",
+    "mfa_failed",
+)
+MFA_METHODS = ("totp", "recovery_code", "webauthn", "enroll")
+MFA_OUTCOMES = ("required", "success", "failure", "invalid_token")
+MFA_ENROLMENT_METHODS = ("totp", "webauthn")
 # The endpoints with limits of their own; the per-IP limit of the other routes labels by route template.
-LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email")
+LIMITED_ENDPOINTS = ("login", "refresh", "logout", "verify", "email", "mfa")
 TOKEN_TYPES = ("access", "refresh")
 DB_ERROR_SOURCES = ("request", "health")
 JOB_OUTCOMES = ("success", "retry", "failure")
@@ -183,6 +208,7 @@ AUDIT_ACTIONS = (
     "mfa.passkey.add",
     "mfa.passkey.remove",
     "mfa.recovery.regenerate",
+    "mfa.recovery.use",
     "session.revoke",
     "account.register",
     "account.not_me",
@@ -204,6 +230,14 @@ ADMIN_OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "not_found", 
 
 def record_audit_event(action: str) -> None:
     audit_events.add(1, {"action": action})
+
+
+def record_mfa_challenge(method: str, outcome: str) -> None:
+    mfa_challenges.add(1, {"method": method, "outcome": outcome})
+
+
+def record_mfa_enrolment(method: str) -> None:
+    mfa_enrolments.add(1, {"method": method})
 
 
 def record_admin_request(operation: str, outcome: str) -> None:
@@ -266,6 +300,8 @@ def start_api_counters() -> None:
     start_at_zero(audit_events, [{"action": action} for action in AUDIT_ACTIONS])
     start_at_zero(passkey_registrations, [{}])
     start_at_zero(passkey_logins, [{"outcome": outcome} for outcome in PASSKEY_LOGIN_OUTCOMES])
+    start_at_zero(mfa_challenges, [{"method": m, "outcome": o} for m in MFA_METHODS for o in MFA_OUTCOMES])
+    start_at_zero(mfa_enrolments, [{"method": m} for m in MFA_ENROLMENT_METHODS])
     start_at_zero(
         admin_requests, [{"operation": op, "outcome": outcome} for op in ADMIN_OPERATIONS for outcome in ADMIN_OUTCOMES]
     )

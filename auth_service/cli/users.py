@@ -295,6 +295,14 @@ def _set_password(settings: Settings, username: str, password_stdin: bool) -> No
     _run_user_action(settings, run)
 
 
+def _reset_mfa(settings: Settings, username: str) -> None:
+    async def run(users: AdminByName) -> None:
+        removed = await users.reset_mfa(username)
+        out(f"second factors of {username!r} removed ({removed}); all its sessions are ended")
+
+    _run_user_action(settings, run)
+
+
 @click.group(help="Accounts: create, list, show, activate, deactivate, set a password or roles; the audit log.")
 def users() -> None:
     """User administration."""
@@ -346,6 +354,12 @@ def users_set_password(username: str, password_stdin: bool) -> None:
 @click.argument("roles")
 def users_set_roles(username: str, roles: str) -> None:
     _set_roles(resolve_servers(as_service=True), username, roles)
+
+
+@users.command("reset-mfa", help="Remove a user's TOTP, passkeys and recovery codes; its sessions end.")
+@click.argument("username")
+def users_reset_mfa(username: str) -> None:
+    _reset_mfa(resolve_servers(as_service=True), username)
 
 
 @users.command("audit", help="The audit log, newest first: who did what to whom.")

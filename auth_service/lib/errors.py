@@ -23,6 +23,9 @@ __all__ = [
     "InvalidCredentials",
     "InvalidInput",
     "LinkInvalid",
+    "MfaChallenge",
+    "MfaInvalid",
+    "MfaRequired",
     "NotFound",
     "RateLimited",
     "ServiceUnavailable",
@@ -40,12 +43,22 @@ class ErrorDetail(msgspec.Struct, omit_defaults=True):
     reason: str | None = None
 
 
+class MfaChallenge(msgspec.Struct):
+    """What an AUTH_MFA_REQUIRED answer asks for: the pending login's opaque token, the proofs it
+    takes (`totp`, `recovery_code`, `webauthn`; `enroll`: enrol a factor first) and its lifetime."""
+
+    mfa_token: str
+    methods: list[str]
+    expires_in: int
+
+
 class ErrorBody(msgspec.Struct):
     code: str
     message: str
     timestamp: str
     request_id: str
     details: list[ErrorDetail] | msgspec.UnsetType = msgspec.UNSET
+    mfa: MfaChallenge | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorEnvelope(msgspec.Struct):
@@ -72,6 +85,7 @@ class AuthServiceError(Exception):
         self.detail = message or self.message
         self.headers = headers or {}
         self.details = details
+        self.mfa: MfaChallenge | None = None
 
 
 class InvalidInput(AuthServiceError):
@@ -111,6 +125,22 @@ class Conflict(AuthServiceError):
 
 class InvalidCredentials(AuthServiceError):
     code, status_code, message = "AUTH_INVALID_CREDENTIALS", 401, "Invalid username or password"
+
+
+class MfaRequired(AuthServiceError):
+    """The password was right; a second factor (or its enrolment) must follow: `error.mfa`."""
+
+    code, status_code, message = "AUTH_MFA_REQUIRED", 401, "A second factor is required"
+
+    def __init__(self, challenge: MfaChallenge) -> None:
+        super().__init__()
+        self.mfa = challenge
+
+
+class MfaInvalid(AuthServiceError):
+    """A wrong, replayed or expired second-factor code, or an unknown, used or dead mfa_token."""
+
+    code, status_code, message = "AUTH_MFA_INVALID", 401, "Invalid or expired second-factor code"
 
 
 class TokenInvalid(AuthServiceError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qs
 
@@ -18,16 +19,19 @@ from litestar.types import Empty, Scope
 from auth_service.lib.errors import ErrorEnvelope, TokenInvalid
 
 __all__ = [
+    "ACCEPTS_MFA_TOKEN",
     "AUTH",
     "BEARER",
     "BEARER_SECURITY",
     "ERRORS",
+    "ONE_OF_BODIES",
     "OPTIONAL_BODY",
     "QUERY_TOKEN_PARAMETER",
     "STRICT_BODIES",
     "ApiController",
     "StrictJSONRequest",
     "error_responses",
+    "one_of_fields",
     "refuse_query_tokens",
     "require_json_body",
     "strict_body",
@@ -54,7 +58,8 @@ QUERY_TOKEN_PARAMETER = "access_token"
 
 _DESCRIPTIONS = {
     400: "VALIDATION_ERROR: the body or a parameter is malformed; `details` lists the fields",
-    401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED or AUTH_TOKEN_REVOKED",
+    401: "AUTH_INVALID_CREDENTIALS, AUTH_TOKEN_INVALID, AUTH_TOKEN_EXPIRED, AUTH_TOKEN_REVOKED, "
+    "AUTH_MFA_REQUIRED (with `mfa`: the second step's token and methods) or AUTH_MFA_INVALID",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT: the username or e-mail address is taken, or the change would leave no active admin",
@@ -80,6 +85,27 @@ ERRORS = "errors"
 # A layer's opt key: the requests of that route must be authenticated, and how (lib/principal.py).
 AUTH = "auth"
 BEARER = "bearer"
+# A handler's opt key: besides an access token, the route takes the `mfa_token` of a login that
+# must enrol a second factor first (MFA_REQUIRED_ROLES), as `Authorization: Bearer <mfa_token>`:
+# the enrolment endpoints (TOTP, passkeys) only. The subject's `how` is then "mfa_token".
+ACCEPTS_MFA_TOKEN = "accepts_mfa_token"
+# Request bodies that take exactly one of some fields (beside fields they always take): msgspec
+# decodes them as one Struct with optional fields and the service refuses anything but one; the
+# API document says the same as a `oneOf` of the alternatives (server/openapi.py). Keyed by the
+# component's name: (always, alternatives).
+ONE_OF_BODIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def one_of_fields(*alternatives: str, always: tuple[str, ...] = ()) -> Callable[[T], T]:
+    """Document a request Struct as `oneOf` bodies: `always` plus exactly one of `alternatives`."""
+
+    def register(cls: T) -> T:
+        ONE_OF_BODIES[cls.__name__] = (always, alternatives)
+        return cls
+
+    return register
+
+
 # The JSON body's own refusals: malformed (400), too large (413), not JSON (415).
 _BODY_ERRORS = (400, 413, 415)
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"BearerToken": []}]

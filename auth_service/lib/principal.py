@@ -28,7 +28,7 @@ from litestar.types import Guard, Scope
 
 from auth_service.lib.crypto.tokens import AccessClaims
 from auth_service.lib.errors import Forbidden, TokenInvalid
-from auth_service.lib.http import AUTH, BEARER
+from auth_service.lib.http import ACCEPTS_MFA_TOKEN, AUTH, BEARER
 
 __all__ = [
     "AUTH",
@@ -67,6 +67,9 @@ class Subject(msgspec.Struct, frozen=True):
     scopes: tuple[str, ...] = ()
     # The access token's claims, for a subject that came with one (verify answers from them).
     claims: AccessClaims | None = None
+    # The pending login's token, for a subject that came with one (how="mfa_token": a login that
+    # must enrol a second factor, on the routes that accept it: ACCEPTS_MFA_TOKEN).
+    mfa_token: str | None = None
 
     @property
     def id(self) -> uuid.UUID:
@@ -90,6 +93,11 @@ class Subject(msgspec.Struct, frozen=True):
 class ClaimsReader(Protocol):
     async def claims(self, scope: Scope, endpoint: str) -> AccessClaims: ...
 
+    async def enrolling(self, scope: Scope) -> Subject | None:
+        """The subject of an `Authorization: Bearer <mfa_token>` of a login that must enrol a
+        factor (from the IP it was issued to); None when the header holds no mfa_token."""
+        ...
+
 
 class DenialRecorder(Protocol):
     async def forbidden(
@@ -110,7 +118,8 @@ async def authenticate(scope: Scope) -> Subject:
     reader: ClaimsReader = getattr(scope["app"].state, AUTHENTICATOR_STATE_KEY)
     handler = scope.get("route_handler")
     endpoint = str(handler.opt.get("rate_limit", "api")) if handler is not None else "api"
-    subject = Subject.from_claims(await reader.claims(scope, endpoint))
+    enrolling = await reader.enrolling(scope) if handler is not None and handler.opt.get(ACCEPTS_MFA_TOKEN) else None
+    subject = enrolling or Subject.from_claims(await reader.claims(scope, endpoint))
     scope[_SCOPE_KEY] = subject  # type: ignore[literal-required]
     return subject
 

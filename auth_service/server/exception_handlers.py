@@ -17,7 +17,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from auth_service.lib.crypto.passwords import HasherBusyError
-from auth_service.lib.errors import AuthServiceError, ErrorBody, ErrorDetail, ErrorEnvelope, ServiceUnavailable
+from auth_service.lib.errors import (
+    AuthServiceError,
+    ErrorBody,
+    ErrorDetail,
+    ErrorEnvelope,
+    MfaChallenge,
+    ServiceUnavailable,
+)
 from auth_service.server.request_context import request_id_of
 from observability import metrics
 
@@ -51,6 +58,7 @@ def _envelope(
     *,
     details: list[ErrorDetail] | None = None,
     headers: dict[str, str] | None = None,
+    mfa: MfaChallenge | None = None,
 ) -> Response[ErrorEnvelope]:
     body = ErrorBody(
         code=code,
@@ -58,6 +66,7 @@ def _envelope(
         timestamp=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         request_id=request_id_of(request.scope),
         details=details if details is not None else msgspec.UNSET,
+        mfa=mfa if mfa is not None else msgspec.UNSET,
     )
     all_headers = dict(headers or {})
     if status in _AUTH_STATUSES:
@@ -66,7 +75,9 @@ def _envelope(
 
 
 def _handle_ours(request: Request[Any, Any, Any], exc: AuthServiceError) -> Response[ErrorEnvelope]:
-    return _envelope(request, exc.status_code, exc.code, exc.detail, headers=exc.headers, details=exc.details)
+    return _envelope(
+        request, exc.status_code, exc.code, exc.detail, headers=exc.headers, details=exc.details, mfa=exc.mfa
+    )
 
 
 def _field_message(field: str, message: str) -> ErrorDetail:

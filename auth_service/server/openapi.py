@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -11,16 +12,17 @@ import swagger_ui
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIType, Schema, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from auth_service.domain.users.policy import MAX_PASSWORD_BYTES, PasswordPolicy
 from auth_service.domain.users.schemas import new_password_fields
-from auth_service.lib.http import OPTIONAL_BODY, STRICT_BODIES
+from auth_service.lib.http import ONE_OF_BODIES, OPTIONAL_BODY, STRICT_BODIES
 
 __all__ = [
     "DOCS_ASSETS_PATH",
     "docs_assets_router",
+    "document_one_of_bodies",
     "document_password_policy",
     "mark_optional_bodies",
     "openapi_config",
@@ -95,6 +97,40 @@ def mark_optional_bodies(app: Litestar) -> None:
                 operation = getattr(paths[route.path], method.lower(), None)
                 if operation is not None and operation.request_body is not None:
                     operation.request_body.required = False  # type: ignore[union-attr]
+
+
+def _plain(prop: Any) -> Any:
+    """An optional field's schema as Litestar writes it (`oneOf: [{type: string}]` beside the
+    constraints) as the plain one it is (`type: string` with them)."""
+    one_of = getattr(prop, "one_of", None)
+    if not one_of or len(one_of) != 1 or getattr(one_of[0], "type", None) is None:
+        return prop
+    return dataclasses.replace(prop, one_of=None, type=one_of[0].type)
+
+
+def document_one_of_bodies(app: Litestar) -> None:
+    """Replace each `one_of_fields` body's schema (one object whose alternatives are all optional,
+    as Litestar documents the Struct) by what it takes: a `oneOf` of objects, each with the
+    always-present fields and exactly one alternative, nothing else."""
+    components = app.openapi_schema.components.schemas or {}
+    for name, (always, alternatives) in ONE_OF_BODIES.items():
+        schema = components.get(name)
+        if schema is None:
+            continue
+        properties = schema.properties or {}  # type: ignore[union-attr]
+        branches: list[Schema | Any] = [
+            Schema(
+                type=OpenAPIType.OBJECT,
+                properties={field: _plain(properties[field]) for field in (*always, alternative)},
+                required=[*always, alternative],
+                additional_properties=False,
+                # Unique across components: generated clients name a model after its title.
+                title=f"{name}_{alternative}",
+            )
+            for alternative in alternatives
+        ]
+        described = schema.description  # type: ignore[union-attr]
+        components[name] = Schema(one_of=branches, description=described, title=name)
 
 
 def document_password_policy(app: Litestar, policy: PasswordPolicy) -> None:

@@ -6,6 +6,7 @@ from uuid import UUID
 from advanced_alchemy.base import UUIDBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -35,3 +36,5 @@ class RefreshToken(UUIDBase):
     ip_address: Mapped[str | None] = mapped_column(String(45), nullable=True)
     user_agent: Mapped[str | None] = mapped_column(Text, nullable=True)
     session_started_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
+    # How the login was proven (RFC 8176 `amr`), copied to every successor: a refresh mints it again.
+    amr: Mapped[list[str]] = mapped_column(ARRAY(String(8)), default=lambda: ["pwd"], server_default=text("'{pwd}'"))

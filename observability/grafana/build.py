@@ -97,6 +97,22 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 "reqps",
                 [("{{outcome}}", f"sum by (outcome) (rate(auth_passkey_logins_total[{W}]))")],
             ),
+            _row("Second factors"),
+            (
+                "Second steps by method and outcome",
+                "reqps",
+                [("{{method}} {{outcome}}", f"sum by (method, outcome) (rate(auth_mfa_challenges_total[{W}]))")],
+            ),
+            (
+                "Failed second steps (right password, wrong code)",
+                "reqps",
+                [("mfa_failed", f'sum(rate(auth_login_attempts_total{{reason="mfa_failed"}}[{W}]))')],
+            ),
+            (
+                "Second factors enrolled by method",
+                "ops",
+                [("{{method}}", f"sum by (method) (rate(auth_mfa_enrolments_total[{W}]))")],
+            ),
             _row("Audit"),
             (
                 "Audit events by action",

@@ -4,7 +4,9 @@ test's own, checked against a model after every step.
 
 Rules: login (right and old passwords), refresh (also concurrently with the next rule),
 replay of a spent refresh token, logout, logout everywhere, set-password, deactivate, activate,
-"this wasn't me", FLUSHALL, restart Redis empty, delete one random `auth:*` key (an eviction).
+"this wasn't me", FLUSHALL, restart Redis empty, delete one random `auth:*` key (an eviction), and
+the second factors: enrol TOTP (from a live session), a login of an enrolled user (the challenge,
+then a recovery code finishes it), and the admin's MFA reset (its sessions end).
 Each call goes to one of the two instances at random.
 
 Invariant after every step, on both instances: every access token the model says is live
@@ -32,6 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -54,9 +57,11 @@ LOGIN, REFRESH, LOGOUT, VERIFY, NOT_ME = (
     "/api/v1/auth/verify",
     "/api/v1/auth/not-me",
 )
+MFA, TOTP = "/api/v1/auth/mfa", "/api/v1/users/me/mfa/totp"
 GENEROUS = {
     "RATE_LIMIT_LOGIN": "1000000/minute",
     "RATE_LIMIT_LOGIN_FAILURES": "1000000/minute",
+    "RATE_LIMIT_MFA": "1000000/minute",
     "RATE_LIMIT_REFRESH": "1000000/minute",
     "RATE_LIMIT_API": "1000000/minute",
     "RATE_LIMIT_PUBLIC": "1000000/minute",
@@ -79,6 +84,7 @@ class Account:
     password: str = DEFAULT_PASSWORD
     old_passwords: list[str] = field(default_factory=list)
     active: bool = True
+    recovery_codes: list[str] | None = None  # None: no second factor
 
 
 class Walk:
@@ -136,7 +142,17 @@ class Walk:
         self.say(f"login {user} {'old password ' if old else ''}on {i}: {response.status_code}")
         if old or not account.active:
             assert response.status_code == 401, response.text
+            assert response.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
             return
+        if account.recovery_codes is not None:
+            assert response.status_code == 401 and response.json()["error"]["code"] == "AUTH_MFA_REQUIRED"
+            token = response.json()["error"]["mfa"]["mfa_token"]
+            if not account.recovery_codes:  # every code spent: the model has no proof left
+                self.say(f"login {user}: challenge left unanswered (no recovery code left)")
+                return
+            j, http = self.any_instance()
+            response = await http.post(MFA, json={"mfa_token": token, "recovery_code": account.recovery_codes.pop()})
+            self.say(f"  second step of {user} on {j}: {response.status_code}")
         assert response.status_code == 200, response.text
         body = response.json()
         self.sessions.append(Session(user, [body["access_token"]], body["refresh_token"]))
@@ -183,6 +199,25 @@ class Walk:
         self.say(f"set-password {user}")
         account.old_passwords.append(account.password)
         account.password = new
+        self.kill_user(user)
+
+    async def enrol(self, session: Session) -> None:
+        """TOTP enrolment from a live session (confirmed with the current step's code)."""
+        i, http = self.any_instance()
+        headers = bearer(session.access[-1])
+        password = self.accounts[session.user].password
+        started = await http.post(TOTP, json={"current_password": password}, headers=headers)
+        assert started.status_code == 200, started.text
+        code = pyotp.TOTP(started.json()["secret"]).now()
+        confirmed = await http.post(f"{TOTP}/confirm", json={"code": code}, headers=headers)
+        self.say(f"enrol TOTP {session.user} on {i}: {confirmed.status_code}")
+        assert confirmed.status_code == 200, confirmed.text
+        self.accounts[session.user].recovery_codes = confirmed.json()["recovery_codes"]
+
+    async def reset_mfa(self, user: str) -> None:
+        await self.users(lambda users: users.reset_mfa(user))
+        self.say(f"reset-mfa {user}")
+        self.accounts[user].recovery_codes = None
         self.kill_user(user)
 
     async def set_active(self, user: str, active: bool) -> None:
@@ -252,6 +287,8 @@ class Walk:
         "flush": 4,
         "restart": 2,
         "evict": 5,
+        "enrol": 3,
+        "reset-mfa": 3,
     }
 
     async def one_step(self) -> None:
@@ -267,6 +304,7 @@ class Walk:
             and (rule != "replay" or replayable)
             and (rule != "deactivate" or self.accounts[user].active)
             and (rule != "activate" or not self.accounts[user].active)
+            and (rule != "enrol" or (live and self.accounts[user].recovery_codes is None))
         }
         rule = rng.choices(list(possible), weights=list(possible.values()))[0]
         if rule == "login":
@@ -288,6 +326,10 @@ class Walk:
             await self.set_active(user, rule == "activate")
         elif rule == "not-me":
             await self.not_me(user)
+        elif rule == "enrol":
+            await self.enrol(rng.choice(live))
+        elif rule == "reset-mfa":
+            await self.reset_mfa(user)
         else:
             await self.lose_redis_state(rule)
         self.rules[rule] = self.rules.get(rule, 0) + 1

@@ -10,6 +10,7 @@ import msgspec
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.auth.mfa.store import FactorStore
 from auth_service.domain.users.schemas import MeRead, MfaState
 from auth_service.lib.pagination import decode_cursor, encode_cursor
 from db.sql import login_records, refresh_tokens, users
@@ -55,8 +56,10 @@ class Account:
         row = (await self._session.execute(stmt)).first()
         if row is None:
             return None
+        factors = await FactorStore(self._session).state(self._user_id)
+        mfa = MfaState(totp=factors.totp, passkeys=factors.passkeys, recovery_codes_left=factors.recovery_codes_left)
         return MeRead(
-            str(row.id), row.username, row.email, row.email_verified, list(row.roles or []), row.created_at, MfaState()
+            str(row.id), row.username, row.email, row.email_verified, list(row.roles or []), row.created_at, mfa
         )
 
     async def sessions(self, current: str, now: dt.datetime) -> list[SessionRead]:

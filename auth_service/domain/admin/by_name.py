@@ -157,6 +157,16 @@ class AdminByName:
         admin = self.admin()
         return _read(await admin.set_password(await admin.id_of(username), password, self._actor))
 
+    async def reset_mfa(self, username: str) -> int:
+        """Remove every second factor of a user and end its sessions (emergency access);
+        returns how many factors went.
+
+        Raises:
+            UserNotFound, ServiceUnavailable.
+        """
+        admin = self.admin()
+        return await admin.reset_mfa(await admin.id_of(username), self._actor)
+
     async def _read_again(self, user_id: Any) -> UserRead:
         self._session.expunge_all()
         user = await self._users.get_one_or_none(User.id == user_id)

@@ -30,11 +30,14 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.admin._users import BASE_COLUMNS, COLUMNS, AdminUserRead, LastAdmin, parse_id, read_user
 from auth_service.domain.admin.schemas import AdminUserCreate, AdminUserPatch
+from auth_service.domain.auth.mfa.notify import factor_changed
+from auth_service.domain.auth.mfa.store import FactorStore
 from auth_service.domain.sessions.revocation import RevocationStore
 from auth_service.domain.users.policy import PasswordPolicy
 from auth_service.domain.users.recovery import RESET, end_links, link_mail, write_mail
-from auth_service.domain.users.schemas import MeRead, MfaState, UserExistsError, UserNotFound, stored_email
+from auth_service.domain.users.schemas import UserExistsError, UserNotFound, stored_email
 from auth_service.lib.audit import Actor, AuditEntry, denied, record
 from auth_service.lib.crypto.account_links import AccountLinks
 from auth_service.lib.crypto.passwords import UNUSABLE_PREFIX, PasswordHasher, unusable_password
@@ -60,41 +63,7 @@ ADMIN_ROLE = "admin"
 _ADMINS_LOCK = 0x61646D696E73
 
 
-class AdminUserRead(MeRead):
-    """A user as the admin API shows it: the /users/me shape plus is_active and updated_at."""
-
-    is_active: bool
-    updated_at: dt.datetime
-
-
-class LastAdmin(Conflict):
-    """The change would leave no active admin."""
-
-
 _u = users.c
-COLUMNS = (_u.id, _u.username, _u.email, _u.email_verified, _u.roles, _u.created_at, _u.is_active, _u.updated_at)
-
-
-def read_user(row: Any) -> AdminUserRead:
-    return AdminUserRead(
-        str(row.id),
-        row.username,
-        row.email,
-        row.email_verified,
-        list(row.roles or []),
-        row.created_at,
-        MfaState(),
-        row.is_active,
-        row.updated_at,
-    )
-
-
-def parse_id(user_id: str) -> uuid.UUID:
-    """A path's user id; anything that is not a UUID is an unknown user (404), like a missing one."""
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        raise UserNotFound("no user with that id") from None
 
 
 class AdminService:
@@ -182,7 +151,7 @@ class AdminService:
                         created_at=now,
                         updated_at=now,
                     )
-                    .returning(*COLUMNS)
+                    .returning(*BASE_COLUMNS)
                 )
             ).one()
             if invited:
@@ -339,13 +308,28 @@ class AdminService:
         await record(self._session, actor, AuditEntry("user.password_reset_sent", user_id))
         await self._session.commit()
 
-    async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> None:
-        """Emergency access: remove every second factor of the user (none exist yet, so this
-        records the reset and the user's state is already "no second factor")."""
+    async def reset_mfa(self, user_id: uuid.UUID, actor: Actor) -> int:
+        """Emergency access: remove every second factor of the user (TOTP, passkeys, recovery
+        codes) and end every session, audited and mailed, in one transaction (the revocation
+        protocol's). Returns how many factors went (TOTP 1, each passkey 1, a code set 1).
+
+        Raises:
+            UserNotFound, ServiceUnavailable (Redis).
+        """
         await self._lock(user_id)
-        # How many factors went (TOTP, passkeys, recovery-code sets): none can exist yet.
-        await record(self._session, actor, AuditEntry("user.mfa_reset", user_id, {"factors_removed": 0}))
-        await self._session.commit()
+        store = FactorStore(self._session)
+        totp_removed = await store.delete_totp(user_id)
+        passkeys = await store.delete_passkeys(user_id)
+        codes = await store.delete_codes(user_id)
+        removed = int(totp_removed) + passkeys + int(codes > 0)
+        sessions = await self._revocation.revoke_everything(self._session, user_id)
+        details = {"factors_removed": removed, "totp": totp_removed, "webauthn": passkeys, "sessions": sessions}
+        await factor_changed(self._session, actor, user_id, "user.mfa_reset", "reset", details)
+        await self._commit(user_id)
+        if sessions:
+            record_session_revoked("admin", sessions)
+        log.info("admin.mfa_reset", user_id=str(user_id), factors_removed=removed, via=actor.via or "api")
+        return removed
 
     # ---- helpers ------------------------------------------------------------------------------
 

@@ -17,11 +17,13 @@ from litestar.params import Body, JSONBody
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from auth_service.domain.auth.deps import provide_auth_service, provide_client
+from auth_service.domain.auth.deps import provide_auth_service, provide_client, provide_second_step
 from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.step import Proof, SecondStep
 from auth_service.domain.auth.schemas import (
     LoginRequest,
     LogoutRequest,
+    MfaRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
@@ -66,6 +68,7 @@ def verify_body(claims: AccessClaims) -> bytes:
             username=claims.username,
             roles=claims.roles,
             expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.exp)),
+            amr=claims.amr,
         )
     )
 
@@ -123,6 +126,25 @@ class AuthController(ApiController):
         ],
     ) -> Response[TokenPair]:
         return pair_response(await auth.login(data.username, data.password, client))
+
+    @post(
+        "/mfa",
+        before_request=require_json_body,
+        opt={ERRORS: (401,)},
+        status_code=HTTP_200_OK,
+        summary="Finish a login with its second factor",
+        description="After a login answered 401 AUTH_MFA_REQUIRED: the `mfa_token` of its `error.mfa` and exactly "
+        "one proof, a TOTP `code` or a `recovery_code`; returns the token pair. A wrong, replayed or expired code, "
+        "or a token that is unknown, used, expired, out of attempts (MFA_MAX_ATTEMPTS) or from another IP, is 401 "
+        "AUTH_MFA_INVALID. Limited per user (RATE_LIMIT_MFA, across all its tokens) and by the username's failure "
+        "budget.",
+        dependencies={"step": Provide(provide_second_step)},
+    )
+    async def mfa(
+        self, step: NamedDependency[SecondStep], client: NamedDependency[ClientInfo], data: JSONBody[MfaRequest]
+    ) -> Response[TokenPair]:
+        proof = Proof.of(data.code, data.recovery_code)
+        return pair_response(await step.finish(data.mfa_token, proof, client))
 
     @post(
         "/refresh",

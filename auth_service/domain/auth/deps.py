@@ -13,6 +13,9 @@ from litestar.types import Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.factors import MfaKit
+from auth_service.domain.auth.mfa.pending import TOKEN_PREFIX, PendingLogins
+from auth_service.domain.auth.mfa.step import SecondStep
 from auth_service.domain.auth.service import AuthService, ClientInfo
 from auth_service.domain.auth.suspicious import SuspicionRules
 from auth_service.domain.auth.verify import TokenVerifier
@@ -22,6 +25,7 @@ from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import AccessClaims, TokenService
 from auth_service.lib.errors import TokenInvalid
 from auth_service.lib.http import refuse_query_tokens
+from auth_service.lib.principal import Subject
 
 __all__ = [
     "AuthPolicy",
@@ -29,6 +33,7 @@ __all__ = [
     "bearer_token",
     "provide_auth_service",
     "provide_client",
+    "provide_second_step",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,12 +60,19 @@ class AuthPolicy:
 class Authenticator:
     """Turns a request's Bearer token into verified claims (and its peer into the client IP)."""
 
-    __slots__ = ("limits", "trusted_proxies", "verifier")
+    __slots__ = ("limits", "pending", "trusted_proxies", "verifier")
 
-    def __init__(self, verifier: TokenVerifier, limits: EndpointLimits, trusted_proxies: Sequence[Network]) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        limits: EndpointLimits,
+        trusted_proxies: Sequence[Network],
+        pending: PendingLogins | None = None,
+    ) -> None:
         self.verifier = verifier
         self.limits = limits
         self.trusted_proxies = trusted_proxies
+        self.pending = pending
 
     def client_ip(self, peer: str | None, forwarded: list[str]) -> str:
         return client_ip(peer, forwarded, self.trusted_proxies)
@@ -69,6 +81,30 @@ class Authenticator:
         """The client IP of a Litestar request (TRUSTED_PROXIES applied)."""
         peer = request.client.host if request.client else None
         return self.client_ip(peer, request.headers.getall("x-forwarded-for", []))
+
+    async def enrolling(self, scope: Scope) -> Subject | None:
+        """An enrolling login's subject from `Authorization: Bearer <mfa_token>` (routes that
+        accept it only: lib/principal.py), bound to the IP its login came from; None when the
+        header holds something else (an access token: the normal check follows).
+
+        Raises:
+            TokenInvalid: an mfa_token that is not a live enrolling login from this IP.
+        """
+        authorization = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"]
+        try:
+            token = _bearer(authorization)
+        except TokenInvalid:
+            return None
+        if self.pending is None or not token.startswith(TOKEN_PREFIX):
+            return None
+        forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"]
+        client = scope.get("client")
+        ip = self.client_ip(client[0] if client else None, forwarded)
+        await self.limits.public(ip, "mfa")
+        login = await self.pending.peek(token, ip)
+        if login is None or not login.enrolling:
+            raise TokenInvalid
+        return Subject(str(login.user_id), login.username, (), "", how="mfa_token", mfa_token=token)
 
     async def claims(self, scope: Scope, endpoint: str) -> AccessClaims:
         """The verified claims of the request's Bearer token, with the endpoint's per-user limit;
@@ -104,6 +140,7 @@ async def provide_auth_service(
     revocation: NamedDependency[RevocationStore],
     limits: NamedDependency[EndpointLimits],
     auth_policy: NamedDependency[AuthPolicy],
+    mfa: NamedDependency[MfaKit],
 ) -> AuthService:
     return AuthService(
         db_session,
@@ -115,7 +152,17 @@ async def provide_auth_service(
         reuse_grace=auth_policy.reuse_grace,
         suspicion=auth_policy.suspicion,
         require_verified_email=auth_policy.require_verified_email,
+        mfa=mfa,
     )
+
+
+async def provide_second_step(
+    db_session: NamedDependency[AsyncSession],
+    auth: NamedDependency[AuthService],
+    mfa: NamedDependency[MfaKit],
+    limits: NamedDependency[EndpointLimits],
+) -> SecondStep:
+    return SecondStep(db_session, auth, mfa, limits)
 
 
 def provide_client(request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]) -> ClientInfo:

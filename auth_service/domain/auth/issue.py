@@ -39,11 +39,14 @@ def issue_pair(
     family_id: uuid.UUID,
     refresh_token: str,
     refresh_expires_in: int,
+    amr: list[str] | None = None,
 ) -> IssuedTokens:
+    """An access token (its `amr` says how the session's login was proven: ["pwd"] unless given)
+    beside the session's refresh token."""
     started = time.perf_counter()
     with tracer.start_as_current_span("auth.token.issue"):
         access, _ = tokens.issue_access(
-            user_id=str(user_id), username=username, roles=list(roles or []), session_id=str(family_id)
+            user_id=str(user_id), username=username, roles=list(roles or []), session_id=str(family_id), amr=amr
         )
     metrics.token_generation_duration.record(time.perf_counter() - started)
     metrics.tokens_issued.add(1, {"type": "access"})

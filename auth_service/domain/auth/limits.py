@@ -132,6 +132,57 @@ class EndpointLimits:
             raise _refused(decision, "login")
         return LoginGate(budget, bool(reserved))
 
+    async def before_second_step(self, ip: str, username: str, user_id: str) -> LoginGate:
+        """A second-step proof: one slot of the user's RATE_LIMIT_MFA (across all its mfa_tokens)
+        spent, and one of the username's failure budget reserved as for a password, in one round
+        trip: whoever holds the password still gets no more guesses at the code than both allow.
+        A right proof gives the budget slot back (`after_login`), a wrong one keeps it.
+
+        Raises:
+            RateLimited: over either limit (nothing stays reserved).
+            ServiceUnavailable: Redis is down (fail closed, as for a login).
+        """
+        if not self.enabled:
+            return LoginGate(None, False)
+        limiter, tag = self.limiter, _user_tag(username)
+        per_user = Check(limiter.key("mfa", user_id, tag=user_id), self.rules.mfa)
+        budget = Check(limiter.key("login-failures", tag), self.rules.login_failures)
+        known_key = limiter.key("known-ip", ip, tag=tag)
+        gate = limiter.script_command(USERNAME_GATE, (budget.key, known_key), limiter.args(budget)[:2])
+        try:
+            replies = await limiter.run(limiter.command(per_user), gate)
+            user_decision = limiter.read(replies[0], per_user)
+            allowed, remaining, reset_ms, retry_ms, reserved = (int(v) for v in replies[1])
+        except RedisError:
+            raise _fail_closed("mfa") from None
+        if not user_decision.allowed:
+            if reserved:
+                await self._refund(budget)
+            raise _refused(user_decision, "mfa")
+        if not allowed:
+            log.info("ratelimit.username_budget_exhausted", ip=ip)
+            raise _refused(Decision(False, budget.rule.limit, remaining, reset_ms / 1000, retry_ms / 1000), "mfa")
+        return LoginGate(budget, bool(reserved))
+
+    async def code_check(self, user_id: str) -> None:
+        """A TOTP or recovery code checked by an enrolment endpoint (confirm, disable,
+        regenerate): the user's RATE_LIMIT_MFA, so a stolen access token cannot search codes."""
+        if not self.enabled:
+            return
+        check = Check(self.limiter.key("mfa", user_id, tag=user_id), self.rules.mfa)
+        try:
+            (decision,) = await self.limiter.check([check])
+        except RedisError:
+            raise _fail_closed("mfa") from None
+        if not decision.allowed:
+            raise _refused(decision, "mfa")
+
+    async def refund(self, gate: LoginGate) -> None:
+        """Give back a reserved budget slot without the success bookkeeping of `after_login` (no
+        known-IP mark): a right password whose login waits for its second factor."""
+        if gate.reserved and gate.budget is not None:
+            await self._refund(gate.budget)
+
     async def _refund(self, budget: Check) -> None:
         try:
             await self.limiter.run(self.limiter.refund_command(budget))

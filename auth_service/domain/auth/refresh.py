@@ -100,6 +100,7 @@ class RefreshRotation:
             rotation.family_id,
             successor,
             self._refresh_ttl,
+            rotation.amr,
         )
 
     async def _refresh_not_live(self, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
@@ -130,6 +131,7 @@ class RefreshRotation:
                 existing.family_id,
                 successor,
                 remaining,
+                existing.amr,
             )
         # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
         # of its own (this one's share lock cannot become the revocation's update lock).

@@ -22,7 +22,16 @@ from sqlalchemy import (
 
 from auth_service.domain.notifications.repository import OutboxRow
 from db.models import LoginRecord, identity_key
-from db.sql import login_records, notifications, param, refresh_tokens, users
+from db.sql import (
+    login_records,
+    mfa_recovery_codes,
+    mfa_totp,
+    notifications,
+    param,
+    refresh_tokens,
+    users,
+    webauthn_credentials,
+)
 
 __all__ = ["LoginOutcome", "LoginRecordRepository", "LoginUser"]
 
@@ -37,6 +46,10 @@ class LoginUser(NamedTuple):
     roles: list[str]
     tokens_valid_after: dt.datetime | None
     email_verified: bool = True
+    # The second factors the challenge asks for (read with the user: no round trip of their own).
+    totp: bool = False
+    passkeys: int = 0
+    recovery_codes_left: int = 0
 
 
 class LoginOutcome(NamedTuple):
@@ -47,6 +60,19 @@ class LoginOutcome(NamedTuple):
     recent_failures: int
 
 
+# The user's second factors, as scalar subqueries of the login's one read: each is an index
+# lookup (mfa_totp's key, webauthn_credentials.user_id, the codes' (user_id, code_hash) index),
+# so a login of a user without a factor pays no round trip for them.
+_HAS_TOTP = (
+    select(mfa_totp.c.user_id).where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.confirmed_at.is_not(None)).exists()
+)
+_PASSKEYS = select(func.count()).where(webauthn_credentials.c.user_id == users.c.id).correlate(users).scalar_subquery()
+_CODES_LEFT = (
+    select(func.count())
+    .where(mfa_recovery_codes.c.user_id == users.c.id, mfa_recovery_codes.c.used_at.is_(None))
+    .correlate(users)
+    .scalar_subquery()
+)
 _LOGIN_USER = select(
     users.c.id,
     users.c.username,
@@ -55,6 +81,9 @@ _LOGIN_USER = select(
     users.c.roles,
     users.c.tokens_valid_after,
     users.c.email_verified,
+    _HAS_TOTP,
+    _PASSKEYS,
+    _CODES_LEFT,
 ).where(users.c.username_key == bindparam("username_key"))
 
 # A login's rehash (legacy bcrypt, or argon2id with old parameters): only over the hash that
@@ -131,6 +160,7 @@ def _session_writes(checked: Any) -> tuple[Any, Any, Any]:
             "ip_address": param("ip", t.ip_address),
             "user_agent": param("user_agent", t.user_agent),
             "session_started_at": param("now", t.session_started_at),
+            "amr": param("amr", t.amr),
         },
     )
     note = _insert_from(
@@ -230,6 +260,7 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
         failures_since: dt.datetime,
         checked_hash: str,
         checked_valid_after: dt.datetime | None,
+        amr: list[str] | None = None,
     ) -> LoginOutcome | None:
         """Write a successful login, its refresh token and its outbox row, and read the history it
         is judged against (as it was before this login), in one statement; None (nothing written)
@@ -261,6 +292,7 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
             "failures_since": failures_since,
             "checked_hash": checked_hash,
             "checked_valid_after": checked_valid_after,
+            "amr": list(amr or ["pwd"]),
         }
         row = (await self.session.execute(_OPEN_SESSION[user_agent is None], params)).one()
         if not row[3]:

@@ -9,15 +9,19 @@ import msgspec
 from auth_service.domain.users import schemas as users
 from auth_service.domain.users.schemas import NewPassword
 from auth_service.lib.crypto.account_links import TOKEN_MAX_LENGTH
-from auth_service.lib.http import strict_body
+from auth_service.lib.http import one_of_fields, strict_body
 
 __all__ = [
     "EmailChangeRequest",
     "LoginRequest",
     "LogoutRequest",
+    "MfaCode",
+    "MfaRequest",
+    "MfaToken",
     "PasswordChangeRequest",
     "PasswordResetConfirm",
     "PasswordResetRequest",
+    "RecoveryCode",
     "RefreshRequest",
     "RegisterRequest",
     "RegistrationAccepted",
@@ -88,6 +92,38 @@ class PasswordResetConfirm(msgspec.Struct, forbid_unknown_fields=True):
     new_password: NewPassword
 
 
+MfaToken = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", description="`error.mfa.mfa_token` of the login"
+    ),
+]
+# Any digits and spaces: a code of the wrong length is a wrong code (401), like a wrong one.
+MfaCode = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=16, pattern=r"^[0-9 ]+$", description="The authenticator app's 6-digit code"),
+]
+RecoveryCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9 -]+$",
+        description="One of the recovery codes shown at enrolment (`xxxx-xxxx-xx`; case and dashes ignored)",
+    ),
+]
+
+
+@one_of_fields("code", "recovery_code", always=("mfa_token",))
+@strict_body
+class MfaRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The second step of a login: its `mfa_token` and exactly one proof."""
+
+    mfa_token: MfaToken
+    code: MfaCode | msgspec.UnsetType = msgspec.UNSET
+    recovery_code: RecoveryCode | msgspec.UnsetType = msgspec.UNSET
+
+
 class LoginRequest(msgspec.Struct):
     username: Username
     password: Password
@@ -118,3 +154,7 @@ class VerifyResponse(msgspec.Struct):
     username: str
     roles: list[str]
     expires_at: Annotated[str, msgspec.Meta(description="ISO 8601 UTC, e.g. 2026-11-28T11:30:00Z")]
+    amr: Annotated[
+        list[str],
+        msgspec.Meta(description='How the login was proven (RFC 8176): ["pwd"], or ["pwd", "otp", "mfa"] with TOTP'),
+    ] = msgspec.field(default_factory=lambda: ["pwd"])

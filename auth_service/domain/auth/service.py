@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 
 import structlog
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.domain.auth.attempt import LoginAttempt, failure_reason
 from auth_service.domain.auth.issue import ClientInfo, IssuedTokens, issue_pair
-from auth_service.domain.auth.limits import EndpointLimits, LoginGate
+from auth_service.domain.auth.limits import EndpointLimits
+from auth_service.domain.auth.mfa.challenge import raise_challenge, second_factor_required
+from auth_service.domain.auth.mfa.factors import MfaKit
 from auth_service.domain.auth.refresh import RefreshRotation
 from auth_service.domain.auth.repository import LoginRecordRepository, LoginUser
 from auth_service.domain.auth.suspicious import LoginHistory, SuspicionRules, suspicious_reasons
@@ -47,30 +50,8 @@ _USER_AGENT_MAX = 512
 _NO_TRANSACTION = {"isolation_level": "AUTOCOMMIT"}
 
 
-@dataclass(frozen=True, slots=True)
-class LoginAttempt:
-    """A login whose password was right for an active user, between its steps."""
-
-    user: LoginUser
-    username: str
-    client: ClientInfo
-    user_agent: str | None
-    result: VerifyResult
-    gate: LoginGate
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _failure_reason(user: LoginUser | None, password_ok: bool) -> str | None:
-    if user is None:
-        return "unknown_user"
-    if not password_ok:
-        return "bad_password"
-    if not user.is_active:
-        return "inactive"
-    return None
 
 
 class AuthService:
@@ -99,8 +80,10 @@ class AuthService:
         reuse_grace: int,
         suspicion: SuspicionRules | None = None,
         require_verified_email: bool = False,
+        mfa: MfaKit | None = None,
     ) -> None:
         self._require_verified = require_verified_email
+        self._mfa = mfa
         self._session = session
         self._limits = limits
         self._suspicion = suspicion or SuspicionRules()
@@ -117,7 +100,7 @@ class AuthService:
         return NotificationRepository(session=self._session)
 
     @cached_property
-    def _records(self) -> LoginRecordRepository:
+    def records(self) -> LoginRecordRepository:
         return LoginRecordRepository(session=self._session)
 
     async def login(self, username: str, password: str, client: ClientInfo) -> IssuedTokens:
@@ -167,10 +150,12 @@ class AuthService:
             await self._limits.after_login(client.ip, subject.username, attempt.gate, user_id=subject.user_id)
             raise
         metrics.record_password_change()
-        fresh = await self._records.for_login(attempt.user.username)
+        fresh = await self.records.for_login(attempt.user.username)
         if fresh is None or not fresh.is_active:
             raise TokenRevoked
-        reopened = replace(attempt, user=fresh, result=VerifyResult(ok=True))
+        # The caller's session was proven as its token says: the new one keeps that.
+        amr = tuple(subject.claims.amr) if subject.claims is not None else attempt.amr
+        reopened = replace(attempt, user=fresh, result=VerifyResult(ok=True), amr=amr)
         issued = await self.open_session(reopened)
         log.info("password.changed", user_id=subject.user_id)
         return issued
@@ -215,7 +200,7 @@ class AuthService:
         gate = await self._limits.before_login(client.ip, username)
         user, result = await self._authenticate(username, password)
         user_agent = (client.user_agent or "")[:_USER_AGENT_MAX] or None
-        failure = _failure_reason(user, result.ok)
+        failure = failure_reason(user, result.ok)
         if failure is not None or user is None:
             await self._fail_login(user, username, client, user_agent, failure or "unknown_user", result)
         assert user is not None
@@ -223,16 +208,18 @@ class AuthService:
 
     async def challenge(self, attempt: LoginAttempt) -> None:
         """Step 2: what the user must prove besides the password before a session opens: a
-        verified address (REGISTRATION_REQUIRE_VERIFIED_EMAIL); a second factor (TOTP, passkeys)
-        will raise AUTH_MFA_REQUIRED here.
+        verified address (REGISTRATION_REQUIRE_VERIFIED_EMAIL), then a second factor (TOTP,
+        recovery code, passkey) or, for a role in MFA_REQUIRED_ROLES, its enrolment.
 
         Raises:
             EmailUnverified: the password was right, the address is not verified.
+            MfaRequired: the password was right; the login goes on at POST /auth/mfa with the
+                pending login's token (no session, no record, no notification yet).
         """
         if self._require_verified and not attempt.user.email_verified:
             user, client = attempt.user, attempt.client
             await self._session.rollback()
-            await self._records.record_failure(
+            await self.records.record_failure(
                 user_id=user.id,
                 username=attempt.username[:255],
                 ip=client.ip[:45],
@@ -244,11 +231,22 @@ class AuthService:
             await self._limits.after_login(client.ip, attempt.username, attempt.gate, user_id=str(user.id))
             metrics.login_attempts.add(1, {"outcome": "failure", "reason": "email_unverified"})
             raise EmailUnverified
+        methods = second_factor_required(self._mfa, attempt.user)
+        if methods:
+            assert self._mfa is not None
+            if attempt.result.new_hash:
+                await self._rehash(attempt.user, attempt.result.new_hash)
+            # The password was right: its budget slot goes back, but the IP is not "known" for
+            # the account until the second step succeeds (after_login then).
+            await self._limits.refund(attempt.gate)
+            await raise_challenge(
+                self._mfa, attempt.user, methods, username=attempt.username, ip=attempt.client.ip, ua=attempt.user_agent
+            )
 
     async def open_session(self, attempt: LoginAttempt) -> IssuedTokens:
         """Step 3: the session, its login record and its notifications, then the tokens."""
         user, username, client, user_agent = attempt.user, attempt.username, attempt.client, attempt.user_agent
-        opened = await self._open_session(user, username, client, user_agent)
+        opened = await self._open_session(user, username, client, user_agent, list(attempt.amr))
         if opened is None:
             # The password was right for a user who changed meanwhile (password change, logout
             # everywhere, deactivation committed during the hash): no session for it.
@@ -261,7 +259,16 @@ class AuthService:
         await self._limits.after_login(client.ip, username, attempt.gate, user_id=user_id)
         metrics.login_attempts.add(1, {"outcome": "success", "reason": "none"})
         log.info("login.succeeded", user_id=user_id, ip=client.ip, alerts=len(notes) - 1)
-        return issue_pair(self._tokens, user.id, user.username, user.roles, family_id, refresh_token, self._refresh_ttl)
+        return issue_pair(
+            self._tokens,
+            user.id,
+            user.username,
+            user.roles,
+            family_id,
+            refresh_token,
+            self._refresh_ttl,
+            list(attempt.amr),
+        )
 
     async def _authenticate(self, username: str, password: str) -> tuple[LoginUser | None, VerifyResult]:
         """The user a login names and whether the password matches it (a dummy hash for none)."""
@@ -270,7 +277,7 @@ class AuthService:
         # waiting for the hash pool must hold no pooled connection, or a burst of logins starves
         # every other endpoint.
         await self._session.connection(execution_options=_NO_TRANSACTION)
-        user = await self._records.for_login(username)
+        user = await self.records.for_login(username)
         await self._session.commit()
         try:
             with tracer.start_as_current_span("auth.password.verify"):
@@ -292,7 +299,7 @@ class AuthService:
         """Record a failed login and raise InvalidCredentials, after the failure floor: every
         failure takes the same time, whatever the account and its stored hash."""
         await self._session.rollback()
-        await self._records.record_failure(
+        await self.records.record_failure(
             user_id=user.id if user else None,
             username=username[:255],
             ip=client.ip[:45],
@@ -306,7 +313,7 @@ class AuthService:
         raise InvalidCredentials
 
     async def _open_session(
-        self, user: LoginUser, username: str, client: ClientInfo, user_agent: str | None
+        self, user: LoginUser, username: str, client: ClientInfo, user_agent: str | None, amr: list[str]
     ) -> tuple[uuid.UUID, str, list[OutboxRow]] | None:
         """Write the session, its login record and its notifications, only while the user is as
         the password check saw it; None when not (nothing written)."""
@@ -324,7 +331,7 @@ class AuthService:
         rules = self._suspicion
         # One statement writes the refresh token, the login record and the notification's outbox
         # row, and reads the history as it was before this login: they commit together or not at all.
-        outcome = await self._records.record_success(
+        outcome = await self.records.record_success(
             user_id=user.id,
             username=username[:255],
             ip=client.ip[:45],
@@ -335,6 +342,7 @@ class AuthService:
             failures_since=now - dt.timedelta(minutes=rules.failure_window_minutes),
             checked_hash=user.password_hash,
             checked_valid_after=user.tokens_valid_after,
+            amr=amr,
         )
         if outcome is None:
             return None
@@ -376,7 +384,7 @@ class AuthService:
     async def _rehash(self, user: LoginUser, new_hash: str) -> None:
         """Store the upgraded hash (its own transaction, after the session is open: the session's
         share lock must not be turned into an update lock, which two logins would deadlock on)."""
-        if await self._records.rehash(user.id, user.password_hash, new_hash, _now()):
+        if await self.records.rehash(user.id, user.password_hash, new_hash, _now()):
             log.info("login.password_rehashed", user_id=str(user.id))
         await self._session.commit()
 

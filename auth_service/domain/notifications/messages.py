@@ -124,6 +124,39 @@ passkey_added = _passkey(added=True)
 passkey_removed = _passkey(added=False)
 
 
+_MFA_EVENTS = {
+    "totp_enabled": ("Two-step sign-in was turned on", "An authenticator app was added to your account"),
+    "totp_disabled": ("Two-step sign-in was turned off", "The authenticator app was removed from your account"),
+    "recovery_regenerated": ("New recovery codes", "New recovery codes were created; the old ones no longer work"),
+    "recovery_used": ("A recovery code was used", "A recovery code was used to sign in to your account"),
+    "reset": ("Your second factors were removed", "An administrator removed every second factor of your account"),
+}
+LOW_RECOVERY_CODES = 2
+
+
+def mfa_changed(username: str, details: dict[str, Any], action: str) -> Rendered:
+    """A second factor added, removed or used (`event`); a low count of recovery codes is said."""
+    subject, what = _MFA_EVENTS.get(
+        str(details.get("event")), ("Your sign-in settings changed", "Your sign-in settings changed")
+    )
+    remaining = details.get("remaining")
+    low = isinstance(remaining, int) and remaining <= LOW_RECOVERY_CODES
+    if low:
+        subject = f"{subject}: {remaining} left"
+    when = str(details.get("timestamp", ""))
+    return _render(
+        "mfa_changed",
+        subject,
+        username=username,
+        what=what,
+        when=when,
+        low=low,
+        remaining=remaining,
+        action=action,
+        link="",
+    )
+
+
 # The account mails (kind: render(username, details, action link)).
 ACCOUNT_MESSAGES = {
     "passkey_added": passkey_added,
@@ -134,6 +167,7 @@ ACCOUNT_MESSAGES = {
     "email_changed": email_changed,
     "signup_attempt": signup_attempt,
     "invitation": invitation,
+    "mfa_changed": mfa_changed,
 }
 
 

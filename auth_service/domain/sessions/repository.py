@@ -50,6 +50,7 @@ class Rotation(NamedTuple):
     username: str | None
     roles: list[str] | None
     is_active: bool | None
+    amr: list[str] | None = None
 
 
 class SpentToken(NamedTuple):
@@ -66,6 +67,7 @@ class SpentToken(NamedTuple):
     username: str | None
     roles: list[str] | None
     is_active: bool | None
+    amr: list[str] | None = None
 
 
 def _rotate() -> Select[Any]:
@@ -87,7 +89,7 @@ def _rotate() -> Select[Any]:
             t.expires_at > now,
         )
         .values(spent_at=now, replaced_by_id=successor_id)
-        .returning(t.family_id, t.user_id, t.ip_address, t.user_agent, t.session_started_at, t.issued_at)
+        .returning(t.family_id, t.user_id, t.ip_address, t.user_agent, t.session_started_at, t.issued_at, t.amr)
         .cte("spent")
     )
     successor = insert(refresh_tokens).from_select(
@@ -101,6 +103,7 @@ def _rotate() -> Select[Any]:
             "ip_address",
             "user_agent",
             "session_started_at",
+            "amr",
         ],
         select(
             successor_id,
@@ -113,12 +116,13 @@ def _rotate() -> Select[Any]:
             spent.c.user_agent,
             # Sessions from before the column: their first known token's issue time.
             func.coalesce(spent.c.session_started_at, spent.c.issued_at),
+            spent.c.amr,
         )
         .join_from(spent, users, u.id == spent.c.user_id)
         .where(u.is_active.is_(True)),
     )
     return (
-        select(spent.c.family_id, spent.c.user_id, u.username, u.roles, u.is_active)
+        select(spent.c.family_id, spent.c.user_id, u.username, u.roles, u.is_active, spent.c.amr)
         .join_from(spent, users, u.id == spent.c.user_id, isouter=True)
         .add_cte(successor.cte("successor"))
     )
@@ -143,6 +147,7 @@ def _not_live() -> Select[Any]:
             users.c.username,
             users.c.roles,
             users.c.is_active,
+            t.amr,
         )
         .select_from(refresh_tokens)
         .outerjoin(follower, follower.c.id == t.replaced_by_id)

@@ -75,6 +75,9 @@ class AccessClaims(msgspec.Struct, frozen=True):
     sid: str
     iss: str
     aud: str | list[str]
+    # How the login was proven (RFC 8176): ["pwd"], or ["pwd", "otp", "mfa"] after a second factor.
+    # Tokens minted before the claim existed were password logins.
+    amr: list[str] = msgspec.field(default_factory=lambda: ["pwd"])
 
 
 class TokenService:
@@ -128,7 +131,7 @@ class TokenService:
         )
 
     def issue_access(
-        self, *, user_id: str, username: str, roles: list[str], session_id: str
+        self, *, user_id: str, username: str, roles: list[str], session_id: str, amr: list[str] | None = None
     ) -> tuple[str, AccessClaims]:
         now = int(time.time())
         claims = AccessClaims(
@@ -141,6 +144,7 @@ class TokenService:
             sid=session_id,
             iss=self.issuer,
             aud=self.audience,
+            amr=list(amr or ["pwd"]),
         )
         header = {"alg": self.algorithm, "kid": self.key_id, "typ": ACCESS_TOKEN_TYPE}
         token = jwt.encode(header, msgspec.structs.asdict(claims), self._signing_key, algorithms=[self.algorithm])

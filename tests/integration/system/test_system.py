@@ -60,6 +60,10 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/users/me/passkeys/options",
         "/api/v1/users/me/passkeys",
         "/api/v1/users/me/passkeys/{passkey_id}",
+        "/api/v1/auth/mfa",
+        "/api/v1/users/me/mfa/totp",
+        "/api/v1/users/me/mfa/totp/confirm",
+        "/api/v1/users/me/mfa/recovery-codes",
         "/api/v1/admin/users",
         "/api/v1/admin/users/{user_id}",
         "/api/v1/admin/users/{user_id}/logout",
@@ -150,7 +154,7 @@ async def test_request_paths_never_become_metric_labels(database_url: str, redis
     # The registry is shared by the whole test process, so other tests' series are there too:
     # every label must be one of the app's own route templates or a fixed name.
     templates = {route.path for route in app.routes} | {route.path_format for route in app.routes}
-    allowed = templates | {"unmatched", "login", "refresh", "verify", "logout", "email"}
+    allowed = templates | {"unmatched", "login", "refresh", "verify", "logout", "email", "mfa"}
     endpoints = set(re.findall(r'^ratelimit_rejections_total\{[^}]*endpoint="([^"]*)"', exposition, re.MULTILINE))
     assert endpoints and endpoints <= allowed, endpoints - allowed
     assert (

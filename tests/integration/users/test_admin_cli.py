@@ -137,3 +137,25 @@ def test_parse_since_reads_durations_and_instants() -> None:
     assert parse_since("30m", now) == now - dt.timedelta(minutes=30)
     assert parse_since("2d", now) == now - dt.timedelta(days=2)
     assert parse_since("2026-12-01T08:00", now) == dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def test_reset_mfa_removes_the_factors_and_is_audited_as_the_clis(cli: Any, settings: Settings) -> None:
+    _users(settings)
+
+    async def enrol_dora() -> None:
+        async with run_engine(settings.database.url).begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO mfa_totp (user_id, secret_ciphertext, confirmed_at) "
+                    "SELECT id, '\\x00'::bytea, now() FROM users WHERE username = 'dora'"
+                )
+            )
+
+    asyncio.run(enrol_dora())
+    code, out, _ = cli("reset-mfa", "dora")
+    assert code == 0 and out.strip() == "second factors of 'dora' removed (1); all its sessions are ended"
+    code, _, err = cli("reset-mfa", "nobody")
+    assert code == 2 and err.strip() == "error: no user named 'nobody'"
+    (event,) = [e for e in _events(settings) if e["action"] == "user.mfa_reset"]
+    assert event["actor_id"] is None and event["details"]["via"] == "cli"
+    assert event["details"]["factors_removed"] == 1

@@ -1,0 +1,158 @@
+"""The second step of a login: POST /api/v1/auth/mfa with the pending login's token and one
+proof (a TOTP code or a recovery code; a WebAuthn assertion is the next kind), then the same
+session opening as a password-only login (domain/auth/service.py `open_session`).
+
+The order makes every rule hold under concurrency:
+1. the token is taken (one attempt counted, IP checked: one script);
+2. the user's RATE_LIMIT_MFA slot is spent and a slot of the username's failure budget reserved;
+3. the proof is checked; what it spends (a TOTP step, a recovery code) is committed at once, so
+   a code is used even if the rest fails;
+4. the token is consumed (one DEL: of two right proofs only one wins);
+5. the user is read again: a revocation since the password check (password change, logout
+   everywhere, deactivation) ends the login; then the session opens, with `amr`.
+A wrong proof records a failed login with reason `mfa_failed` and keeps its budget slot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.domain.auth.issue import ClientInfo, IssuedTokens
+from auth_service.domain.auth.limits import EndpointLimits, LoginGate
+from auth_service.domain.auth.mfa.factors import MfaKit, check_recovery_code, check_totp
+from auth_service.domain.auth.mfa.notify import recovery_code_used
+from auth_service.domain.auth.mfa.pending import PendingLogin, TakenLogin
+from auth_service.domain.auth.mfa.store import FactorStore
+from auth_service.domain.auth.service import AuthService, LoginAttempt
+from auth_service.lib.crypto.passwords import VerifyResult
+from auth_service.lib.errors import InvalidInput, MfaInvalid
+from observability import metrics
+
+__all__ = ["Proof", "SecondStep"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """Exactly one second-factor answer (the request body without its token)."""
+
+    code: str | None = None
+    recovery_code: str | None = None
+    # webauthn: the assertion, added with passkeys (one more field and one more branch of `_prove`).
+
+    @classmethod
+    def of(cls, code: str | msgspec.UnsetType, recovery_code: str | msgspec.UnsetType) -> Proof:
+        """From a request's optional fields; anything but exactly one is a validation error."""
+        pairs = (("code", code), ("recovery_code", recovery_code))
+        given = {name: value for name, value in pairs if value is not msgspec.UNSET}
+        if len(given) != 1:
+            raise InvalidInput("body", "give exactly one of code, recovery_code", reason="one_proof")
+        return cls(**{k: str(v) for k, v in given.items()})
+
+    @property
+    def method(self) -> str:
+        return "totp" if self.code is not None else "recovery_code"
+
+
+class SecondStep:
+    """Finishes pending logins. Commits its session.
+
+    Args:
+        session: the request's database session.
+        auth: the login's own steps (open_session) on the same session.
+        kit: the second factors' keys and Redis state.
+        limits: the rate-limit policy.
+    """
+
+    def __init__(self, session: AsyncSession, auth: AuthService, kit: MfaKit, limits: EndpointLimits) -> None:
+        self._session = session
+        self._auth = auth
+        self._kit = kit
+        self._limits = limits
+        self._store = FactorStore(session)
+
+    async def finish(self, mfa_token: str, proof: Proof, client: ClientInfo) -> IssuedTokens:
+        """Check the proof for the pending login and open its session.
+
+        Raises:
+            MfaInvalid: unknown, used, expired or dead token, another IP, or a wrong proof.
+            RateLimited: over RATE_LIMIT_MFA or the username's failure budget.
+            ServiceUnavailable: Redis is down.
+        """
+        taken = await self._kit.pending.take(mfa_token, client.ip)
+        if taken is None:
+            metrics.record_mfa_challenge(proof.method, "invalid_token")
+            raise MfaInvalid
+        login = taken.login
+        gate = await self._limits.before_second_step(client.ip, login.username, str(login.user_id))
+        amr_method = await self._prove(login.user_id, proof)
+        await self._session.commit()  # what the proof spent stays spent
+        if amr_method is None:
+            await self._failed(taken, proof)
+            raise MfaInvalid  # (_failed raises)
+        if not await self._kit.pending.consume(taken):
+            metrics.record_mfa_challenge(proof.method, "invalid_token")
+            raise MfaInvalid  # another request finished this login first
+        try:
+            attempt = await self._attempt(login, client, gate, amr_method)
+        except MfaInvalid:
+            metrics.record_mfa_challenge(proof.method, "invalid_token")
+            raise
+        if proof.recovery_code is not None:
+            await recovery_code_used(self._session, self._store, login.user_id, client.ip)
+        issued = await self._auth.open_session(attempt)
+        metrics.record_mfa_challenge(proof.method, "success")
+        return issued
+
+    async def _prove(self, user_id: uuid.UUID, proof: Proof) -> str | None:
+        """The `amr` value of a right proof, None for a wrong one: one branch per kind."""
+        if proof.code is not None:
+            return "otp" if await check_totp(self._store, self._kit, user_id, proof.code) else None
+        if proof.recovery_code is not None:
+            return "otp" if await check_recovery_code(self._store, self._kit, user_id, proof.recovery_code) else None
+        return None
+
+    async def _failed(self, taken: TakenLogin, proof: Proof) -> None:
+        """Record the failed second step (`mfa_failed`), count the token's attempt, raise."""
+        login = taken.login
+        await self._auth.records.record_failure(
+            user_id=login.user_id,
+            username=login.username[:255],
+            ip=login.ip[:45],
+            user_agent=login.user_agent,
+            reason="mfa_failed",
+        )
+        await self._session.commit()
+        await self._kit.pending.failed(taken)
+        metrics.login_attempts.add(1, {"outcome": "failure", "reason": "mfa_failed"})
+        metrics.record_mfa_challenge(proof.method, "failure")
+        log.info("login.failed", reason="mfa_failed", ip=login.ip, attempt=taken.attempt)
+        raise MfaInvalid
+
+    async def _attempt(self, login: PendingLogin, client: ClientInfo, gate: LoginGate, method: str) -> LoginAttempt:
+        """The login as its password check left it, read again: gone, deactivated or revoked
+        since (tokens_valid_after moved) means no session."""
+        user = await self._auth.records.for_login(login.username)
+        await self._session.commit()
+        if (
+            user is None
+            or user.id != login.user_id
+            or not user.is_active
+            or not _same(user.tokens_valid_after, login.tokens_valid_after)
+        ):
+            raise MfaInvalid
+        amr = ("pwd", method, "mfa")
+        return LoginAttempt(user, login.username, client, login.user_agent, VerifyResult(ok=True), gate, amr)
+
+
+def _same(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs((a - b).total_seconds()) < 1e-3
