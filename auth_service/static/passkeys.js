@@ -77,7 +77,10 @@
     const data = text ? JSON.parse(text) : null;
     if (!response.ok) {
       const error = (data && data.error) || {};
-      throw new Error((error.code || response.status) + ": " + (error.message || "request failed"));
+      const refused = new Error((error.code || response.status) + ": " + (error.message || "request failed"));
+      refused.code = error.code;
+      refused.mfa = error.mfa;
+      throw refused;
     }
     return data;
   }
@@ -131,11 +134,25 @@
   $("password-form").addEventListener("submit", (event) => {
     event.preventDefault();
     guarded(async () => {
-      const pair = await call("POST", "/auth/login", { username: $("username").value, password: $("password").value });
+      const credentials = { username: $("username").value, password: $("password").value };
       $("password").value = "";
-      await signedIn(pair, "password");
+      try {
+        await signedIn(await call("POST", "/auth/login", credentials), "password");
+      } catch (error) {
+        // The password was right and a second factor is due: this page does it with a passkey.
+        if (error.code !== "AUTH_MFA_REQUIRED" || !error.mfa.methods.includes("webauthn")) throw error;
+        await secondStep(error.mfa.mfa_token);
+      }
     });
   });
+
+  async function secondStep(mfaToken) {
+    say("Password accepted; confirm with your passkey.");
+    const options = await call("POST", "/auth/mfa/webauthn/options", { mfa_token: mfaToken });
+    const credential = await navigator.credentials.get({ publicKey: requestOptions(options.public_key) });
+    const pair = await call("POST", "/auth/mfa", { mfa_token: mfaToken, webauthn: credentialJSON(credential) });
+    await signedIn(pair, "password and passkey");
+  }
 
   $("add-form").addEventListener("submit", (event) => {
     event.preventDefault();

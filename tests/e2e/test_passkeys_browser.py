@@ -51,6 +51,16 @@ async def _failure_reasons(settings: Settings) -> list[str]:
     return [row["failure_reason"] for row in rows]
 
 
+async def _amr_of_last_login(settings: Settings) -> list[str]:
+    """How the newest session was proven, as its tokens say (refresh_tokens.amr)."""
+    conn = await asyncpg.connect(settings.database.url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        amr = await conn.fetchval("SELECT amr FROM refresh_tokens ORDER BY issued_at DESC LIMIT 1")
+    finally:
+        await conn.close()
+    return list(amr)
+
+
 async def test_register_sign_in_refuse_a_clone_and_remove_in_chromium(settings: Settings, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
@@ -109,6 +119,7 @@ async def test_register_sign_in_refuse_a_clone_and_remove_in_chromium(settings: 
                 await _status(page, "Signed out")
                 await page.click("#passkey-login")
                 assert "alice (passkey)" in await _status(page, "Signed in")
+                assert (await _amr_of_last_login(settings)) == ["hwk", "mfa"]
                 await page.locator("#passkeys li", has_text="last used").wait_for()
                 await page.screenshot(path=str(shots / "passkeys-passwordless.png"), full_page=True)
 
@@ -130,10 +141,13 @@ async def test_register_sign_in_refuse_a_clone_and_remove_in_chromium(settings: 
                 await page.screenshot(path=str(shots / "passkeys-clone-refused.png"), full_page=True)
                 assert (await _failure_reasons(settings))[-1] == "passkey_cloned"
 
+                # With a passkey, the password alone no longer opens a session: the page answers
+                # AUTH_MFA_REQUIRED with the passkey (POST /auth/mfa, `webauthn`).
                 await page.fill("#username", "alice")
                 await page.fill("#password", DEFAULT_PASSWORD)
                 await page.click("#password-login")
-                await _status(page, "Signed in")
+                assert "alice (password and passkey)" in await _status(page, "Signed in")
+                assert (await _amr_of_last_login(settings)) == ["pwd", "hwk", "mfa"]
                 await page.click("#passkeys li button.remove")
                 await _status(page, "Removed Laptop")
                 await page.locator("#passkeys li", has_text="No passkeys yet").wait_for()

@@ -18,12 +18,22 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.account.passkeys import PasskeyEnrolment
+from auth_service.domain.auth.mfa.factors import MfaKit
 from auth_service.domain.auth.passkey_deps import provide_ceremonies, provide_relying_party
 from auth_service.domain.auth.passkey_store import PasskeyRow
 from auth_service.domain.auth.passkeys import RelyingParty
 from auth_service.lib.audit import Actor
 from auth_service.lib.errors import NotFound
-from auth_service.lib.http import AUTH, BEARER, ERRORS, OPTIONAL_BODY, ApiController, require_json_body, strict_body
+from auth_service.lib.http import (
+    ACCEPTS_MFA_TOKEN,
+    AUTH,
+    BEARER,
+    ERRORS,
+    OPTIONAL_BODY,
+    ApiController,
+    require_json_body,
+    strict_body,
+)
 from auth_service.lib.principal import Subject
 from auth_service.lib.redis.ceremonies import CeremonyStore
 
@@ -155,7 +165,7 @@ class PasskeyController(ApiController):
     @post(
         "/options",
         before_request=require_json_body,
-        opt={OPTIONAL_BODY: True},
+        opt={OPTIONAL_BODY: True, ACCEPTS_MFA_TOKEN: True},
         status_code=HTTP_200_OK,
         summary="Start registering a passkey",
         description="Options for `navigator.credentials.create()` (attestation none, user verification "
@@ -176,21 +186,25 @@ class PasskeyController(ApiController):
     @post(
         "",
         before_request=require_json_body,
-        opt={ERRORS: (409,)},
+        opt={ERRORS: (409,), ACCEPTS_MFA_TOKEN: True},
         status_code=HTTP_201_CREATED,
         summary="Register a passkey",
         description="The browser's `credential.toJSON()` answering the pending options, plus an optional "
         "`name`. A registration that does not verify, or without pending options (used or expired), is 400 "
         "VALIDATION_ERROR on `credential`; a credential registered already is 409 CONFLICT. The owner is told "
-        "by mail.",
+        "by mail. With the `mfa_token` of a login that must enrol (as `Authorization: Bearer`, here and on "
+        "/options), that login then finishes on POST /api/v1/auth/mfa with the new passkey (`webauthn`).",
     )
     async def register(
         self,
         enrolment: NamedDependency[PasskeyEnrolment],
         subject: NamedDependency[Subject],
+        mfa: NamedDependency[MfaKit],
         data: JSONBody[PasskeyRegistration],
     ) -> Response[PasskeyCreated]:
         row = await enrolment.register(subject.id, data.credential(), data.name)
+        if subject.how == "mfa_token" and subject.mfa_token:
+            await mfa.pending.set_methods(subject.mfa_token, ("webauthn",))
         return Response(PasskeyCreated(str(row.id), row.name, row.created_at), status_code=HTTP_201_CREATED)
 
     @get("", summary="My passkeys", description="The caller's passkeys, oldest first (no key material).")

@@ -24,6 +24,8 @@ from auth_service.domain.auth.schemas import (
     LoginRequest,
     LogoutRequest,
     MfaRequest,
+    MfaWebAuthnOptions,
+    MfaWebAuthnOptionsRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
@@ -134,7 +136,8 @@ class AuthController(ApiController):
         status_code=HTTP_200_OK,
         summary="Finish a login with its second factor",
         description="After a login answered 401 AUTH_MFA_REQUIRED: the `mfa_token` of its `error.mfa` and exactly "
-        "one proof, a TOTP `code` or a `recovery_code`; returns the token pair. A wrong, replayed or expired code, "
+        "one proof, a TOTP `code`, a `recovery_code` or a passkey's assertion as `webauthn` (answering "
+        "POST /auth/mfa/webauthn/options); returns the token pair. A wrong, replayed or expired code or assertion, "
         "or a token that is unknown, used, expired, out of attempts (MFA_MAX_ATTEMPTS) or from another IP, is 401 "
         "AUTH_MFA_INVALID. Limited per user (RATE_LIMIT_MFA, across all its tokens) and by the username's failure "
         "budget.",
@@ -143,8 +146,29 @@ class AuthController(ApiController):
     async def mfa(
         self, step: NamedDependency[SecondStep], client: NamedDependency[ClientInfo], data: JSONBody[MfaRequest]
     ) -> Response[TokenPair]:
-        proof = Proof.of(data.code, data.recovery_code)
+        proof = Proof.of(data.code, data.recovery_code, data.webauthn)
         return pair_response(await step.finish(data.mfa_token, proof, client))
+
+    @post(
+        "/mfa/webauthn/options",
+        before_request=require_json_body,
+        opt={ERRORS: (401,)},
+        status_code=HTTP_200_OK,
+        summary="A passkey challenge for a login's second step",
+        description="For a login answered 401 AUTH_MFA_REQUIRED whose `methods` include `webauthn`: assertion "
+        "options for that user's passkeys (`navigator.credentials.get()`). Their challenge is single use, kept for "
+        "this `mfa_token` only, and answered as `webauthn` on POST /auth/mfa. Counts no attempt. An unknown, used "
+        "or expired token, one from another IP, or a user with no passkey is 401 AUTH_MFA_INVALID.",
+        dependencies={"step": Provide(provide_second_step)},
+    )
+    async def mfa_webauthn_options(
+        self,
+        step: NamedDependency[SecondStep],
+        client: NamedDependency[ClientInfo],
+        data: JSONBody[MfaWebAuthnOptionsRequest],
+    ) -> Response[MfaWebAuthnOptions]:
+        challenge = await step.webauthn_options(data.mfa_token, client.ip)
+        return Response(MfaWebAuthnOptions(challenge.public_key, challenge.expires_in), headers=_NO_STORE)
 
     @post(
         "/refresh",

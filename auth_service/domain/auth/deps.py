@@ -10,12 +10,14 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.types import Scope
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.auth.mfa.factors import MfaKit
 from auth_service.domain.auth.mfa.pending import TOKEN_PREFIX, PendingLogins
 from auth_service.domain.auth.mfa.step import SecondStep
+from auth_service.domain.auth.passkeys import PasskeyAssertions, RelyingParty
 from auth_service.domain.auth.service import AuthService, ClientInfo
 from auth_service.domain.auth.suspicious import SuspicionRules
 from auth_service.domain.auth.verify import TokenVerifier
@@ -26,6 +28,8 @@ from auth_service.lib.crypto.tokens import AccessClaims, TokenService
 from auth_service.lib.errors import TokenInvalid
 from auth_service.lib.http import refuse_query_tokens
 from auth_service.lib.principal import Subject
+from auth_service.lib.redis.ceremonies import CeremonyStore
+from auth_service.settings import Settings
 
 __all__ = [
     "AuthPolicy",
@@ -161,8 +165,11 @@ async def provide_second_step(
     auth: NamedDependency[AuthService],
     mfa: NamedDependency[MfaKit],
     limits: NamedDependency[EndpointLimits],
+    redis: NamedDependency[Redis],
+    settings: NamedDependency[Settings],
 ) -> SecondStep:
-    return SecondStep(db_session, auth, mfa, limits)
+    passkeys = PasskeyAssertions(db_session, RelyingParty.from_settings(settings.mfa))
+    return SecondStep(db_session, auth, mfa, limits, passkeys, CeremonyStore(redis, settings.redis.key_prefix))
 
 
 def provide_client(request: Request[Any, Any, Any], authenticator: NamedDependency[Authenticator]) -> ClientInfo:

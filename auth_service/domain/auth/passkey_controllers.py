@@ -14,7 +14,7 @@ from auth_service.domain.auth.controllers import pair_response
 from auth_service.domain.auth.deps import provide_auth_service, provide_client
 from auth_service.domain.auth.passkey_deps import provide_ceremonies, provide_passkey_login, provide_relying_party
 from auth_service.domain.auth.passkey_login import PasskeyLogin
-from auth_service.domain.auth.schemas import TokenPair
+from auth_service.domain.auth.schemas import PasskeyCredential, TokenPair
 from auth_service.domain.auth.service import ClientInfo
 from auth_service.lib.http import ERRORS, ApiController, require_json_body, strict_body
 
@@ -29,12 +29,6 @@ __all__ = [
 CeremonyId = Annotated[
     str,
     msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", description="`ceremony_id` of the options"),
-]
-PasskeyCredential = Annotated[
-    dict[str, Any],
-    msgspec.Meta(
-        description="The browser's `PublicKeyCredential.toJSON()` (id, rawId, type, response, clientExtensionResults)"
-    ),
 ]
 
 

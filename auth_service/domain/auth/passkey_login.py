@@ -96,7 +96,11 @@ class PasskeyLogin:
         except PasskeyRefused as refused:
             await self._refused(refused, client, user_agent)
             raise
-        attempt = LoginAttempt(user, user.username, client, user_agent, VerifyResult(ok=True), LoginGate(None, False))
+        # The passkey is the whole login: possession of the key and, user verification being
+        # required, the device's PIN or biometric: two factors (RFC 8176 `hwk` and `mfa`).
+        amr = ("hwk", "mfa") if verified.user_verified else ("hwk",)
+        gate = LoginGate(None, False)
+        attempt = LoginAttempt(user, user.username, client, user_agent, VerifyResult(ok=True), gate, amr)
         try:
             await self._auth.challenge(attempt)
             issued = await self._auth.open_session(attempt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -18,6 +18,9 @@ __all__ = [
     "MfaCode",
     "MfaRequest",
     "MfaToken",
+    "MfaWebAuthnOptions",
+    "MfaWebAuthnOptionsRequest",
+    "PasskeyCredential",
     "PasswordChangeRequest",
     "PasswordResetConfirm",
     "PasswordResetRequest",
@@ -114,7 +117,15 @@ RecoveryCode = Annotated[
 ]
 
 
-@one_of_fields("code", "recovery_code", always=("mfa_token",))
+PasskeyCredential = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description="The browser's `PublicKeyCredential.toJSON()` (id, rawId, type, response, clientExtensionResults)"
+    ),
+]
+
+
+@one_of_fields("code", "recovery_code", "webauthn", always=("mfa_token",))
 @strict_body
 class MfaRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The second step of a login: its `mfa_token` and exactly one proof."""
@@ -122,6 +133,21 @@ class MfaRequest(msgspec.Struct, forbid_unknown_fields=True):
     mfa_token: MfaToken
     code: MfaCode | msgspec.UnsetType = msgspec.UNSET
     recovery_code: RecoveryCode | msgspec.UnsetType = msgspec.UNSET
+    # An assertion answering POST /auth/mfa/webauthn/options for the same token.
+    webauthn: PasskeyCredential | msgspec.UnsetType = msgspec.UNSET
+
+
+@strict_body
+class MfaWebAuthnOptionsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    mfa_token: MfaToken
+
+
+class MfaWebAuthnOptions(msgspec.Struct):
+    public_key: Annotated[
+        dict[str, Any],
+        msgspec.Meta(description="PublicKeyCredentialRequestOptionsJSON for `navigator.credentials.get()`"),
+    ]
+    expires_in: Annotated[int, msgspec.Meta(description="Seconds the challenge lives (single use)")]
 
 
 class LoginRequest(msgspec.Struct):

@@ -231,7 +231,8 @@ class AuthService:
             await self._limits.after_login(client.ip, attempt.username, attempt.gate, user_id=str(user.id))
             metrics.login_attempts.add(1, {"outcome": "failure", "reason": "email_unverified"})
             raise EmailUnverified
-        methods = second_factor_required(self._mfa, attempt.user)
+        # A second factor follows a password; a passkey login has proven its key already.
+        methods = second_factor_required(self._mfa, attempt.user) if attempt.amr == ("pwd",) else []
         if methods:
             assert self._mfa is not None
             if attempt.result.new_hash:

@@ -64,7 +64,7 @@ async def enrol(client: AsyncTestClient[Any], access_token: str) -> tuple[str, l
     return secret, codes
 
 
-async def finish(client: AsyncTestClient[Any], mfa_token: str, peer: str | None = None, **proof: str) -> Any:
+async def finish(client: AsyncTestClient[Any], mfa_token: str, peer: str | None = None, **proof: Any) -> Any:
     """POST /auth/mfa with the token and the proof (from `peer` when given)."""
     headers = {PEER_HEADER: peer} if peer else {}
     return await client.post(MFA, json={"mfa_token": mfa_token, **proof}, headers=headers)

@@ -30,7 +30,7 @@ from auth_service.lib.errors import ServiceUnavailable
 from auth_service.lib.redis.lean import Script
 from auth_service.lib.redis.ratelimit import RateLimiter
 
-__all__ = ["ENROLL", "TOKEN_PREFIX", "PendingLogin", "PendingLogins", "ReplayMarks", "TakenLogin"]
+__all__ = ["ENROLL", "TOKEN_PREFIX", "PendingLogin", "PendingLogins", "ReplayMarks", "TakenLogin", "token_digest"]
 
 log = structlog.get_logger()
 
@@ -52,6 +52,15 @@ if n > tonumber(ARGV[2]) then
   return {0}
 end
 return {1, n, v[1], v[3], v[4], v[5], v[6]}
+"""
+)
+
+
+# KEYS: the pending login. ARGV: its new methods, comma-separated.
+_SET_METHODS = Script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], 'methods', ARGV[1]) end
+return 0
 """
 )
 
@@ -81,7 +90,8 @@ class TakenLogin:
     key: str
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What stands for an mfa_token in Redis: its SHA-256 (the token itself is never stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -105,13 +115,13 @@ class PendingLogins:
 
     def __init__(self, limiter: RateLimiter, *, prefix: str, ttl: int, max_attempts: int) -> None:
         self._limiter = limiter
-        limiter.register(_TAKE)
+        limiter.register(_TAKE, _SET_METHODS)
         self._prefix = prefix
         self.ttl = ttl
         self.max_attempts = max_attempts
 
     def _key(self, token: str) -> str:
-        return f"{self._prefix}:mfa:{_digest(token)}"
+        return f"{self._prefix}:mfa:{token_digest(token)}"
 
     async def create(self, login: PendingLogin) -> str:
         """Store a pending login; returns its mfa_token (shown once, never stored).
@@ -208,9 +218,10 @@ class PendingLogins:
         """After an enrolment, the login's methods are the new factor's (the login then finishes
         with POST /auth/mfa and a fresh code)."""
         key = self._key(token)
-        await self._best_effort(("HSET", key, "methods", ",".join(methods)))
+        # Only on a live login: an HSET on an expired key would make a new one with no TTL.
+        await self._best_effort(self._limiter.script_command(_SET_METHODS, (key,), (",".join(methods),)))
 
-    async def _best_effort(self, command: tuple[str | int, ...]) -> None:
+    async def _best_effort(self, command: tuple[bytes | str | int, ...]) -> None:
         try:
             await self._limiter.run(command)
         except RedisError:

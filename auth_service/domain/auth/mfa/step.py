@@ -1,6 +1,7 @@
 """The second step of a login: POST /api/v1/auth/mfa with the pending login's token and one
-proof (a TOTP code or a recovery code; a WebAuthn assertion is the next kind), then the same
-session opening as a password-only login (domain/auth/service.py `open_session`).
+proof (a TOTP code, a recovery code, or a passkey's assertion answering the challenge that
+POST /auth/mfa/webauthn/options kept for this token), then the same session opening as a
+password-only login (domain/auth/service.py `open_session`).
 
 The order makes every rule hold under concurrency:
 1. the token is taken (one attempt counted, IP checked: one script);
@@ -18,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import structlog
@@ -27,16 +29,20 @@ from auth_service.domain.auth.issue import ClientInfo, IssuedTokens
 from auth_service.domain.auth.limits import EndpointLimits, LoginGate
 from auth_service.domain.auth.mfa.factors import MfaKit, check_recovery_code, check_totp
 from auth_service.domain.auth.mfa.notify import recovery_code_used
-from auth_service.domain.auth.mfa.pending import PendingLogin, TakenLogin
+from auth_service.domain.auth.mfa.pending import PendingLogin, TakenLogin, token_digest
 from auth_service.domain.auth.mfa.store import FactorStore
+from auth_service.domain.auth.passkeys import PasskeyAssertions, PasskeyRefused
 from auth_service.domain.auth.service import AuthService, LoginAttempt
 from auth_service.lib.crypto.passwords import VerifyResult
 from auth_service.lib.errors import InvalidInput, MfaInvalid
+from auth_service.lib.redis.ceremonies import Ceremony, CeremonyStore
 from observability import metrics
 
-__all__ = ["Proof", "SecondStep"]
+__all__ = ["Proof", "SecondStep", "WebAuthnChallenge"]
 
 log = structlog.get_logger()
+
+_CEREMONY = "mfa"  # the ceremony store's kind for a second step's passkey challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +51,37 @@ class Proof:
 
     code: str | None = None
     recovery_code: str | None = None
-    # webauthn: the assertion, added with passkeys (one more field and one more branch of `_prove`).
+    webauthn: dict[str, Any] | None = None  # the browser's PublicKeyCredential.toJSON()
 
     @classmethod
-    def of(cls, code: str | msgspec.UnsetType, recovery_code: str | msgspec.UnsetType) -> Proof:
+    def of(
+        cls,
+        code: str | msgspec.UnsetType,
+        recovery_code: str | msgspec.UnsetType,
+        webauthn: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET,
+    ) -> Proof:
         """From a request's optional fields; anything but exactly one is a validation error."""
-        pairs = (("code", code), ("recovery_code", recovery_code))
-        given = {name: value for name, value in pairs if value is not msgspec.UNSET}
-        if len(given) != 1:
-            raise InvalidInput("body", "give exactly one of code, recovery_code", reason="one_proof")
-        return cls(**{k: str(v) for k, v in given.items()})
+        if sum(value is not msgspec.UNSET for value in (code, recovery_code, webauthn)) != 1:
+            raise InvalidInput("body", "give exactly one of code, recovery_code, webauthn", reason="one_proof")
+        if not isinstance(webauthn, msgspec.UnsetType):
+            return cls(webauthn=webauthn)
+        if not isinstance(code, msgspec.UnsetType):
+            return cls(code=str(code))
+        return cls(recovery_code=str(recovery_code))
 
     @property
     def method(self) -> str:
+        if self.webauthn is not None:
+            return "webauthn"
         return "totp" if self.code is not None else "recovery_code"
+
+
+@dataclass(frozen=True, slots=True)
+class WebAuthnChallenge:
+    """Assertion options for a pending login's passkeys, and how long their challenge lives."""
+
+    public_key: dict[str, Any]
+    expires_in: int
 
 
 class SecondStep:
@@ -69,14 +92,41 @@ class SecondStep:
         auth: the login's own steps (open_session) on the same session.
         kit: the second factors' keys and Redis state.
         limits: the rate-limit policy.
+        passkeys: checks a passkey's assertion (domain/auth/passkeys.py).
+        ceremonies: where a passkey challenge waits, keyed by the pending login's token.
     """
 
-    def __init__(self, session: AsyncSession, auth: AuthService, kit: MfaKit, limits: EndpointLimits) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        auth: AuthService,
+        kit: MfaKit,
+        limits: EndpointLimits,
+        passkeys: PasskeyAssertions,
+        ceremonies: CeremonyStore,
+    ) -> None:
         self._session = session
         self._auth = auth
         self._kit = kit
         self._limits = limits
         self._store = FactorStore(session)
+        self._passkeys = passkeys
+        self._ceremonies = ceremonies
+
+    async def webauthn_options(self, mfa_token: str, ip: str) -> WebAuthnChallenge:
+        """A challenge for the pending login's passkeys, single use, kept for this token only
+        (a newer one replaces it). Counts no attempt: only an answer does.
+
+        Raises:
+            MfaInvalid: unknown, used, expired or dead token, another IP, or a login whose user
+                has no passkey (its `methods` have no "webauthn").
+        """
+        login = await self._kit.pending.peek(mfa_token, ip)
+        if login is None or "webauthn" not in login.methods:
+            raise MfaInvalid
+        options = await self._passkeys.options_for(login.user_id)
+        await self._ceremonies.put(_CEREMONY, str(login.user_id), token_digest(mfa_token), Ceremony(options.challenge))
+        return WebAuthnChallenge(options.public_key, self._ceremonies.ttl)
 
     async def finish(self, mfa_token: str, proof: Proof, client: ClientInfo) -> IssuedTokens:
         """Check the proof for the pending login and open its session.
@@ -92,7 +142,7 @@ class SecondStep:
             raise MfaInvalid
         login = taken.login
         gate = await self._limits.before_second_step(client.ip, login.username, str(login.user_id))
-        amr_method = await self._prove(login.user_id, proof)
+        amr_method = await self._prove(login.user_id, mfa_token, proof)
         await self._session.commit()  # what the proof spent stays spent
         if amr_method is None:
             await self._failed(taken, proof)
@@ -111,8 +161,17 @@ class SecondStep:
         metrics.record_mfa_challenge(proof.method, "success")
         return issued
 
-    async def _prove(self, user_id: uuid.UUID, proof: Proof) -> str | None:
+    async def _prove(self, user_id: uuid.UUID, mfa_token: str, proof: Proof) -> str | None:
         """The `amr` value of a right proof, None for a wrong one: one branch per kind."""
+        if proof.webauthn is not None:
+            ceremony = await self._ceremonies.take(_CEREMONY, str(user_id), token_digest(mfa_token))
+            if ceremony is None:
+                return None  # no options asked for this token, or their challenge used or expired
+            try:
+                await self._passkeys.verify(proof.webauthn, ceremony.challenge, user_id)
+            except PasskeyRefused:
+                return None  # another user's or unknown passkey, bad signature, a clone (logged)
+            return "hwk"
         if proof.code is not None:
             return "otp" if await check_totp(self._store, self._kit, user_id, proof.code) else None
         if proof.recovery_code is not None:
