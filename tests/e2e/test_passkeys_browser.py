@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from auth_service.settings import Settings
 from tests.conftest import ROOT, free_port
 from tests.e2e.conftest import api_server
 from tests.factories import DEFAULT_PASSWORD, create_user
+
+LOGIN = "/api/v1/auth/login"
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -105,6 +108,23 @@ async def test_register_sign_in_refuse_a_clone_and_remove_in_chromium(settings: 
                 await page.locator("#passkeys li", has_text="No passkeys yet").wait_for()
                 await page.screenshot(path=str(shots / "passkeys-signed-in.png"), full_page=True)
 
+                # The TOTP enrolment's QR code as Chromium draws the API's inline SVG (pending until
+                # confirmed, so it changes nothing of the login below).
+                async with httpx.AsyncClient(base_url=origin, timeout=30) as http:
+                    pair = (await http.post(LOGIN, json={"username": "alice", "password": DEFAULT_PASSWORD})).json()
+                    started = await http.post(
+                        "/api/v1/users/me/mfa/totp",
+                        json={"current_password": DEFAULT_PASSWORD},
+                        headers={"Authorization": f"Bearer {pair['access_token']}"},
+                    )
+                assert started.status_code == 200, started.text
+                qr = await browser.new_page()
+                await qr.set_content(f"<body style='margin:24px'>{started.json()['qr_svg']}</body>")
+                box = await qr.locator("svg").bounding_box()
+                assert box is not None and box["width"] >= 100 and box["width"] == box["height"]
+                await qr.screenshot(path=str(shots / "totp-enrolment-qr.png"), full_page=True)
+                await qr.close()
+
                 await page.fill("#passkey-name", "Laptop")
                 await page.click("#add-passkey")
                 await _status(page, "Added the passkey Laptop")
@@ -147,6 +167,7 @@ async def test_register_sign_in_refuse_a_clone_and_remove_in_chromium(settings: 
                 await page.fill("#password", DEFAULT_PASSWORD)
                 await page.click("#password-login")
                 assert "alice (password and passkey)" in await _status(page, "Signed in")
+                await page.screenshot(path=str(shots / "passkeys-second-factor.png"), full_page=True)
                 assert (await _amr_of_last_login(settings)) == ["pwd", "hwk", "mfa"]
                 await page.click("#passkeys li button.remove")
                 await _status(page, "Removed Laptop")
