@@ -12,7 +12,7 @@ import swagger_ui
 from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, OpenAPIType, Schema, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIType, Reference, Schema, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from auth_service.domain.users.policy import MAX_PASSWORD_BYTES, PasswordPolicy
@@ -117,11 +117,18 @@ def document_one_of_bodies(app: Litestar) -> None:
         schema = components.get(name)
         if schema is None:
             continue
-        properties = schema.properties or {}  # type: ignore[union-attr]
+        properties = {field: _plain(prop) for field, prop in (schema.properties or {}).items()}  # type: ignore[union-attr]
+        for field, prop in properties.items():
+            if getattr(prop, "type", None) == OpenAPIType.OBJECT:
+                # An object field (a passkey's assertion) is its own component, referenced from
+                # its branch: inline, generated clients make its model twice under one name.
+                own = "".join(part.title() for part in f"{name}_{field}".split("_"))
+                components[own] = dataclasses.replace(prop, title=own)
+                properties[field] = Reference(ref=f"#/components/schemas/{own}")
         branches: list[Schema | Any] = [
             Schema(
                 type=OpenAPIType.OBJECT,
-                properties={field: _plain(properties[field]) for field in (*always, alternative)},
+                properties={field: properties[field] for field in (*always, alternative)},
                 required=[*always, alternative],
                 additional_properties=False,
                 # Unique across components: generated clients name a model after its title.

@@ -61,6 +61,7 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/users/me/passkeys",
         "/api/v1/users/me/passkeys/{passkey_id}",
         "/api/v1/auth/mfa",
+        "/api/v1/auth/mfa/webauthn/options",
         "/api/v1/users/me/mfa/totp",
         "/api/v1/users/me/mfa/totp/confirm",
         "/api/v1/users/me/mfa/recovery-codes",
