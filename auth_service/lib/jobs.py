@@ -70,6 +70,9 @@ def _drop_rolled_back(session: Session, previous_transaction: Any) -> None:
 
 
 async def drain() -> None:
-    """Wait for the enqueues already started (shutdown, tests)."""
-    while _running:
-        await asyncio.gather(*list(_running), return_exceptions=True)
+    """Wait for the enqueues already started on this event loop (shutdown, tests). A task of
+    another loop cannot be awaited here: one whose loop is closed never finishes, and is let go."""
+    loop = asyncio.get_running_loop()
+    _running.difference_update([task for task in _running if task.get_loop().is_closed()])
+    while mine := [task for task in _running if task.get_loop() is loop]:
+        await asyncio.gather(*mine, return_exceptions=True)

@@ -3,6 +3,7 @@ commits, never when it rolls back, and a handler never enqueues by hand."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import uuid
 
@@ -53,3 +54,33 @@ def test_no_handler_or_service_enqueues_by_hand() -> None:
         and ("enqueue_all(" in path.read_text() or ".enqueue(" in path.read_text())
     ]
     assert offenders == []
+
+
+def test_drain_waits_for_its_own_loops_enqueues_and_lets_a_closed_loops_go() -> None:
+    """A test's loop may close with an enqueue still pending (its server stopped mid-request):
+    the next loop's drain() must neither await it (another loop's future) nor wait forever."""
+    from auth_service.lib import jobs
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    old = asyncio.new_event_loop()
+    left = old.create_task(stuck())
+    jobs._running.add(left)
+    old.run_until_complete(asyncio.sleep(0))
+    old.close()
+    done: list[str] = []
+
+    async def mine() -> None:
+        await asyncio.sleep(0.05)
+        done.append("enqueued")
+
+    async def run() -> None:
+        task = asyncio.get_running_loop().create_task(mine())
+        jobs._running.add(task)
+        task.add_done_callback(jobs._running.discard)
+        await asyncio.wait_for(drain(), 5)
+
+    asyncio.run(run())
+    assert done == ["enqueued"]
+    assert left not in jobs._running
