@@ -20,6 +20,7 @@ from sqlalchemy import (
     update,
 )
 
+from auth_service.domain.auth.mfa.store import TotpRow
 from auth_service.domain.notifications.repository import OutboxRow
 from db.models import LoginRecord, identity_key
 from db.sql import (
@@ -64,7 +65,10 @@ class LoginOutcome(NamedTuple):
 # lookup (mfa_totp's key, webauthn_credentials.user_id, the codes' (user_id, code_hash) index),
 # so a login of a user without a factor pays no round trip for them.
 _HAS_TOTP = (
-    select(mfa_totp.c.user_id).where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.confirmed_at.is_not(None)).exists()
+    select(mfa_totp.c.user_id)
+    .where(mfa_totp.c.user_id == users.c.id, mfa_totp.c.confirmed_at.is_not(None))
+    .correlate(users)
+    .exists()
 )
 _PASSKEYS = select(func.count()).where(webauthn_credentials.c.user_id == users.c.id).correlate(users).scalar_subquery()
 _CODES_LEFT = (
@@ -85,6 +89,12 @@ _LOGIN_USER = select(
     _PASSKEYS,
     _CODES_LEFT,
 ).where(users.c.username_key == bindparam("username_key"))
+
+# The second step's read: the user as above and, in the same round trip, its TOTP authenticator
+# (NULLs without one), so a TOTP proof costs no statement of its own before its claim.
+_LOGIN_USER_TOTP = _LOGIN_USER.add_columns(
+    mfa_totp.c.secret_ciphertext, mfa_totp.c.confirmed_at.is_not(None), mfa_totp.c.last_used_step
+).select_from(users.outerjoin(mfa_totp, mfa_totp.c.user_id == users.c.id))
 
 # A login's rehash (legacy bcrypt, or argon2id with old parameters): only over the hash that
 # was checked, so a password change committed meanwhile is never overwritten.
@@ -235,6 +245,15 @@ class LoginRecordRepository(SQLAlchemyAsyncRepository[LoginRecord]):
         """The user a login names (compared as identity keys), as plain values."""
         row = (await self.session.execute(_LOGIN_USER, {"username_key": identity_key(username)})).first()
         return None if row is None else LoginUser(*row)
+
+    async def for_second_step(self, username: str) -> tuple[LoginUser | None, TotpRow | None]:
+        """The user a pending login names, read again, and its TOTP authenticator: one statement."""
+        row = (await self.session.execute(_LOGIN_USER_TOTP, {"username_key": identity_key(username)})).first()
+        if row is None:
+            return None, None
+        *user, ciphertext, confirmed, last_step = row
+        totp = None if ciphertext is None else TotpRow(bytes(ciphertext), bool(confirmed), last_step)
+        return LoginUser(*user), totp
 
     async def rehash(self, user_id: UUID, checked_hash: str, new_hash: str, now: dt.datetime) -> bool:
         """Replace the hash a login checked with its upgrade; False when it changed meanwhile."""

@@ -5,20 +5,22 @@ FLUSHALL of the test's own db), the mfa_token's rules, the limits, and `amr`."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.app import create_app
 from auth_service.lib.crypto.totp import current_step
 from auth_service.settings import Settings
-from db.models import LoginRecord, MfaTotp, Notification, User
+from db.models import LoginRecord, MfaTotp, Notification, RefreshToken, User
 from tests.conftest import make_settings
 from tests.factories import bearer
 from tests.integration.auth.mfa import PeerFromHeader, challenge, code_at, enrol, finish, password_login
@@ -294,3 +296,73 @@ async def test_two_right_proofs_at_once_open_one_session(
         .all()
     )
     assert len(successes) == 2  # the enrolment's password login, and one of the two
+
+
+@pytest.mark.parametrize("change", ["revoked", "deactivated"])
+async def test_a_revocation_between_the_password_and_the_proof_ends_the_login(
+    client: AsyncTestClient[Any], enrolled: tuple[str, list[str]], db_session: AsyncSession, alice: User, change: str
+) -> None:
+    """A password change or "log out everywhere" (tokens_valid_after moves) or a deactivation
+    after the challenge: the right code opens no session, and the token is dead after."""
+    secret, _ = enrolled
+    mfa = await challenge(client)
+    values: dict[str, Any] = {"tokens_valid_after": func.now()} if change == "revoked" else {"is_active": False}
+    await db_session.execute(update(User).where(User.id == alice.id).values(**values))
+    await db_session.commit()
+    assert_mfa_invalid(await finish(client, mfa["mfa_token"], code=code_at(secret, current_step())))
+    if change == "deactivated":
+        await db_session.execute(update(User).where(User.id == alice.id).values(is_active=True))
+        await db_session.commit()
+    assert_mfa_invalid(await finish(client, mfa["mfa_token"], code=code_at(secret, current_step() + 1)))
+    sessions = await db_session.execute(select(func.count()).select_from(RefreshToken))
+    assert sessions.scalar_one() == 1  # the enrolment's own login only
+
+
+async def test_a_revocation_committed_while_the_session_opens_leaves_no_session(
+    client: AsyncTestClient[Any],
+    enrolled: tuple[str, list[str]],
+    db_session: AsyncSession,
+    alice: User,
+    database_url: str,
+) -> None:
+    """The revocation holds alice's row (as a password change does) when the right code comes: the
+    second step reads her unchanged, spends the code, then waits at the opening statement's share
+    lock until the revocation commits (a thread of its own commits it once pg_stat_activity
+    shows the wait), and opens nothing."""
+    secret, _ = enrolled
+    mfa = await challenge(client)
+    url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    held, seen = threading.Event(), threading.Event()
+
+    async def revoke() -> None:
+        revoker, watcher = await asyncpg.connect(url), await asyncpg.connect(url)
+        try:
+            async with revoker.transaction():
+                await revoker.execute("UPDATE users SET tokens_valid_after = now() WHERE id = $1", alice.id)
+                held.set()
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    if await watcher.fetchval(waiting):
+                        seen.set()
+                        break
+                    await asyncio.sleep(0.005)
+        finally:
+            await revoker.close()
+            await watcher.close()
+
+    revoking = threading.Thread(target=lambda: asyncio.run(revoke()))
+    revoking.start()
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        answer = await finish(client, mfa["mfa_token"], code=code_at(secret, current_step()))
+    finally:
+        await asyncio.to_thread(revoking.join, 15)
+    assert seen.is_set(), "the second step never waited for the revocation's lock"
+    assert_mfa_invalid(answer)
+    db_session.expire_all()
+    assert (await db_session.execute(select(func.count()).select_from(RefreshToken))).scalar_one() == 1
+    reasons = (
+        await db_session.execute(select(LoginRecord.failure_reason).where(LoginRecord.user_id == alice.id))
+    ).all()
+    assert ("credentials_changed",) in reasons

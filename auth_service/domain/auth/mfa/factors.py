@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import structlog
 
 from auth_service.domain.auth.mfa.pending import ENROLL, PendingLogins, ReplayMarks
-from auth_service.domain.auth.mfa.store import FactorStore
+from auth_service.domain.auth.mfa.store import FactorStore, TotpRow
 from auth_service.domain.auth.repository import LoginUser
 from auth_service.lib.crypto import recovery_codes, totp
 
@@ -78,15 +78,16 @@ async def check_totp(
     *,
     confirming: bool = False,
     now: float | None = None,
+    row: TotpRow | None,
 ) -> bool:
     """Is `code` a fresh code of the user's authenticator (confirmed; pending when
     `confirming`, which then confirms it)? Claims its step in the caller's transaction.
 
     A code is accepted once: its step must be later than the last accepted one, which the
     conditional UPDATE stores atomically (the truth, also after a Redis flush); the Redis mark
-    refuses an obvious replay without the write.
+    refuses an obvious replay without the write. `row` is the user's authenticator as the caller
+    read it (`FactorStore.totp`, or with the user in the second step's read); None for none.
     """
-    row = await store.totp(user_id)
     if row is None or row.confirmed == confirming:
         return False
     try:

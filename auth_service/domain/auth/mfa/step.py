@@ -6,12 +6,19 @@ password-only login (domain/auth/service.py `open_session`).
 The order makes every rule hold under concurrency:
 1. the token is taken (one attempt counted, IP checked: one script);
 2. the user's RATE_LIMIT_MFA slot is spent and a slot of the username's failure budget reserved;
-3. the proof is checked; what it spends (a TOTP step, a recovery code) is committed at once, so
-   a code is used even if the rest fails;
-4. the token is consumed (one DEL: of two right proofs only one wins);
-5. the user is read again: a revocation since the password check (password change, logout
-   everywhere, deactivation) ends the login; then the session opens, with `amr`.
+3. the user is read again: a revocation since the password check (password change, logout
+   everywhere, deactivation) ends the login, and its token with it;
+4. the proof is checked; what it spends (a TOTP step, a recovery code, a passkey's counter) is
+   committed at once, so a code is used even if the rest fails;
+5. the token is consumed (one DEL: of two right proofs only one wins);
+6. the session opens as for a password login, with `amr`, only while the user is still as step 3
+   read it (the opening statement's own check): a revocation after the read also ends the login.
 A wrong proof records a failed login with reason `mfa_failed` and keeps its budget slot.
+
+Steps 3 and 4 run without a transaction of their own (each statement commits alone, as the
+password login's read does), and the read brings the user's TOTP authenticator along: with a
+TOTP code the second step runs two statements (the read, the step's claim) and no BEGIN or COMMIT
+before the session's own (`bench/mfa.py` measures it against the password login).
 """
 
 from __future__ import annotations
@@ -26,15 +33,16 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.domain.auth.issue import ClientInfo, IssuedTokens
-from auth_service.domain.auth.limits import EndpointLimits, LoginGate
+from auth_service.domain.auth.limits import EndpointLimits
 from auth_service.domain.auth.mfa.factors import MfaKit, check_recovery_code, check_totp
 from auth_service.domain.auth.mfa.notify import recovery_code_used
 from auth_service.domain.auth.mfa.pending import PendingLogin, TakenLogin, token_digest
-from auth_service.domain.auth.mfa.store import FactorStore
+from auth_service.domain.auth.mfa.store import FactorStore, TotpRow
 from auth_service.domain.auth.passkeys import PasskeyAssertions, PasskeyRefused
-from auth_service.domain.auth.service import AuthService, LoginAttempt
+from auth_service.domain.auth.repository import LoginUser
+from auth_service.domain.auth.service import NO_TRANSACTION, AuthService, LoginAttempt
 from auth_service.lib.crypto.passwords import VerifyResult
-from auth_service.lib.errors import InvalidInput, MfaInvalid
+from auth_service.lib.errors import InvalidCredentials, InvalidInput, MfaInvalid
 from auth_service.lib.redis.ceremonies import Ceremony, CeremonyStore
 from observability import metrics
 
@@ -142,26 +150,37 @@ class SecondStep:
             raise MfaInvalid
         login = taken.login
         gate = await self._limits.before_second_step(client.ip, login.username, str(login.user_id))
-        amr_method = await self._prove(login.user_id, mfa_token, proof)
-        await self._session.commit()  # what the proof spent stays spent
+        await self._session.connection(execution_options=NO_TRANSACTION)
+        user, totp = await self._auth.records.for_second_step(login.username)
+        if not _unchanged(user, login):
+            await self._session.commit()
+            await self._kit.pending.consume(taken)  # a dead login: its token goes with it
+            metrics.record_mfa_challenge(proof.method, "invalid_token")
+            raise MfaInvalid
+        assert user is not None
+        amr_method = await self._prove(login.user_id, mfa_token, proof, totp)
+        await self._session.commit()  # (nothing is pending: each statement committed alone)
         if amr_method is None:
             await self._failed(taken, proof)
             raise MfaInvalid  # (_failed raises)
         if not await self._kit.pending.consume(taken):
             metrics.record_mfa_challenge(proof.method, "invalid_token")
             raise MfaInvalid  # another request finished this login first
-        try:
-            attempt = await self._attempt(login, client, gate, amr_method)
-        except MfaInvalid:
-            metrics.record_mfa_challenge(proof.method, "invalid_token")
-            raise
         if proof.recovery_code is not None:
             await recovery_code_used(self._session, self._store, login.user_id, client.ip)
-        issued = await self._auth.open_session(attempt)
+        amr = ("pwd", amr_method, "mfa")
+        attempt = LoginAttempt(user, login.username, client, login.user_agent, VerifyResult(ok=True), gate, amr)
+        try:
+            issued = await self._auth.open_session(attempt)
+        except InvalidCredentials:
+            # Revoked after the read (the opening statement found the user changed; recorded as
+            # credentials_changed): for this endpoint, a login that ended.
+            metrics.record_mfa_challenge(proof.method, "invalid_token")
+            raise MfaInvalid from None
         metrics.record_mfa_challenge(proof.method, "success")
         return issued
 
-    async def _prove(self, user_id: uuid.UUID, mfa_token: str, proof: Proof) -> str | None:
+    async def _prove(self, user_id: uuid.UUID, mfa_token: str, proof: Proof, totp: TotpRow | None) -> str | None:
         """The `amr` value of a right proof, None for a wrong one: one branch per kind."""
         if proof.webauthn is not None:
             ceremony = await self._ceremonies.take(_CEREMONY, str(user_id), token_digest(mfa_token))
@@ -173,7 +192,7 @@ class SecondStep:
                 return None  # another user's or unknown passkey, bad signature, a clone (logged)
             return "hwk"
         if proof.code is not None:
-            return "otp" if await check_totp(self._store, self._kit, user_id, proof.code) else None
+            return "otp" if await check_totp(self._store, self._kit, user_id, proof.code, row=totp) else None
         if proof.recovery_code is not None:
             return "otp" if await check_recovery_code(self._store, self._kit, user_id, proof.recovery_code) else None
         return None
@@ -195,20 +214,16 @@ class SecondStep:
         log.info("login.failed", reason="mfa_failed", ip=login.ip, attempt=taken.attempt)
         raise MfaInvalid
 
-    async def _attempt(self, login: PendingLogin, client: ClientInfo, gate: LoginGate, method: str) -> LoginAttempt:
-        """The login as its password check left it, read again: gone, deactivated or revoked
-        since (tokens_valid_after moved) means no session."""
-        user = await self._auth.records.for_login(login.username)
-        await self._session.commit()
-        if (
-            user is None
-            or user.id != login.user_id
-            or not user.is_active
-            or not _same(user.tokens_valid_after, login.tokens_valid_after)
-        ):
-            raise MfaInvalid
-        amr = ("pwd", method, "mfa")
-        return LoginAttempt(user, login.username, client, login.user_agent, VerifyResult(ok=True), gate, amr)
+
+def _unchanged(user: LoginUser | None, login: PendingLogin) -> bool:
+    """The user as the password check left it: there, active, not revoked since
+    (tokens_valid_after moved)."""
+    return (
+        user is not None
+        and user.id == login.user_id
+        and user.is_active
+        and _same(user.tokens_valid_after, login.tokens_valid_after)
+    )
 
 
 def _same(a: dt.datetime | None, b: dt.datetime | None) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.sql import mfa_recovery_codes, mfa_totp, webauthn_credentials
+from db.sql import mfa_recovery_codes, mfa_totp, param, webauthn_credentials
 
 __all__ = ["FactorState", "FactorStore", "TotpRow", "factor_columns"]
 
@@ -56,6 +56,35 @@ def factor_columns(users: Table) -> tuple[Any, ...]:
     )
 
 
+# The second step's two statements, built once (no statement or cache key made per request).
+_TOTP = select(_t.secret_ciphertext, _t.confirmed_at.is_not(None), _t.last_used_step).where(
+    _t.user_id == param("user_id", _t.user_id)
+)
+
+
+def _claim(*, confirming: bool) -> Any:
+    """Set :b_step as the last accepted step, only over an earlier one, on a confirmed authenticator
+    (a pending one when `confirming`, which confirms it at :b_now)."""
+    step = param("b_step", _t.last_used_step)  # (an UPDATE's own parameters may not be named as columns)
+    values: dict[str, Any] = {"last_used_step": step}
+    state = _t.confirmed_at.is_(None) if confirming else _t.confirmed_at.is_not(None)
+    if confirming:
+        values["confirmed_at"] = param("b_now", _t.confirmed_at)
+    return (
+        update(mfa_totp)
+        .where(
+            _t.user_id == param("b_user_id", _t.user_id),
+            state,
+            or_(_t.last_used_step.is_(None), _t.last_used_step < step),
+        )
+        .values(**values)
+        .returning(_t.user_id)
+    )
+
+
+_CLAIM = {False: _claim(confirming=False), True: _claim(confirming=True)}
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -77,10 +106,7 @@ class FactorStore:
         return FactorState(bool(row[0]), int(row[1]), int(row[2]))
 
     async def totp(self, user_id: uuid.UUID) -> TotpRow | None:
-        stmt = select(_t.secret_ciphertext, _t.confirmed_at.is_not(None), _t.last_used_step).where(
-            _t.user_id == user_id
-        )
-        row = (await self._session.execute(stmt)).first()
+        row = (await self._session.execute(_TOTP, {"user_id": user_id})).first()
         return None if row is None else TotpRow(bytes(row[0]), bool(row[1]), row[2])
 
     async def put_pending_totp(self, user_id: uuid.UUID, ciphertext: bytes) -> bool:
@@ -101,17 +127,10 @@ class FactorStore:
     async def claim_step(self, user_id: uuid.UUID, step: int, *, confirming: bool) -> bool:
         """Record `step` as the last accepted one, only if it is later than the stored one (and
         the authenticator is confirmed, or pending when `confirming`, which confirms it)."""
-        values: dict[str, object] = {"last_used_step": step}
-        state = _t.confirmed_at.is_(None) if confirming else _t.confirmed_at.is_not(None)
+        params: dict[str, Any] = {"b_user_id": user_id, "b_step": step}
         if confirming:
-            values["confirmed_at"] = _now()
-        stmt = (
-            update(mfa_totp)
-            .where(_t.user_id == user_id, state, or_(_t.last_used_step.is_(None), _t.last_used_step < step))
-            .values(**values)
-            .returning(_t.user_id)
-        )
-        return (await self._session.execute(stmt)).first() is not None
+            params["b_now"] = _now()
+        return (await self._session.execute(_CLAIM[confirming], params)).first() is not None
 
     async def delete_totp(self, user_id: uuid.UUID) -> bool:
         stmt = delete(mfa_totp).where(_t.user_id == user_id).returning(_t.user_id)
