@@ -22,7 +22,7 @@ _RULE = RateLimit(1_000_000_000, 60)
 
 @asynccontextmanager
 async def lifespan(_: Litestar) -> AsyncIterator[None]:
-    redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"))
+    redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/7"))
     _state["limiter"] = RateLimiter(redis, prefix="bench")
     yield
     await redis.aclose()
