@@ -85,9 +85,7 @@ class TotpEnrolment:
         if row is None or row.confirmed:
             await self._session.rollback()
             raise NotFound("no TOTP enrolment is pending")
-        if not await check_totp(
-            self._store, self._kit, user_id, code, confirming=True, row=await self._store.totp(user_id)
-        ):
+        if not await check_totp(self._store, self._kit, user_id, code, confirming=True, row=row):
             await self._session.rollback()
             raise MfaInvalid
         codes = await self._new_codes(user_id)
@@ -111,7 +109,7 @@ class TotpEnrolment:
         if row is None or not row.confirmed:
             await self._session.rollback()
             raise NotFound("TOTP is not enabled")
-        if not await check_totp(self._store, self._kit, subject.id, code, row=await self._store.totp(subject.id)):
+        if not await check_totp(self._store, self._kit, subject.id, code, row=row):
             await self._session.rollback()
             raise MfaInvalid
         await self._session.commit()
