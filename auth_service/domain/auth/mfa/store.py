@@ -56,7 +56,8 @@ def factor_columns(users: Table) -> tuple[Any, ...]:
     )
 
 
-# The second step's two statements, built once (no statement or cache key made per request).
+# The TOTP row's read (enrolment, disabling) and the step's claim (also the second step's), built once:
+# no statement or cache key made per request.
 _TOTP = select(_t.secret_ciphertext, _t.confirmed_at.is_not(None), _t.last_used_step).where(
     _t.user_id == param("user_id", _t.user_id)
 )
