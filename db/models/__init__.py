@@ -9,7 +9,9 @@ from db.models.login_record import LoginRecord
 from db.models.mfa_recovery_code import MfaRecoveryCode
 from db.models.mfa_totp import MfaTotp
 from db.models.notification import Notification
+from db.models.oauth_client import OAuthClient, OAuthConsent
 from db.models.refresh_token import RefreshToken
+from db.models.signing_key import SigningKey
 from db.models.token_blacklist import TokenBlacklist
 from db.models.user import User, identity_key, owns_its_address, unclaimed_email_key
 from db.models.user_token import UserToken
@@ -23,7 +25,10 @@ __all__ = [
     "MfaRecoveryCode",
     "MfaTotp",
     "Notification",
+    "OAuthClient",
+    "OAuthConsent",
     "RefreshToken",
+    "SigningKey",
     "TokenBlacklist",
     "User",
     "UserToken",

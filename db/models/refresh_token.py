@@ -38,3 +38,7 @@ class RefreshToken(UUIDBase):
     session_started_at: Mapped[dt.datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
     # How the login was proven (RFC 8176 `amr`), copied to every successor: a refresh mints it again.
     amr: Mapped[list[str]] = mapped_column(ARRAY(String(8)), default=lambda: ["pwd"], server_default=text("'{pwd}'"))
+    # A session opened through OAuth: the client it was granted to and the scopes granted (None:
+    # a login of our own API), copied to every successor.
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope: Mapped[str | None] = mapped_column(String(1024), nullable=True)

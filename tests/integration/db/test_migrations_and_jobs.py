@@ -32,7 +32,7 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _scratch_database() -> tuple[str, Any]:
