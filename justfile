@@ -96,6 +96,10 @@ audit *ARGS: sync
 set-password +ARGS: sync
     {{python}} -m auth_service set-password "$@"
 
+# Signing keys: just keys list | just keys rotate [--now] | just keys retire KID | just keys show
+keys *ARGS: sync
+    {{python}} -m auth_service keys "$@"
+
 # Lint, format check, type check and layer contracts
 lint: sync
     .venv/bin/ruff check .

@@ -29,6 +29,7 @@ from auth_service.domain.account.passkey_page import PasskeysPage, static_assets
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
+from auth_service.domain.oauth.well_known import WellKnownController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
@@ -110,6 +111,19 @@ async def _calibrate_failure_floor(resources: Resources) -> None:
         log.warning("passwords.calibration_skipped", error=type(exc).__name__)
 
 
+async def _load_signing_keys(resources: Resources) -> None:
+    """The managed keys into memory, and a first one if none may sign (an install that has not
+    run `just init` since keys were managed). A database down at start-up: the refresh task
+    loads them once it answers."""
+    try:
+        async with asyncio.timeout(10):
+            await resources.keyring.load()
+            if resources.keyring.signer() is None and await resources.keyring.ensure():
+                log.info("signing_key.first_created")
+    except Exception as exc:
+        log.warning("signing_keys.load_skipped", error=type(exc).__name__)
+
+
 class AuthApp(Litestar):
     """Litestar, with GET /verify answered by its fast path before the router (server/dispatch.py)."""
 
@@ -150,8 +164,10 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         ping_on_checkout(engine)
         instrument_engine(engine)  # SQL spans, and the pool-usage gauge
         await _calibrate_failure_floor(resources)
+        await _load_signing_keys(resources)
         stop_polling = asyncio.Event()
         poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity, stop_polling))
+        key_refresh = asyncio.create_task(resources.keyring.run(stop_polling))
         # Everything allocated so far lives for the whole process: keep it out of GC scans (p99).
         gc.collect()
         gc.freeze()
@@ -160,7 +176,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         finally:
             stop_polling.set()
             try:
-                await asyncio.wait_for(poller, timeout=5)
+                await asyncio.wait_for(asyncio.gather(poller, key_refresh), timeout=5)
             except TimeoutError:
                 log.warning("gauges.poller_stuck_at_shutdown")
             await resources.close()
@@ -181,6 +197,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         static_assets_router(),
         HealthController,
         metrics_endpoint,
+        WellKnownController,
     ]
     if settings.pages.docs_enabled:
         route_handlers.append(docs_assets_router())

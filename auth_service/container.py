@@ -32,6 +32,7 @@ from auth_service.lib.crypto.links import LinkSigner
 from auth_service.lib.crypto.passwords import PasswordHasher
 from auth_service.lib.crypto.tokens import TokenService
 from auth_service.lib.jobs import bind_queue, drain
+from auth_service.lib.keyring import KeyRing
 from auth_service.lib.queue import JobQueue, make_queue
 from auth_service.lib.redis.activity import ActivityTracker
 from auth_service.lib.redis.lean import LeanRedis
@@ -179,6 +180,22 @@ class Resources:
         return PasswordPolicy(self.settings.passwords.min_length, self.settings.passwords.min_score)
 
     @cached_property
+    def keyring(self) -> KeyRing:
+        """The managed signing keys (ID tokens; access tokens with JWT_ALGORITHM=ES256 …), held in
+        memory; the API reloads them every KEY_REFRESH_SECONDS."""
+        s = self.settings
+        return KeyRing(
+            self.session_factory,
+            s.purpose_keys.key("signing-key-wrap"),
+            algorithm=s.keys.signing_algorithm,
+            rotation_delay=s.keys.rotation_delay_seconds,
+            # A retired key stays published while a token it signed may be alive (access and ID
+            # tokens live as long), plus a minute of clock skew.
+            retire_after=s.tokens.access_ttl + 60,
+            refresh_seconds=s.keys.refresh_seconds,
+        )
+
+    @cached_property
     def tokens(self) -> TokenService:
         t = self.settings.tokens
         return TokenService(
@@ -191,6 +208,7 @@ class Resources:
             audience=t.audience,
             access_ttl=t.access_ttl,
             successor_key=self.settings.purpose_keys.key("refresh-successor"),
+            managed_keys=self.keyring if t.managed else None,
         )
 
     @cached_property

@@ -212,6 +212,9 @@ AUDIT_ACTIONS = (
     "session.revoke",
     "account.register",
     "account.not_me",
+    "key.create",
+    "key.rotate",
+    "key.retire",
 )
 ADMIN_OPERATIONS = (
     "users.list",

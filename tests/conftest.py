@@ -40,7 +40,18 @@ from auth_service.settings import Settings, load_settings, normalize_database_ur
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = secrets.token_hex(32)
-TABLES = ("audit_events", "user_tokens", "notifications", "login_records", "token_blacklist", "refresh_tokens", "users")
+TABLES = (
+    "audit_events",
+    "user_tokens",
+    "notifications",
+    "login_records",
+    "token_blacklist",
+    "refresh_tokens",
+    "oauth_consents",
+    "oauth_clients",
+    "signing_keys",
+    "users",
+)
 
 
 def _plain(url: str) -> str:

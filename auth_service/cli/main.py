@@ -10,7 +10,7 @@ import click
 
 from auth_service.cli.common import err, resolve_servers
 from auth_service.cli.db import db, db_downgrade, db_migrate, migrate, write_env_file
-from auth_service.cli.keys import keys
+from auth_service.cli.keys import ensure_first_key, keys
 from auth_service.cli.run import run, run_api_command, run_monitor_command, run_up_command, run_worker_command
 from auth_service.cli.users import (
     create_first_admin,
@@ -36,13 +36,14 @@ def cli() -> None:
     """The root group: `python -m auth_service …` and the `just` recipes."""
 
 
-@cli.command(help="Write .env (if absent), migrate, create the first admin; safe to re-run.")
+@cli.command(help="Write .env (if absent), migrate, create the first signing key and admin; safe to re-run.")
 @click.option("--force", is_flag=True, help="replace an existing .env with new secrets (every token dies)")
 @click.option("--yes", is_flag=True, help="with --force: do not ask")
 def init(force: bool, yes: bool) -> None:
     write_env_file(force, yes)
     settings = resolve_servers()
     migrate(settings)
+    ensure_first_key(settings)
     create_first_admin(settings)
 
 

@@ -24,7 +24,7 @@ from auth_service.domain.users.schemas import InvalidUserData, UserCreate
 from auth_service.lib.errors import InvalidInput
 from auth_service.settings import Settings
 
-__all__ = ["create_first_admin", "parse_since", "table", "users"]
+__all__ = ["create_first_admin", "parse_since", "quiet_logs", "table", "users"]
 
 T = TypeVar("T")
 _PAGE = 100
@@ -97,7 +97,7 @@ def _boxed(*lines: str) -> None:
     out("+" + "-" * (width + 2) + "+")
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
     """The domain's log lines are for the service's logs: here only warnings, and on stderr, so
     stdout is the command's own output."""
     import logging
@@ -123,7 +123,7 @@ def _run_user_action(settings: Settings, action: Callable[[AdminByName], Awaitab
 
     from auth_service.lib.errors import AuthServiceError
 
-    _quiet_logs()
+    quiet_logs()
     try:
         asyncio.run(_with_users(settings, action))
     except InvalidInput as exc:  # a malformed name, e-mail or role; a password the policy refuses

@@ -21,6 +21,8 @@ from auth_service.settings.declare import (
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "JWKS_MAX_AGE",
+    "MANAGED_ALGORITHMS",
     "SYMMETRIC_ALGORITHMS",
     "AccountSettings",
     "KeySettings",
@@ -34,7 +36,11 @@ __all__ = [
 ]
 
 SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
-ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "Ed25519")
+# What a managed signing key (signing_keys, `just keys`) can be; Ed25519 is RFC 9864's fully-specified name.
+MANAGED_ALGORITHMS = ("ES256", "RS256", "Ed25519")
+# The JWKS's Cache-Control max-age: a relying party may hold the key set this long.
+JWKS_MAX_AGE = 300
 
 
 def _secret_problem(variable: str, secret: str) -> Problems:
@@ -47,7 +53,13 @@ def _secret_problem(variable: str, secret: str) -> Problems:
 
 class TokenSettings(msgspec.Struct, frozen=True):
     algorithm: Annotated[
-        str, env("JWT_ALGORITHM", "HS256/384/512, or RS*/PS256/ES256/ES384/EdDSA with JWT_PRIVATE_KEY_FILE")
+        str,
+        env(
+            "JWT_ALGORITHM",
+            "Access tokens: HS256/384/512 with JWT_SECRET_KEY; ES256, RS256 or Ed25519 without JWT_PRIVATE_KEY_FILE: "
+            "the managed signing key (SIGNING_KEY_ALGORITHM), verifiable from the JWKS; RS*/PS256/ES*/EdDSA with "
+            "JWT_PRIVATE_KEY_FILE: that PEM key",
+        ),
     ] = "HS256"
     secret: Annotated[
         str,
@@ -76,10 +88,15 @@ class TokenSettings(msgspec.Struct, frozen=True):
         return self.refresh_days * 86400
 
     @property
+    def managed(self) -> bool:
+        """Access tokens signed by the managed signing key (no PEM file given)."""
+        return self.algorithm in MANAGED_ALGORITHMS and not self.private_key_file
+
+    @property
     def signing_material(self) -> bytes:
         """The JWT key's bytes (the secret, or the private key): the purpose keys' source until
-        SECRET_KEY is set."""
-        if self.algorithm in SYMMETRIC_ALGORITHMS:
+        SECRET_KEY is set (with managed keys: JWT_SECRET_KEY, if any)."""
+        if self.algorithm in SYMMETRIC_ALGORITHMS or self.managed:
             return self.secret.encode()
         return Path(self.private_key_file).read_bytes()
 
@@ -93,6 +110,8 @@ class TokenSettings(msgspec.Struct, frozen=True):
                 problems.append(("JWT_SECRET_KEY", "is a well-known example value; generate a random one"))
             elif len(self.secret.encode()) < MIN_SECRET_BYTES:
                 problems.append(("JWT_SECRET_KEY", f"must be at least {MIN_SECRET_BYTES} bytes"))
+        elif self.managed:
+            pass  # the managed key: its checks are the keys group's (SIGNING_KEY_ALGORITHM, SECRET_KEY)
         elif self.algorithm in ASYMMETRIC_ALGORITHMS:
             if not self.private_key_file:
                 problems.append(("JWT_PRIVATE_KEY_FILE", f"is required for {self.algorithm} (a PEM file)"))
@@ -129,15 +148,70 @@ class KeySettings(msgspec.Struct, frozen=True):
             "one into a new .env. Unset (an older install): they derive from the signing material as before",
         ),
     ] = ""
+    signing_algorithm: Annotated[
+        str,
+        env(
+            "SIGNING_KEY_ALGORITHM",
+            "The managed signing keys' algorithm (ID tokens; access tokens with JWT_ALGORITHM alike): ES256, RS256 "
+            "or Ed25519. A change applies to the next key (`just keys rotate`)",
+        ),
+    ] = "ES256"
+    rotation_delay: Annotated[
+        str,
+        env(
+            "KEY_ROTATION_DELAY",
+            f"From `just keys rotate` until the new key signs (it is published at once): seconds, or 15m, 1h; at "
+            f"least the JWKS cache lifetime ({JWKS_MAX_AGE} s) plus KEY_REFRESH_SECONDS",
+        ),
+    ] = "15m"
+    refresh_seconds: Annotated[
+        float,
+        env("KEY_REFRESH_SECONDS", "How often every instance rereads the signing keys (at most 60)"),
+    ] = 30.0
+
+    @property
+    def rotation_delay_seconds(self) -> int:
+        return _duration_seconds(self.rotation_delay) or 0
 
     def problems(self, tokens: TokenSettings) -> Problems:
+        problems: Problems = []
+        if self.signing_algorithm not in MANAGED_ALGORITHMS:
+            problems.append(("SIGNING_KEY_ALGORITHM", f"expected one of {', '.join(MANAGED_ALGORITHMS)}"))
+        elif tokens.managed and tokens.algorithm != self.signing_algorithm:
+            words = f"is {self.signing_algorithm} but JWT_ALGORITHM={tokens.algorithm} asks the managed key to sign"
+            problems.append(("SIGNING_KEY_ALGORITHM", words + " access tokens; set them alike"))
+        if not 0 < self.refresh_seconds <= 60:
+            problems.append(("KEY_REFRESH_SECONDS", "must be more than 0 and at most 60"))
+        delay = _duration_seconds(self.rotation_delay)
+        if delay is None:
+            problems.append(
+                ("KEY_ROTATION_DELAY", f"expected seconds, or a number with s, m or h; got {self.rotation_delay!r}")
+            )
+        elif delay < JWKS_MAX_AGE + self.refresh_seconds:
+            least = JWKS_MAX_AGE + self.refresh_seconds
+            words = f"must be at least {least:g} s (the JWKS cache lifetime plus KEY_REFRESH_SECONDS): "
+            problems.append(("KEY_ROTATION_DELAY", words + "relying parties must hold a key before it signs"))
+        if tokens.managed and not (self.secret_key or tokens.secret):
+            problems.append(
+                ("SECRET_KEY", f"is required with JWT_ALGORITHM={tokens.algorithm} (it wraps the private keys)")
+            )
         if not self.secret_key:
-            return []
-        if problems := _secret_problem("SECRET_KEY", self.secret_key):
             return problems
+        if secret := _secret_problem("SECRET_KEY", self.secret_key):
+            return problems + secret
         if self.secret_key == tokens.secret:
-            return [("SECRET_KEY", "must differ from JWT_SECRET_KEY (rotating one must not change the other)")]
-        return []
+            problems.append(("SECRET_KEY", "must differ from JWT_SECRET_KEY (rotating one must not change the other)"))
+        return problems
+
+
+def _duration_seconds(text: str) -> int | None:
+    """`900`, `900s`, `15m`, `1h` as seconds; None when it is none of those."""
+    text = text.strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    if not number.isdigit() or len(number) > 9:
+        return None
+    return int(number) * (unit or 1)
 
 
 class RateLimits(msgspec.Struct, frozen=True):

@@ -97,7 +97,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 BAD_KEYS = {
-    "no-key-file": ("RS256", None, None, "JWT_PRIVATE_KEY_FILE"),
+    "no-key-file": ("RS384", None, None, "JWT_PRIVATE_KEY_FILE"),  # RS256 without a file: the managed key
     "missing-file": ("RS256", "missing", None, "JWT_PRIVATE_KEY_FILE"),
     "directory": ("RS256", "unreadable", None, "JWT_PRIVATE_KEY_FILE"),
     "garbage": ("ES256", "garbage", None, "JWT_PRIVATE_KEY_FILE"),

@@ -123,14 +123,20 @@ class TokenVerifier:
         self._limits = limits
         self._activity = activity
         self._scripts = scripts
+        self._cache_size = cache_size
         self._cache = ClaimsCache(cache_size)
+        self._keys_generation = tokens.generation
 
     def claims_of(self, token: str) -> AccessClaims:
-        """Signature and claims, from the cache when this token was verified before.
+        """Signature and claims, from the cache when this token was verified before (and the
+        keys have not changed since: a retired key's tokens must fail at once).
 
         Raises:
             TokenExpiredError, TokenInvalidError.
         """
+        if self._tokens.generation != self._keys_generation:
+            self._cache = ClaimsCache(self._cache_size)
+            self._keys_generation = self._tokens.generation
         claims = self._cache.get(token)
         if claims is None:
             claims = self._tokens.verify_access(token)

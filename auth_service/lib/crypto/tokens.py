@@ -1,8 +1,9 @@
 """Access tokens (JWT through joserfc) and opaque refresh tokens.
 
-The only module that touches joserfc. Verification pins the configured algorithm,
-requires `exp`, `iat`, `sub`, `jti`, `sid`, checks `iss` and `aud` exactly, and
-accepts only our `kid` and the `at+jwt` type (RFC 9068).
+With lib/crypto/keys.py (the managed keys), the only module that touches joserfc. Verification
+pins the configured algorithm, requires `exp`, `iat`, `sub`, `jti`, `sid`, checks `iss` and `aud`
+exactly, and accepts only the `at+jwt` type (RFC 9068) and our `kid`: the PEM key's, or with
+managed keys one that is published now (next, active or retiring), of the pinned algorithm.
 
 Before joserfc sees a token it must look exactly like one we issue (RFC 8725): three
 non-empty base64url segments, a header of only `alg` (the configured one), `kid` (ours)
@@ -22,7 +23,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from joserfc import jws, jwt
@@ -30,8 +31,12 @@ from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from auth_service.lib.crypto.keys import ManagedKey
+
 __all__ = [
     "AccessClaims",
+    "KeySource",
+    "SigningKeyUnavailable",
     "TokenExpiredError",
     "TokenInvalidError",
     "TokenService",
@@ -63,6 +68,21 @@ class TokenExpiredError(Exception):
     """The token was good but its `exp` has passed."""
 
 
+class SigningKeyUnavailable(Exception):
+    """No managed key may sign now (every key was retired and none made since)."""
+
+
+class KeySource(Protocol):
+    """The managed signing keys (lib/keyring.py's KeyRing): read in memory, never waited on."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def signer(self) -> ManagedKey | None: ...
+
+    def verifying(self, kid: str) -> ManagedKey | None: ...
+
+
 class AccessClaims(msgspec.Struct, frozen=True):
     """The claims of a verified access token."""
 
@@ -89,6 +109,8 @@ class TokenService:
         private_key_file: PEM private key (asymmetric algorithms).
         public_key_file: PEM public key; derived from the private key when empty.
         key_id: the `kid`; derived from the key when empty.
+        managed_keys: with an asymmetric algorithm and no PEM file: the managed keys sign (the
+            newest active one) and verify (any published one whose algorithm is `algorithm`).
         issuer: `iss` written and required.
         audience: `aud` written and required.
         access_ttl: access token lifetime in seconds.
@@ -107,13 +129,16 @@ class TokenService:
         audience: str,
         access_ttl: int,
         successor_key: bytes | None = None,
+        managed_keys: KeySource | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.issuer = issuer
         self.audience = audience
         self.access_ttl = access_ttl
-        self._signing_key, self._verifying_key = _load_keys(algorithm, secret, private_key_file, public_key_file)
-        self.key_id = key_id or _derive_kid(self._verifying_key, secret)
+        self._managed = managed_keys if not algorithm.startswith("HS") and not private_key_file else None
+        if self._managed is None:
+            self._signing_key, self._verifying_key = _load_keys(algorithm, secret, private_key_file, public_key_file)
+            self._key_id = key_id or _derive_kid(self._verifying_key, secret)
         # HMAC key of a refresh token's successor: the `refresh-successor` purpose key (derive.py);
         # without one, derived from the signing material as before purpose keys existed.
         if successor_key is None:
@@ -129,6 +154,31 @@ class TokenService:
             jti={"essential": True},
             sid={"essential": True},
         )
+
+    @property
+    def managed(self) -> bool:
+        return self._managed is not None
+
+    @property
+    def key_id(self) -> str:
+        """The `kid` access tokens are signed with now."""
+        if self._managed is None:
+            return self._key_id
+        key = self._managed.signer()
+        return key.kid if key is not None else ""
+
+    @property
+    def generation(self) -> int:
+        """Changes when the keys that verify do (a cache of verified claims must be dropped)."""
+        return self._managed.generation if self._managed is not None else 0
+
+    def _signing(self) -> tuple[AnyKey, str]:
+        if self._managed is None:
+            return self._signing_key, self._key_id
+        key = self._managed.signer()
+        if key is None or key.private is None:
+            raise SigningKeyUnavailable
+        return key.private, key.kid
 
     def issue_access(
         self, *, user_id: str, username: str, roles: list[str], session_id: str, amr: list[str] | None = None
@@ -146,8 +196,9 @@ class TokenService:
             aud=self.audience,
             amr=list(amr or ["pwd"]),
         )
-        header = {"alg": self.algorithm, "kid": self.key_id, "typ": ACCESS_TOKEN_TYPE}
-        token = jwt.encode(header, msgspec.structs.asdict(claims), self._signing_key, algorithms=[self.algorithm])
+        signing_key, kid = self._signing()
+        header = {"alg": self.algorithm, "kid": kid, "typ": ACCESS_TOKEN_TYPE}
+        token = jwt.encode(header, msgspec.structs.asdict(claims), signing_key, algorithms=[self.algorithm])
         return token, claims
 
     def verify_access(self, token: str) -> AccessClaims:
@@ -163,8 +214,8 @@ class TokenService:
         if len(segments) != 3 or not all(_SEGMENT.fullmatch(segment) for segment in segments):
             raise TokenInvalidError
         try:
-            self._check_header(segments[0])
-            signed = jws.deserialize_compact(token, self._verifying_key, algorithms=[self.algorithm])
+            verifying_key = self._check_header(segments[0])
+            signed = jws.deserialize_compact(token, verifying_key, algorithms=[self.algorithm])
             claims = _strict_json(signed.payload or b"")
             if not isinstance(claims, dict):
                 raise TokenInvalidError
@@ -180,20 +231,25 @@ class TokenService:
         except (JoseError, ValueError, TypeError, KeyError, RecursionError, msgspec.ValidationError):
             raise TokenInvalidError from None
 
-    def _check_header(self, segment: str) -> None:
+    def _check_header(self, segment: str) -> AnyKey:
+        """The key that must have signed a token with this header; TokenInvalidError if none."""
         if len(segment) > _MAX_HEADER_SEGMENT:
             raise TokenInvalidError
         header = _strict_json(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
         if not isinstance(header, dict) or not header.keys() <= _HEADER_MEMBERS:
             raise TokenInvalidError
-        typ = header.get("typ")
-        if (
-            header.get("alg") != self.algorithm
-            or header.get("kid") != self.key_id
-            or not isinstance(typ, str)
-            or typ.lower() not in _ACCEPTED_TYPES
-        ):
+        typ, kid = header.get("typ"), header.get("kid")
+        if header.get("alg") != self.algorithm or not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYPES:
             raise TokenInvalidError
+        if self._managed is None:
+            if kid != self._key_id:
+                raise TokenInvalidError
+            return self._verifying_key
+        # A published key (next, active or retiring) of the pinned algorithm; a removed one is unknown.
+        key = self._managed.verifying(kid) if isinstance(kid, str) else None
+        if key is None or key.algorithm != self.algorithm or key.public is None:
+            raise TokenInvalidError
+        return key.public
 
     def successor_of(self, refresh_token: str) -> str:
         """The token that replaces `refresh_token` on rotation (same family prefix).

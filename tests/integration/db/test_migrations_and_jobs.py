@@ -160,7 +160,11 @@ def test_migrations_upgrade_downgrade_upgrade() -> None:
         assert current_revision(url) == HEAD
         tables = {"users", "login_records", "token_blacklist", "refresh_tokens", "notifications", "audit_events"}
         second_factors = {"mfa_totp", "mfa_recovery_codes", "webauthn_credentials"}
-        assert tables | second_factors <= asyncio.run(_tables(url))
+        oauth = {"signing_keys", "oauth_clients", "oauth_consents"}
+        assert tables | second_factors | oauth <= asyncio.run(_tables(url))
+        downgrade(url)  # one step: the keys and OAuth tables go
+        assert current_revision(url) == "0010"
+        assert not oauth & asyncio.run(_tables(url))
         downgrade(url)  # one step: refresh_tokens.amr goes
         assert current_revision(url) == "0009"
         downgrade(url)
