@@ -26,6 +26,9 @@ forward once it runs. In Prometheus format (dots become underscores, units and
 | auth.passkey.logins | auth_passkey_logins_total | outcome (success, or why a passwordless login was refused) |
 | auth.mfa.challenges | auth_mfa_challenges_total | method (totp, recovery_code, webauthn, enroll), outcome (required, success, failure, invalid_token) |
 | auth.mfa.enrolments | auth_mfa_enrolments_total | method (totp, webauthn) |
+| auth.oauth.authorizations | auth_oauth_authorizations_total | outcome (code, login, consent, denied, error) |
+| auth.oauth.token.grants | auth_oauth_token_grants_total | grant_type (authorization_code, refresh_token, client_credentials, other), outcome (ok, or the OAuth error) |
+| auth.oauth.introspections | auth_oauth_introspections_total | outcome (active, inactive, invalid_client) |
 | smtp.circuit.state | smtp_circuit_state | (worker) 0 closed, 1 half-open, 2 open |
 | jobs.duration (s) | jobs_duration_seconds_* | task |
 | process.cpu.time, process.memory.usage | process_cpu_time_seconds_total, process_memory_usage_bytes | type (user, system); from the system-metrics instrumentation |
@@ -54,6 +57,10 @@ __all__ = [
     "LOGIN_FAILURE_REASONS",
     "MFA_METHODS",
     "MFA_OUTCOMES",
+    "OAUTH_AUTHORIZATION_OUTCOMES",
+    "OAUTH_GRANT_OUTCOMES",
+    "OAUTH_GRANT_TYPES",
+    "OAUTH_INTROSPECTION_OUTCOMES",
     "PASSKEY_LOGIN_OUTCOMES",
     "TOKEN_TYPES",
     "active_users",
@@ -67,6 +74,9 @@ __all__ = [
     "login_attempts",
     "mfa_challenges",
     "mfa_enrolments",
+    "oauth_authorizations",
+    "oauth_introspections",
+    "oauth_token_grants",
     "passkey_logins",
     "passkey_registrations",
     "password_changes",
@@ -157,6 +167,17 @@ mfa_challenges = _meter.create_counter(
     "failure: a right or wrong proof; invalid_token: an unknown, used, expired or foreign mfa_token)",
 )
 mfa_enrolments = _meter.create_counter("auth.mfa.enrolments", description="Second factors enrolled, by method")
+oauth_authorizations = _meter.create_counter(
+    "auth.oauth.authorizations",
+    description="Authorization requests by outcome (code: a code issued; login, consent: a page shown; denied: "
+    "the user refused; error: the request was refused)",
+)
+oauth_token_grants = _meter.create_counter(
+    "auth.oauth.token.grants", description="Token endpoint requests by grant type and outcome (ok, or the OAuth error)"
+)
+oauth_introspections = _meter.create_counter(
+    "auth.oauth.introspections", description="Token introspections by outcome (active, inactive, invalid_client)"
+)
 job_runs = _meter.create_counter("jobs.runs", description="Background job runs by task and outcome")
 job_duration = _meter.create_histogram(
     "jobs.duration", unit="s", description="Background job duration", explicit_bucket_boundaries_advisory=_JOB_BUCKETS
@@ -185,6 +206,22 @@ SESSION_REVOKERS = ("self", "admin")
 RESET_STAGES = ("requested", "completed")
 # domain/auth/passkey_login.py: success, or the refusal's reason (domain/auth/passkeys.py).
 PASSKEY_LOGIN_OUTCOMES = ("success", "malformed", "unknown", "invalid", "cloned", "inactive", "expired")
+
+
+# The OAuth provider's label values (domain/oauth).
+OAUTH_AUTHORIZATION_OUTCOMES = ("code", "login", "consent", "denied", "error")
+OAUTH_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", "other")
+OAUTH_GRANT_OUTCOMES = (
+    "ok",
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "temporarily_unavailable",
+)
+OAUTH_INTROSPECTION_OUTCOMES = ("active", "inactive", "invalid_client")
 
 
 # The audit log's actions (DESIGN.md; auth_service/lib/audit.py refuses any other), and the admin
@@ -305,6 +342,11 @@ def start_api_counters() -> None:
     start_at_zero(passkey_logins, [{"outcome": outcome} for outcome in PASSKEY_LOGIN_OUTCOMES])
     start_at_zero(mfa_challenges, [{"method": m, "outcome": o} for m in MFA_METHODS for o in MFA_OUTCOMES])
     start_at_zero(mfa_enrolments, [{"method": m} for m in MFA_ENROLMENT_METHODS])
+    start_at_zero(oauth_authorizations, [{"outcome": o} for o in OAUTH_AUTHORIZATION_OUTCOMES])
+    start_at_zero(
+        oauth_token_grants, [{"grant_type": g, "outcome": o} for g in OAUTH_GRANT_TYPES for o in OAUTH_GRANT_OUTCOMES]
+    )
+    start_at_zero(oauth_introspections, [{"outcome": o} for o in OAUTH_INTROSPECTION_OUTCOMES])
     start_at_zero(
         admin_requests, [{"operation": op, "outcome": outcome} for op in ADMIN_OPERATIONS for outcome in ADMIN_OUTCOMES]
     )

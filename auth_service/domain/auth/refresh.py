@@ -46,7 +46,7 @@ class RefreshRotation:
         self._grace = grace
         self._refresh = RefreshTokenRepository(session=session)
 
-    async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
+    async def refresh(self, presented: str, client: ClientInfo, *, oauth_client: str | None = None) -> IssuedTokens:
         """Rotate a refresh token: spend it and mint its successor.
 
         A token spent earlier is theft unless it is repeated within the grace period,
@@ -70,6 +70,9 @@ class RefreshRotation:
             # too, or has committed before and this rotation finds the token revoked.
             owner = await self._refresh.lock_owner(token_hash)
             if owner is None or owner.family_id.hex != family:
+                raise TokenInvalid
+            if owner.client_id != oauth_client:
+                # Another client's session (or an OAuth one at /auth/refresh, or ours at /oauth2/token).
                 raise TokenInvalid
             await self._limits.charge_refresh(family)
             now = _now()
@@ -101,6 +104,8 @@ class RefreshRotation:
             successor,
             self._refresh_ttl,
             rotation.amr,
+            client_id=rotation.client_id,
+            scope=rotation.scope,
         )
 
     async def _refresh_not_live(self, token_hash: str, successor: str, now: dt.datetime) -> IssuedTokens:
@@ -132,6 +137,8 @@ class RefreshRotation:
                 successor,
                 remaining,
                 existing.amr,
+                client_id=existing.client_id,
+                scope=existing.scope,
             )
         # Reuse of a spent token: someone holds a copy. Kill the whole session, in a transaction
         # of its own (this one's share lock cannot become the revocation's update lock).

@@ -391,8 +391,9 @@ class AuthService:
             log.info("login.password_rehashed", user_id=str(user.id))
         await self._session.commit()
 
-    async def refresh(self, presented: str, client: ClientInfo) -> IssuedTokens:
-        """Rotate a refresh token (domain/auth/refresh.py)."""
+    async def refresh(self, presented: str, client: ClientInfo, *, oauth_client: str | None = None) -> IssuedTokens:
+        """Rotate a refresh token (domain/auth/refresh.py); `oauth_client`: the client a token
+        presented at /oauth2/token must have been granted to."""
         return await RefreshRotation(
             self._session, self._tokens, self._revocation, self._limits, self._refresh_ttl, self._grace
-        ).refresh(presented, client)
+        ).refresh(presented, client, oauth_client=oauth_client)

@@ -33,10 +33,12 @@ __all__ = [
 
 
 class RefreshOwner(NamedTuple):
-    """The family and owner of a presented refresh token, read under the owner's share lock."""
+    """The family and owner of a presented refresh token, read under the owner's share lock, and
+    the OAuth client it was granted to (None: a session of our own API)."""
 
     family_id: UUID
     user_id: UUID
+    client_id: str | None = None
 
 
 class Rotation(NamedTuple):
@@ -51,6 +53,8 @@ class Rotation(NamedTuple):
     roles: list[str] | None
     is_active: bool | None
     amr: list[str] | None = None
+    client_id: str | None = None
+    scope: str | None = None
 
 
 class SpentToken(NamedTuple):
@@ -68,6 +72,8 @@ class SpentToken(NamedTuple):
     roles: list[str] | None
     is_active: bool | None
     amr: list[str] | None = None
+    client_id: str | None = None
+    scope: str | None = None
 
 
 def _rotate() -> Select[Any]:
@@ -89,7 +95,17 @@ def _rotate() -> Select[Any]:
             t.expires_at > now,
         )
         .values(spent_at=now, replaced_by_id=successor_id)
-        .returning(t.family_id, t.user_id, t.ip_address, t.user_agent, t.session_started_at, t.issued_at, t.amr)
+        .returning(
+            t.family_id,
+            t.user_id,
+            t.ip_address,
+            t.user_agent,
+            t.session_started_at,
+            t.issued_at,
+            t.amr,
+            t.client_id,
+            t.scope,
+        )
         .cte("spent")
     )
     successor = insert(refresh_tokens).from_select(
@@ -104,6 +120,8 @@ def _rotate() -> Select[Any]:
             "user_agent",
             "session_started_at",
             "amr",
+            "client_id",
+            "scope",
         ],
         select(
             successor_id,
@@ -117,12 +135,23 @@ def _rotate() -> Select[Any]:
             # Sessions from before the column: their first known token's issue time.
             func.coalesce(spent.c.session_started_at, spent.c.issued_at),
             spent.c.amr,
+            spent.c.client_id,
+            spent.c.scope,
         )
         .join_from(spent, users, u.id == spent.c.user_id)
         .where(u.is_active.is_(True)),
     )
     return (
-        select(spent.c.family_id, spent.c.user_id, u.username, u.roles, u.is_active, spent.c.amr)
+        select(
+            spent.c.family_id,
+            spent.c.user_id,
+            u.username,
+            u.roles,
+            u.is_active,
+            spent.c.amr,
+            spent.c.client_id,
+            spent.c.scope,
+        )
         .join_from(spent, users, u.id == spent.c.user_id, isouter=True)
         .add_cte(successor.cte("successor"))
     )
@@ -148,6 +177,8 @@ def _not_live() -> Select[Any]:
             users.c.roles,
             users.c.is_active,
             t.amr,
+            t.client_id,
+            t.scope,
         )
         .select_from(refresh_tokens)
         .outerjoin(follower, follower.c.id == t.replaced_by_id)
@@ -159,7 +190,7 @@ def _not_live() -> Select[Any]:
 _NOT_LIVE = _not_live()
 
 _LOCK_OWNER = (
-    select(refresh_tokens.c.family_id, refresh_tokens.c.user_id)
+    select(refresh_tokens.c.family_id, refresh_tokens.c.user_id, refresh_tokens.c.client_id)
     .join_from(refresh_tokens, users, users.c.id == refresh_tokens.c.user_id)
     .where(refresh_tokens.c.token_hash == bindparam("presented_hash"))
     .with_for_update(read=True, of=users)

@@ -98,6 +98,9 @@ class AccessClaims(msgspec.Struct, frozen=True):
     # How the login was proven (RFC 8176): ["pwd"], or ["pwd", "otp", "mfa"] after a second factor.
     # Tokens minted before the claim existed were password logins.
     amr: list[str] = msgspec.field(default_factory=lambda: ["pwd"])
+    # Tokens minted through OAuth (RFC 9068 §2.2): the client they were granted to and its scopes.
+    client_id: str | None = None
+    scope: str | None = None
 
 
 class TokenService:
@@ -181,7 +184,15 @@ class TokenService:
         return key.private, key.kid
 
     def issue_access(
-        self, *, user_id: str, username: str, roles: list[str], session_id: str, amr: list[str] | None = None
+        self,
+        *,
+        user_id: str,
+        username: str,
+        roles: list[str],
+        session_id: str,
+        amr: list[str] | None = None,
+        client_id: str | None = None,
+        scope: str | None = None,
     ) -> tuple[str, AccessClaims]:
         now = int(time.time())
         claims = AccessClaims(
@@ -195,10 +206,16 @@ class TokenService:
             iss=self.issuer,
             aud=self.audience,
             amr=list(amr or ["pwd"]),
+            client_id=client_id,
+            scope=scope,
         )
         signing_key, kid = self._signing()
         header = {"alg": self.algorithm, "kid": kid, "typ": ACCESS_TOKEN_TYPE}
-        token = jwt.encode(header, msgspec.structs.asdict(claims), signing_key, algorithms=[self.algorithm])
+        payload = msgspec.structs.asdict(claims)
+        for name in ("client_id", "scope"):  # only on tokens granted through OAuth
+            if payload[name] is None:
+                del payload[name]
+        token = jwt.encode(header, payload, signing_key, algorithms=[self.algorithm])
         return token, claims
 
     def verify_access(self, token: str) -> AccessClaims:
