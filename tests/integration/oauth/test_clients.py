@@ -1,9 +1,10 @@
 """The OAuth client registry on real PostgreSQL and Redis: the admin API (401/403, the shapes, the
 secret shown once, every validation rule, PATCH, secret rotation, the sessions a deactivation or
-deletion ends), and the store's `authenticate` and `get` for the provider."""
+deletion ends), the store's `authenticate` and `get` for the provider, and `just create-client`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -318,3 +319,51 @@ async def test_the_list_is_newest_first_a_keyset_page_at_a_time(
     assert [c["client_id"] for c in second["items"]] == ids[:1] and second["next_cursor"] is None
     bad = await client.get(CLIENTS, params={"cursor": "not-a-cursor"}, headers=admin)
     assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "cursor"
+
+
+# ---- the CLI ---------------------------------------------------------------------------------
+
+
+def test_create_client_prints_the_api_answer_as_json_and_names_a_refused_option(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from auth_service.cli.main import main
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("DATABASE_URL", settings.database.owner_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis.url)
+    monkeypatch.setenv("JWT_SECRET_KEY", "x" * 40)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, out, err = run("create-client", "Dashboard", "--redirect-uri", "https://dash.example.com/cb", "--first-party")
+    assert code == 0, err
+    created = json.loads(out)
+    assert set(created) == READ_KEYS | {"client_secret"} and created["first_party"] is True
+    code, out, err = run(
+        "create-client", "Phone app", "--public", "--redirect-uri", "com.example.phone:/cb", "--scope", "openid"
+    )
+    assert code == 0, err
+    phone = json.loads(out)
+    assert "client_secret" not in phone and phone["type"] == "public" and phone["scopes"] == ["openid"]
+    code, out, err = run("create-client", "Bad", "--redirect-uri", "http://dash.example.com/cb")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: --redirect-uri: 'http://dash.example.com/cb': http:// only for a loopback host "
+        "(127.0.0.1, [::1], localhost); use https://"
+    ]
+    code, out, _ = run("list-clients")
+    assert code == 0 and out.splitlines()[-1] == "2 client(s)" and created["client_secret"] not in out
+
+    async def events() -> list[Any]:
+        return await _sql(settings, "SELECT * FROM audit_events ORDER BY at, id")
+
+    rows = asyncio.run(events())
+    assert [(e["action"], e["actor_id"], e["details"]["via"]) for e in rows] == [("client.create", None, "cli")] * 2
+    assert [e["target_id"] for e in rows] == [created["client_id"], phone["client_id"]]
