@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
@@ -307,6 +311,68 @@ async def test_deactivating_or_deleting_a_client_ends_the_sessions_opened_throug
         ("client.update", None),
         ("client.delete", 1),
     ]
+
+
+async def test_a_deletion_waits_for_a_rotation_in_flight_and_revokes_its_successor_too(
+    client: AsyncTestClient[Any], admin: dict[str, Any], alice: Any, settings: Settings, database_url: str
+) -> None:
+    """A rotation of the client's session holds alice's row (share lock, as /auth/refresh does)
+    and writes the successor, which does not carry the client's id, when the deletion comes: the
+    deletion waits at her row (a thread commits the rotation once pg_stat_activity shows the
+    wait), then revokes the successor with the rest of the family."""
+    doomed = await _create(client, admin)
+    tokens = await _session_through(client, settings, doomed["client_id"])
+    [family] = await _sql(
+        settings,
+        "SELECT family_id FROM refresh_tokens WHERE token_hash = :h",
+        h=hash_refresh_token(tokens["refresh_token"]),
+    )
+    url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    held, seen = threading.Event(), threading.Event()
+
+    async def rotate() -> None:
+        rotation, watcher = await asyncpg.connect(url), await asyncpg.connect(url)
+        try:
+            async with rotation.transaction():
+                await rotation.execute("SELECT 1 FROM users WHERE id = $1 FOR SHARE", alice.id)
+                await rotation.execute(
+                    "INSERT INTO refresh_tokens (id, token_hash, family_id, user_id, issued_at, expires_at) "
+                    "VALUES (gen_random_uuid(), $1, $2, $3, now(), now() + interval '1 day')",
+                    secrets.token_hex(32),
+                    family["family_id"],
+                    alice.id,
+                )
+                held.set()
+                deadline = time.monotonic() + 10
+                waiting = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                while time.monotonic() < deadline:
+                    if await watcher.fetchval(waiting):
+                        seen.set()
+                        break
+                    await asyncio.sleep(0.005)
+        finally:
+            await rotation.close()
+            await watcher.close()
+
+    rotating = threading.Thread(target=lambda: asyncio.run(rotate()))
+    rotating.start()
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        deleted = await client.delete(f"{CLIENTS}/{doomed['client_id']}", headers=admin)
+    finally:
+        await asyncio.to_thread(rotating.join, 15)
+    assert seen.is_set(), "the deletion never waited for the rotation's lock"
+    assert deleted.status_code == 204, deleted.text
+    family_tokens = await _sql(
+        settings, "SELECT client_id, revoked_at FROM refresh_tokens WHERE family_id = :f", f=family["family_id"]
+    )
+    assert len(family_tokens) == 2 and all(t["revoked_at"] is not None for t in family_tokens)
+    assert {t["client_id"] for t in family_tokens} == {doomed["client_id"], None}
+    verify = await client.get("/api/v1/auth/verify", headers=bearer(tokens["access_token"]))
+    assert verify.status_code == 401 and verify.json()["error"]["code"] == "AUTH_TOKEN_REVOKED"
 
 
 async def test_the_list_is_newest_first_a_keyset_page_at_a_time(
