@@ -64,6 +64,14 @@ downgrade *ARGS: sync
 create-user +ARGS: sync
     {{python}} -m auth_service create-user "$@"
 
+# Register an OAuth client, printed as JSON with a confidential client's secret (once): just create-client NAME --redirect-uri URI [--public] [--first-party] [--grant G]... [--scope S]...
+create-client +ARGS: sync
+    {{python}} -m auth_service create-client "$@"
+
+# Every OAuth client as a table (secrets never shown)
+list-clients: sync
+    {{python}} -m auth_service list-clients
+
 # Disable a user and revoke all of its tokens
 deactivate-user USERNAME: sync
     {{python}} -m auth_service deactivate-user "$1"

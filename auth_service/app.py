@@ -26,6 +26,7 @@ from auth_service.domain.account.mfa_controllers import MfaController
 from auth_service.domain.account.pages import ResetPasswordPage, VerifyEmailPage
 from auth_service.domain.account.passkey_controllers import PasskeyController
 from auth_service.domain.account.passkey_page import PasskeysPage, static_assets_router
+from auth_service.domain.admin.clients import AdminClientsController
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         PasskeyLoginController,
         MfaController,
         AdminController,
+        AdminClientsController,
         NotMeController,
         ResetPasswordPage,
         VerifyEmailPage,

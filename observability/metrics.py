@@ -252,6 +252,10 @@ AUDIT_ACTIONS = (
     "key.create",
     "key.rotate",
     "key.retire",
+    "client.create",
+    "client.update",
+    "client.delete",
+    "client.secret_rotate",
 )
 ADMIN_OPERATIONS = (
     "users.list",
@@ -264,6 +268,12 @@ ADMIN_OPERATIONS = (
     "users.mfa_reset",
     "login_records.list",
     "audit_events.list",
+    "clients.list",
+    "clients.create",
+    "clients.get",
+    "clients.update",
+    "clients.delete",
+    "clients.secret_rotate",
 )
 ADMIN_OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "not_found", "conflict", "limited", "error")
 

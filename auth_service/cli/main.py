@@ -1,4 +1,4 @@
-"""Command line: the primer (`init`) and the groups `users`, `db`, `keys`, `run` (also under the
+"""Command line: the primer (`init`) and the groups `users`, `clients`, `db`, `keys`, `run` (also under the
 flat names the justfile uses). Each command prints what it did; errors say what to do and exit
 non-zero."""
 
@@ -8,6 +8,7 @@ import copy
 
 import click
 
+from auth_service.cli.clients import clients, clients_create, clients_list
 from auth_service.cli.common import err, resolve_servers
 from auth_service.cli.db import db, db_downgrade, db_migrate, migrate, write_env_file
 from auth_service.cli.keys import ensure_first_key, keys
@@ -26,7 +27,7 @@ from auth_service.cli.users import (
     users_show,
 )
 
-__all__ = ["cli", "db", "keys", "main", "run", "users"]
+__all__ = ["cli", "clients", "db", "keys", "main", "run", "users"]
 
 
 @click.group(
@@ -47,7 +48,7 @@ def init(force: bool, yes: bool) -> None:
     create_first_admin(settings)
 
 
-for _group in (users, db, keys, run):
+for _group in (users, clients, db, keys, run):
     cli.add_command(_group)
 
 
@@ -62,6 +63,8 @@ _ALIASES = {
     "set-roles": users_set_roles,
     "reset-mfa": users_reset_mfa,
     "audit": users_audit,
+    "create-client": clients_create,
+    "list-clients": clients_list,
     "migrate": db_migrate,
     "downgrade": db_downgrade,
     "api": run_api_command,

@@ -31,6 +31,10 @@ VIOLATIONS = {
         "auth_service/domain/auth/service.py",
         "import auth_service.domain.account.controllers\n",
     ),
+    "the OAuth client store imports the admin API": (
+        "auth_service/domain/oauth/clients.py",
+        "import auth_service.domain.admin.service\n",
+    ),
     "db imports the service": ("db/sql.py", "import auth_service.settings\n"),
     "the API imports the worker": ("auth_service/domain/notifications/jobs.py", "import tasks.worker\n"),
 }

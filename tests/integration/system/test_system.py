@@ -72,6 +72,9 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
         "/api/v1/admin/users/{user_id}/mfa",
         "/api/v1/admin/login-records",
         "/api/v1/admin/audit-events",
+        "/api/v1/admin/clients",
+        "/api/v1/admin/clients/{client_id}",
+        "/api/v1/admin/clients/{client_id}/secret",
         "/api/v1/health",
         "/metrics",
     }
