@@ -30,6 +30,8 @@ from auth_service.domain.admin.clients import AdminClientsController
 from auth_service.domain.admin.controllers import AdminController, AdminMetrics
 from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
+from auth_service.domain.oauth.browser import LoginPage
+from auth_service.domain.oauth.controllers import OAuthController
 from auth_service.domain.oauth.well_known import WellKnownController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
@@ -200,6 +202,8 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         HealthController,
         metrics_endpoint,
         WellKnownController,
+        OAuthController,
+        LoginPage,
     ]
     if settings.pages.docs_enabled:
         route_handlers.append(docs_assets_router())

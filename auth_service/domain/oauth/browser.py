@@ -191,7 +191,7 @@ class LoginPage(Controller):
     path = LOGIN_PATH
     include_in_schema = False
     dependencies = {
-        "cookies": Provide(provide_browser_cookies, sync_to_thread=False),
+        "browser_cookies": Provide(provide_browser_cookies, sync_to_thread=False),
         "client": Provide(provide_client, sync_to_thread=False),
     }
 
@@ -221,10 +221,11 @@ class LoginPage(Controller):
     async def show(
         self,
         request: Request[Any, Any, Any],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
         return_to: Annotated[str, QueryParameter(name="return_to", max_length=_MAX_RETURN_TO)] = "",
         login_hint: Annotated[str, QueryParameter(name="login_hint", max_length=255)] = "",
     ) -> Response[str]:
+        cookies = browser_cookies
         return self._form(request, cookies, return_to=safe_return_to(return_to), username=login_hint)
 
     @post(
@@ -236,18 +237,21 @@ class LoginPage(Controller):
     async def submit(
         self,
         request: Request[Any, Any, Any],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
         auth: NamedDependency[AuthService],
         client: NamedDependency[ClientInfo],
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
+        cookies = browser_cookies
         return_to = safe_return_to(data.return_to)
         if not cookies.csrf_ok(request, data.csrf):
             return self._form(request, cookies, return_to=return_to, problem="The form expired; try again.", status=403)
         try:
             issued = await auth.login(data.username[:255], data.password[:4096], client)
         except MfaRequired as exc:
-            return self._mfa_form(request, cookies, exc.mfa.mfa_token, exc.mfa.methods, return_to)
+            challenge = exc.mfa
+            assert challenge is not None
+            return self._mfa_form(request, cookies, challenge.mfa_token, challenge.methods, return_to)
         except (InvalidCredentials, InvalidInput):
             return self._form(
                 request, cookies, return_to=return_to, username=data.username[:255],
@@ -298,11 +302,12 @@ class LoginPage(Controller):
     async def second_step(
         self,
         request: Request[Any, Any, Any],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
         step: NamedDependency[SecondStep],
         client: NamedDependency[ClientInfo],
         data: Annotated[MfaForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Response[Any]:
+        cookies = browser_cookies
         return_to = safe_return_to(data.return_to)
         if not cookies.csrf_ok(request, data.csrf):
             return self._form(request, cookies, return_to=return_to, problem="The form expired; try again.", status=403)

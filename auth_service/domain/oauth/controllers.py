@@ -159,7 +159,7 @@ class OAuthController(Controller):
     dependencies = {
         "auth": Provide(provide_auth_service),
         "provider": Provide(provide_provider),
-        "cookies": Provide(provide_cookies, sync_to_thread=False),
+        "browser_cookies": Provide(provide_cookies, sync_to_thread=False),
     }
 
     # ---- authorize --------------------------------------------------------------------------
@@ -169,8 +169,9 @@ class OAuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         provider: NamedDependency[Provider],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
     ) -> Response[Any]:
+        cookies = browser_cookies
         params = {k: request.query_params.getall(k) for k in request.query_params}
         try:
             client_id = single(params, "client_id")
@@ -348,8 +349,9 @@ class OAuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         provider: NamedDependency[Provider],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
     ) -> Response[Any]:
+        cookies = browser_cookies
         form = await request.form()
         settings: Settings = request.app.state.resources.settings
         data = _unsign(settings.purpose_keys.key("cookie"), str(form.get("request") or ""))
@@ -366,7 +368,7 @@ class OAuthController(Controller):
             return self._redirect_error(provider, data["redirect_uri"], error, data["state"])
         scopes = data["scope"].split(" ")
         await provider.store.consent(browser.user_id, client.client_id, scopes)
-        await provider.store._session.commit()  # noqa: SLF001
+        await provider.store.commit()
         return await self._issue_code(request, provider, data, browser)
 
     # ---- token ------------------------------------------------------------------------------
@@ -385,7 +387,11 @@ class OAuthController(Controller):
                 raise OAuthError("unsupported_grant_type", "grant_type is missing or not supported")
             if not client.allows_grant(grant_type_given):
                 raise OAuthError("unauthorized_client", f"The client may not use {grant_type_given}")
-            ip = request.app.state.resources.authenticator.request_ip(request)
+            resources = request.app.state.resources
+            ip = resources.authenticator.request_ip(request)
+            if grant_type_given != "refresh_token":
+                # The refresh grant has its limits (per session, per IP); the others the public one.
+                await resources.limits.public(ip, "/oauth2/token")
             if grant_type_given == "authorization_code":
                 answer = await provider.exchange_code(
                     client, single(form, "code"), single(form, "redirect_uri"), single(form, "code_verifier")
@@ -401,6 +407,9 @@ class OAuthController(Controller):
         except ServiceUnavailable:
             metrics.oauth_token_grants.add(1, {"grant_type": grant_type, "outcome": "temporarily_unavailable"})
             return oauth_error_response(OAuthError("temporarily_unavailable", "Retry shortly", status=503))
+        except RateLimited:
+            metrics.oauth_token_grants.add(1, {"grant_type": grant_type, "outcome": "invalid_request"})
+            return oauth_error_response(OAuthError("invalid_request", "Too many requests; retry later", status=429))
         metrics.oauth_token_grants.add(1, {"grant_type": grant_type, "outcome": "ok"})
         return Response(answer.as_dict(), headers=NO_STORE)
 
@@ -461,9 +470,10 @@ class OAuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         provider: NamedDependency[Provider],
-        cookies: NamedDependency[BrowserCookies],
+        browser_cookies: NamedDependency[BrowserCookies],
         keyring: NamedDependency[KeyRing],
     ) -> Response[Any]:
+        cookies = browser_cookies
         params: dict[str, list[str]] = {k: request.query_params.getall(k) for k in request.query_params}
         if request.method == "POST":
             params |= await _form(request)
@@ -496,24 +506,25 @@ class OAuthController(Controller):
         browser = await self._browser_session(request, provider, cookies)
         ended: set[uuid.UUID] = set()
         if browser is not None:
-            await provider._sessions.revoke_session(browser.user_id, browser.family_id, reason="oauth_logout")  # noqa: SLF001
+            await provider.end_session(browser.user_id, browser.family_id, "oauth_logout")
             ended.add(browser.family_id)
         if hinted is not None:
             try:
                 family, user = uuid.UUID(str(hinted.get("sid"))), uuid.UUID(str(hinted.get("sub")))
             except ValueError:
-                family = user = None  # type: ignore[assignment]
-            if family is not None and family not in ended and (browser is None or browser.user_id == user):
-                await provider._sessions.revoke_session(user, family, reason="oauth_logout")  # noqa: SLF001
+                pass
+            else:
+                if family not in ended and (browser is None or browser.user_id == user):
+                    await provider.end_session(user, family, "oauth_logout")
         log.info("oauth.logout", client_id=client_id, sessions=len(ended) + (1 if hinted else 0))
-        response: Response[Any]
+        done: Response[Any]
         if post_logout:
             target = _with_query(post_logout, {"state": state}) if state else post_logout
-            response = Redirect(target, status_code=302, headers=NO_STORE)
+            done = Redirect(target, status_code=302, headers=NO_STORE)
         else:
-            response = page("logged_out")
-        response.set_cookie(cookies.cleared_session())
-        return response
+            done = page("logged_out")
+        done.set_cookie(cookies.cleared_session())
+        return done
 
 
 def _bearer_error(error: str, description: str, status: int) -> Response[Any]:

@@ -167,6 +167,11 @@ class Provider:
         lifetime = self._refresh_ttl if with_refresh else self._tokens.access_ttl
         user_id = uuid.UUID(grant.user_id)
         valid_after = dt.datetime.fromisoformat(grant.tokens_valid_after) if grant.tokens_valid_after else None
+        # The client's share lock first, then the user's (the order its deletion takes): a client
+        # deleted or deactivated meanwhile leaves no session behind.
+        if await self.clients.get(client.client_id, share_lock=True) is None:
+            await self.store.rollback()
+            raise OAuthError("invalid_grant", "The client is no longer active")
         user = await self.store.open_session(
             family_id=family_id,
             # Without offline_access the session has no refresh token: its row is named by a hash
@@ -183,9 +188,9 @@ class Provider:
             expires_at=now + dt.timedelta(seconds=lifetime),
         )
         if user is None:
-            await self._auth_session_rollback()
+            await self.store.rollback()
             raise OAuthError("invalid_grant", "The user or the client changed since the authorization")
-        await self._commit()
+        await self.store.commit()
         if not await self.codes.settle(code):
             await self._end_session_of_family(family_id, "authorization_code_reuse")
             raise OAuthError("invalid_grant", "The authorization code was already used")
@@ -209,12 +214,6 @@ class Provider:
             metrics.tokens_issued.add(1, {"type": "refresh"})
         log.info("oauth.code_exchanged", client_id=client.client_id, user_id=str(user.user_id))
         return TokenResponse(access, self._tokens.access_ttl, grant.scope, refresh_token, id_token)
-
-    async def _auth_session_rollback(self) -> None:
-        await self.store._session.rollback()  # noqa: SLF001 - the request's session, shared by the store
-
-    async def _commit(self) -> None:
-        await self.store._session.commit()  # noqa: SLF001
 
     def _issue_access(
         self,
@@ -411,6 +410,10 @@ class Provider:
             return self._tokens.verify_access(token)
         except (TokenExpiredError, TokenInvalidError):
             return None
+
+    async def end_session(self, user_id: uuid.UUID, family_id: uuid.UUID, reason: str) -> None:
+        """End one session by the revocation protocol (audited as `session.revoke`)."""
+        await self._sessions.revoke_session(user_id, family_id, reason=reason)
 
     async def _end_session_of_family(self, family_id: uuid.UUID, reason: str) -> None:
         owner = await self.store.family_owner(family_id)

@@ -4,10 +4,10 @@ exchange opens, consents, and what userinfo, revocation and introspection read.
 A session opened through OAuth is a refresh family like any other (`refresh_tokens` with its
 `client_id` and `scope`): /users/me/sessions lists it, and logout everywhere, a password change,
 an admin deactivation and "this wasn't me" end it by the same revocation protocol. It is opened
-by one INSERT … SELECT that share-locks the user's row and the client's, and writes only while
-the user is active with the `tokens_valid_after` the authorization saw and the client is active:
-a revocation that committed since, or commits meanwhile (it takes the row for update first),
-leaves no session behind.
+by one INSERT … SELECT that share-locks the user's row (after the caller share-locked the
+client's) and writes only while the user is active with the `tokens_valid_after` the
+authorization saw: a revocation or a client's deletion that committed since, or commits
+meanwhile (it takes the rows for update first), leaves no session behind.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from sqlalchemy import and_, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import OAuthClient, OAuthConsent
+from db.models import OAuthConsent
 from db.sql import refresh_tokens, users
 
 __all__ = ["BrowserSession", "OAuthStore", "SessionRef", "UserClaims"]
 
 _T, _U = refresh_tokens.c, users.c
-_C = OAuthClient.__table__.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +72,12 @@ class OAuthStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
+    async def commit(self) -> None:
+        await self._session.commit()
+
+    async def rollback(self) -> None:
+        await self._session.rollback()
+
     async def browser_session(self, family_id: uuid.UUID, user_id: uuid.UUID) -> BrowserSession | None:
         """The sign-in session the cookie names, if it is live and its user active."""
         stmt = (
@@ -110,8 +115,10 @@ class OAuthStore:
         started_at: dt.datetime,
         expires_at: dt.datetime,
     ) -> UserClaims | None:
-        """Write the session's first refresh token while the user and the client are as the
-        authorization saw them; the user's claims, or None (nothing written)."""
+        """Write the session's first refresh token while the user is as the authorization saw
+        it; the user's claims, or None (nothing written). The caller holds the client's share
+        lock already (ClientStore.get(share_lock=True): client first, then user, the order a
+        client's deletion takes too)."""
         now = _now()
         owner = (
             select(_U.id, _U.username, _U.email, _U.email_verified, _U.roles, _U.is_active)
@@ -121,13 +128,9 @@ class OAuthStore:
                 _U.tokens_valid_after.is_(None)
                 if tokens_valid_after is None
                 else _U.tokens_valid_after == tokens_valid_after,
-                exists().where(_C.client_id == client_id, _C.is_active.is_(True)),
             )
             .with_for_update(read=True, of=users)
             .cte("owner")
-        )
-        client_lock = (
-            select(_C.client_id).where(_C.client_id == client_id).with_for_update(read=True).cte("client_lock")
         )
         values = select(
             literal(uuid.uuid4(), _T.id.type),
@@ -142,7 +145,7 @@ class OAuthStore:
             literal(amr, _T.amr.type),
             literal(client_id, _T.client_id.type),
             literal(scope, _T.scope.type),
-        ).select_from(owner.join(client_lock, literal(True)))
+        ).select_from(owner)
         columns = [
             "id",
             "token_hash",
