@@ -1,0 +1,214 @@
+"""The provider under attack: tokens mixed between clients, a public client's refresh replayed,
+a code redeemed twice at once, forged ID tokens, a client-secret timing probe, and the sessions
+that revocations elsewhere must end."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import random
+import statistics
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from joserfc import jwt
+from litestar.testing import AsyncTestClient
+
+from auth_service.app import create_app
+from auth_service.container import Resources
+from auth_service.lib.audit import CLI
+from auth_service.lib.crypto.keys import generate, unwrap_private
+from auth_service.settings import Settings
+from tests.conftest import make_settings
+from tests.factories import bearer, create_user
+from tests.integration.conftest import login
+from tests.integration.oauth.flow import (
+    ISSUER,
+    authorize_url,
+    code_of,
+    exchange,
+    oidc,
+    oidc_settings,
+    pkce,
+    register,
+    sign_in,
+)
+
+__all__ = ["oidc", "oidc_settings"]  # fixtures
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def _tokens(client: AsyncTestClient[Any], app: dict[str, Any]) -> dict[str, Any]:
+    verifier, challenge = pkce()
+    response = await client.get(authorize_url(app["client_id"], challenge))
+    code = code_of(response) if response.status_code == 302 and "code=" in response.headers["location"] else None
+    if code is None:
+        code = code_of(await sign_in(client, authorize_url(app["client_id"], challenge)))
+    answer = await exchange(client, app, code, verifier)
+    assert answer.status_code == 200, answer.text
+    tokens: dict[str, Any] = answer.json()
+    return tokens
+
+
+async def _active(client: AsyncTestClient[Any], app: dict[str, Any], token: str) -> bool:
+    auth = (app["client_id"], app["client_secret"])
+    return bool((await client.post("/oauth2/introspect", data={"token": token}, auth=auth)).json()["active"])
+
+
+async def test_tokens_do_not_mix_between_clients(oidc: Any) -> None:
+    client, admin = oidc
+    a, b = await register(client, admin, name="A"), await register(client, admin, name="B")
+    tokens = await _tokens(client, a)
+    b_auth = (b["client_id"], b["client_secret"])
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    stolen = await client.post("/oauth2/token", data=refresh, auth=b_auth)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    # B cannot read A's refresh token, nor end A's session by revoking its tokens.
+    peek = await client.post("/oauth2/introspect", data={"token": tokens["refresh_token"]}, auth=b_auth)
+    assert peek.json() == {"active": False}
+    for token in (tokens["refresh_token"], tokens["access_token"]):
+        assert (await client.post("/oauth2/revoke", data={"token": token}, auth=b_auth)).status_code == 200
+    assert await _active(client, a, tokens["access_token"])
+    # Our own API's refresh endpoint does not take an OAuth session's token either.
+    ours = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert ours.status_code == 401
+    assert (
+        await client.post("/oauth2/token", data=refresh, auth=(a["client_id"], a["client_secret"]))
+    ).status_code == 200
+
+
+async def test_a_public_clients_refresh_replayed_after_the_grace_ends_the_session(
+    database_url: str, redis_url: str
+) -> None:
+    settings = make_settings(database_url, redis_url, public_base_url=ISSUER, refresh_reuse_grace_seconds="0")
+    await create_user(settings, username="root", roles=["admin"])
+    await create_user(settings, username="alice")
+    async with AsyncTestClient(app=create_app(settings), base_url=ISSUER) as client:
+        admin = bearer((await login(client, "root"))["access_token"])
+        client.cookies.clear()
+        client.follow_redirects = False
+        app = await register(client, admin, type="public")
+        verifier, challenge = pkce()
+        code = code_of(await sign_in(client, authorize_url(app["client_id"], challenge)))
+        first = (await exchange(client, app, code, verifier)).json()
+        rotate = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": app["client_id"]}
+        second = await client.post("/oauth2/token", data=rotate)
+        assert second.status_code == 200 and second.json()["refresh_token"] != first["refresh_token"]
+        replay = await client.post("/oauth2/token", data=rotate)
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+        # The thief's replay ended the session: the successor the client holds is dead too.
+        successor = {**rotate, "refresh_token": second.json()["refresh_token"]}
+        assert (await client.post("/oauth2/token", data=successor)).json()["error"] == "invalid_grant"
+        info = await client.get("/oauth2/userinfo", headers=bearer(second.json()["access_token"]))
+        assert info.status_code == 401 and "invalid_token" in info.headers["www-authenticate"]
+
+
+async def test_a_code_redeemed_twice_at_once_leaves_no_live_session(oidc: Any) -> None:
+    """Both exchanges race through one Redis script each; whichever wins, the other's second
+    use ends the session the first opened (or makes the first revoke it as it settles)."""
+    client, admin = oidc
+    app = await register(client, admin)
+    await _tokens(client, app)  # signed in
+    for _ in range(5):
+        verifier, challenge = pkce()
+        code = code_of(await client.get(authorize_url(app["client_id"], challenge)))
+        answers = await asyncio.gather(*(exchange(client, app, code, verifier) for _ in range(2)))
+        ok = [a.json() for a in answers if a.status_code == 200]
+        assert len(ok) <= 1 and any(a.status_code == 400 for a in answers)
+        for tokens in ok:
+            assert not await _active(client, app, tokens["access_token"])
+
+
+async def test_revocations_elsewhere_end_oauth_sessions(oidc: Any) -> None:
+    client, admin = oidc
+    app = await register(client, admin)
+    tokens = await _tokens(client, app)
+    alice = (await client.get("/oauth2/userinfo", headers=bearer(tokens["access_token"]))).json()["sub"]
+    deactivated = await client.patch(f"/api/v1/admin/users/{alice}", json={"is_active": False}, headers=admin)
+    assert deactivated.status_code == 200, deactivated.text
+    assert (await client.get("/oauth2/userinfo", headers=bearer(tokens["access_token"]))).status_code == 401
+    refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    dead = await client.post("/oauth2/token", data=refresh, auth=(app["client_id"], app["client_secret"]))
+    assert dead.json()["error"] == "invalid_grant"
+    # The browser's sign-in session died with it: authorizing asks for a login again.
+    _, challenge = pkce()
+    again = await client.get(authorize_url(app["client_id"], challenge, prompt="none"))
+    assert parse_qs(urlsplit(again.headers["location"]).query)["error"] == ["login_required"]
+
+
+async def test_forged_or_retired_id_tokens_are_refused_as_hints(oidc: Any, oidc_settings: Settings) -> None:
+    client, admin = oidc
+    app = await register(client, admin, post_logout_redirect_uris=["https://app.example.com/bye"])
+    tokens = await _tokens(client, app)
+    head, payload, _ = tokens["id_token"].split(".")
+    public = (await client.get("/.well-known/jwks.json")).json()["keys"][0]
+    kid = public["kid"]
+    none = f"{_b64(json.dumps({'alg': 'none', 'kid': kid}).encode())}.{payload}."
+    hs_head = _b64(json.dumps({"alg": "HS256", "kid": kid, "typ": "JWT"}).encode())
+    mac = hmac.new(json.dumps(public).encode(), f"{hs_head}.{payload}".encode(), hashlib.sha256).digest()
+    confused = f"{hs_head}.{payload}.{_b64(mac)}"
+    other = generate("ES256", b"\0" * 32)
+    stranger = unwrap_private("ES256", other.kid, other.private_key, b"\0" * 32)
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    foreign = jwt.encode({"alg": "ES256", "kid": kid, "typ": "JWT"}, claims, stranger)
+    for name, hint in {"none": none, "hs256-public": confused, "foreign-key": foreign}.items():
+        query = {"id_token_hint": hint, "post_logout_redirect_uri": "https://app.example.com/bye"}
+        response = await client.get("/oauth2/logout?" + urlencode(query))
+        assert response.status_code == 400 and "location" not in response.headers, name
+    # A retired key's ID tokens stop being hints once the instance sees the retirement.
+    operator = Resources(oidc_settings, pool_size=1)
+    try:
+        await operator.keyring.retire(kid, CLI)
+    finally:
+        await operator.close()
+    await client.app.state.resources.keyring.load()  # what the refresh task does within KEY_REFRESH_SECONDS
+    query = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": "https://app.example.com/bye"}
+    response = await client.get("/oauth2/logout?" + urlencode(query))
+    assert response.status_code == 400
+    assert head  # the real ID token was the template
+
+
+@pytest.mark.serial  # a timing comparison
+async def test_a_client_secret_probe_learns_nothing_from_time_or_answer(
+    oidc: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unknown client, right client with a wrong secret, a public client given a secret: the same
+    401 and the same time (interleaved in one shuffled sequence; generous bounds, as the login's)."""
+    client, admin = oidc
+    confidential = await register(client, admin, name="C")
+    public = await register(client, admin, name="P", type="public")
+    kinds = {
+        "unknown client": ("a" * 22, "wrong-secret-" + "x" * 30),
+        "wrong secret": (confidential["client_id"], "wrong-secret-" + "x" * 30),
+        "public client": (public["client_id"], "wrong-secret-" + "x" * 30),
+    }
+    sequence = [kind for kind in kinds for _ in range(60)]
+    random.Random(7).shuffle(sequence)
+    timings: dict[str, list[float]] = {kind: [] for kind in kinds}
+    shapes: dict[str, Any] = {}
+    for n, kind in enumerate(sequence):
+        started = time.perf_counter()
+        response = await client.post("/oauth2/token", data={"grant_type": "client_credentials"}, auth=kinds[kind])
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 401
+        headers = {k: v for k, v in response.headers.items() if k not in ("x-request-id", "date")}
+        shapes.setdefault(kind, (response.json(), headers))
+        if n >= 15:
+            timings[kind].append(elapsed)
+    assert all(shape == shapes["unknown client"] for shape in shapes.values()), shapes
+    overall = statistics.median([t for values in timings.values() for t in values])
+    medians = {kind: statistics.median(values) for kind, values in timings.items()}
+    with capsys.disabled():
+        print("\nclient authentication failures (median ms; ratio to the overall median):")
+        for kind, median in medians.items():
+            print(f"  {kind:15s} {median * 1000:6.2f}   {median / overall:.3f}")
+    for kind, median in medians.items():
+        assert 0.75 <= median / overall <= 1.33, f"{kind}: {median * 1000:.2f} ms vs {overall * 1000:.2f} ms"
