@@ -118,7 +118,7 @@ def keys_rotate(now_too: bool) -> None:
 
     settings = resolve_servers()
     made = _with_ring(settings, lambda ring: ring.rotate(CLI, now_too=now_too))
-    if now_too:
+    if now_too or made.created_at is None or made.activates_at <= made.created_at:
         out(f"created signing key {made.kid} ({made.algorithm}): signing now")
     else:
         out(

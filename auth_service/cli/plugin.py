@@ -13,7 +13,7 @@ __all__ = ["AuthServiceCLI"]
 
 class AuthServiceCLI(CLIPluginProtocol):
     def on_cli_init(self, cli: Group) -> None:
-        from auth_service.cli.main import keys, users
+        from auth_service.cli.main import clients, keys, users
 
-        for group in (users, keys):
+        for group in (users, keys, clients):
             cli.add_command(group)

@@ -57,7 +57,8 @@ def _row(title: str) -> tuple[str, str, list[tuple[str, str]]]:
 DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]]]]] = {
     "auth-authentication": (
         "Auth service / Authentication",
-        "Logins by outcome and reason, tokens issued, token timings, rate-limit rejections, passkeys.",
+        "Logins by outcome and reason, tokens issued, token timings, rate-limit rejections, passkeys, second "
+        "factors, OpenID Connect.",
         [
             (
                 "Login attempts by outcome",
@@ -112,6 +113,27 @@ DASHBOARDS: dict[str, tuple[str, str, list[tuple[str, str, list[tuple[str, str]]
                 "Second factors enrolled by method",
                 "ops",
                 [("{{method}}", f"sum by (method) (rate(auth_mfa_enrolments_total[{W}]))")],
+            ),
+            _row("OpenID Connect"),
+            (
+                "Authorizations by outcome",
+                "reqps",
+                [("{{outcome}}", f"sum by (outcome) (rate(auth_oauth_authorizations_total[{W}]))")],
+            ),
+            (
+                "Token grants by type and outcome",
+                "reqps",
+                [
+                    (
+                        "{{grant_type}} {{outcome}}",
+                        f"sum by (grant_type, outcome) (rate(auth_oauth_token_grants_total[{W}]))",
+                    )
+                ],
+            ),
+            (
+                "Introspections by outcome",
+                "reqps",
+                [("{{outcome}}", f"sum by (outcome) (rate(auth_oauth_introspections_total[{W}]))")],
             ),
             _row("Audit"),
             (

@@ -443,6 +443,8 @@ class OAuthController(Controller):
             await provider.revoke(client, single(form, "token"))
         except OAuthError as exc:
             return oauth_error_response(exc)
+        except ServiceUnavailable:
+            return oauth_error_response(OAuthError("temporarily_unavailable", "Retry shortly", status=503))
         return Response(b"", headers=NO_STORE)
 
     @post("/introspect", status_code=200)
@@ -460,6 +462,10 @@ class OAuthController(Controller):
             if exc.error == "invalid_client":
                 metrics.oauth_introspections.add(1, {"outcome": "invalid_client"})
             return oauth_error_response(exc)
+        except RateLimited:
+            return oauth_error_response(OAuthError("invalid_request", "Too many requests; retry later", status=429))
+        except ServiceUnavailable:
+            return oauth_error_response(OAuthError("temporarily_unavailable", "Retry shortly", status=503))
         metrics.oauth_introspections.add(1, {"outcome": "active" if answer["active"] else "inactive"})
         return Response(answer, headers=NO_STORE)
 

@@ -379,12 +379,14 @@ class Provider:
         claims = self._claims_or_none(token)
         if claims is None:
             return {"active": False}
+        machine = False
         try:
             uuid.UUID(claims.sub)
         except ValueError:
-            # A client_credentials token: live while its client is.
+            # A client_credentials token: live while its client is; no user, so no username.
             if claims.client_id is None or await self.clients.get(claims.client_id) is None:
                 return {"active": False}
+            machine = True
         else:
             try:
                 claims = await self._verifier.verify(token, ip=ip, endpoint="introspect")
@@ -394,7 +396,7 @@ class Provider:
             "active": True,
             "token_type": "Bearer",
             "sub": claims.sub,
-            "username": claims.username,
+            **({} if machine else {"username": claims.username}),
             "exp": claims.exp,
             "iat": claims.iat,
             "iss": claims.iss,
