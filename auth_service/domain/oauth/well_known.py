@@ -17,6 +17,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 
+from auth_service.lib.http import error_responses
 from auth_service.lib.keyring import KeyRing
 from auth_service.settings import Settings
 from auth_service.settings.policy import JWKS_MAX_AGE
@@ -66,6 +67,7 @@ def _documented(container: type[msgspec.Struct], media_type: str, what: str) -> 
     return {
         200: ResponseSpec(data_container=container, media_type=media_type, description=what, generate_examples=False),
         304: ResponseSpec(data_container=None, description="Unchanged since the ETag in If-None-Match"),
+        **error_responses(),
     }
 
 

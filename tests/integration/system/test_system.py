@@ -40,6 +40,9 @@ async def test_openapi_declares_the_error_envelope_for_every_error(client: Async
     doc = (await client.get("/docs/openapi.json")).json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
         "/api/v1/auth/login",
         "/api/v1/auth/refresh",
         "/api/v1/auth/logout",
