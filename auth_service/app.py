@@ -166,8 +166,8 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         engine = db_config.get_engine()
         ping_on_checkout(engine)
         instrument_engine(engine)  # SQL spans, and the pool-usage gauge
-        await _calibrate_failure_floor(resources)
-        await _load_signing_keys(resources)
+        # Side by side: with the database away, start-up waits for one timeout, not two.
+        await asyncio.gather(_calibrate_failure_floor(resources), _load_signing_keys(resources))
         stop_polling = asyncio.Event()
         poller = asyncio.create_task(poll_gauges(resources.redis, resources.activity, stop_polling))
         key_refresh = asyncio.create_task(resources.keyring.run(stop_polling))

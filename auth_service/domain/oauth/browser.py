@@ -288,6 +288,8 @@ class LoginPage(Controller):
             csrf=token,
             mfa_token=mfa_token,
             enroll="enroll" in methods,
+            # A login whose only factor is a passkey cannot finish here (the hosted pages' script can).
+            passkey_only=bool(methods) and not {"totp", "recovery_code", "enroll"} & set(methods),
             return_to=return_to or "",
             problem=problem,
         )
