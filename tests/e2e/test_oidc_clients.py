@@ -1,0 +1,225 @@
+"""The OpenID Connect provider against client libraries we did not write, over HTTP to real
+uvicorn processes (DESIGN.md, "Keys, JWKS and OpenID Connect": "Proof that counts").
+
+- npm's openid-client (panva, v6; tests/e2e/oidc/js/rp.mjs): discovery, the code flow with PKCE
+  S256 through the /login form, the ID token checked against the JWKS, userinfo, refresh,
+  introspection, revocation and RP-initiated logout; then `keys rotate --now` by the CLI and the
+  whole run again, now signed with the new key.
+
+Every transcript goes to the test's tmp dir (openid-client-*.json, with the API logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from auth_service.settings import Settings
+from tests.conftest import PYTHON, TEST_SECRET, free_port
+from tests.e2e.conftest import api_server, child_env, run_cli
+from tests.e2e.oidc.node import openid_client_modules, require_node, run_relying_party
+from tests.factories import DEFAULT_PASSWORD, create_user
+
+# Loopback redirect URIs (allowed over http): the provider redirects there, nobody listens; each
+# client captures the Location header instead.
+REDIRECT = "http://127.0.0.1/rp/callback"
+SIGNED_OUT = "http://127.0.0.1/rp/signed-out"
+SCOPE = "openid profile email offline_access"
+LOGIN = "/api/v1/auth/login"
+VERIFY = "/api/v1/auth/verify"
+
+
+@pytest.fixture(scope="session")
+def openid_client() -> tuple[str, Path]:
+    """`node` and the node_modules holding the locked openid-client (cached per machine)."""
+    node, npm = require_node()
+    return node, openid_client_modules(npm)
+
+
+def _cli_env(settings: Settings) -> dict[str, str]:
+    """The CLI beside the test's API processes: same database, Redis and secret (the secret
+    derives the key that wraps the signing keys' private halves)."""
+    return child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY=TEST_SECRET)
+
+
+def _cli(args: list[str], workdir: Path, env: dict[str, str]) -> str:
+    done = run_cli(args, workdir, env)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return done.stdout
+
+
+def _rotate_now(workdir: Path, env: dict[str, str]) -> str:
+    """`keys rotate --now`: the new key's kid."""
+    out = _cli(["keys", "rotate", "--now"], workdir, env)
+    made = re.search(r"created signing key (\S+) \(ES256\): signing now", out)
+    assert made, out
+    return made.group(1)
+
+
+async def _kids(base: str) -> list[str]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = await http.get(f"{base}/.well-known/jwks.json")
+    assert answer.status_code == 200, answer.text
+    return [key["kid"] for key in answer.json()["keys"]]
+
+
+async def poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float) -> float:
+    """Seconds until `check()` holds, polled every 50 ms; fails after `timeout` seconds."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _kid_of(token: str) -> str:
+    segment = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))["kid"])
+
+
+async def _register(http: httpx.AsyncClient, admin: dict[str, str], **spec: Any) -> dict[str, Any]:
+    answer = await http.post("/api/v1/admin/clients", json=spec, headers=admin)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+async def _login(http: httpx.AsyncClient, base: str, username: str) -> dict[str, Any]:
+    answer = await http.post(f"{base}{LOGIN}", json={"username": username, "password": DEFAULT_PASSWORD})
+    assert answer.status_code == 200, answer.text
+    pair: dict[str, Any] = answer.json()
+    return pair
+
+
+# ---- npm openid-client ----------------------------------------------------------------------
+
+
+def _check_openid_client_run(run: dict[str, Any], issuer: str, client_id: str) -> None:
+    steps = {step["step"]: step for step in run["steps"]}
+    assert list(steps) == [
+        "discovery",
+        "authorize",
+        "login form",
+        "login",
+        "authorize (signed in)",
+        "token (authorization_code)",
+        "userinfo",
+        "token (refresh_token)",
+        "introspection (access token)",
+        "introspection (refresh token)",
+        "revocation",
+        "introspection (refresh token, revoked)",
+        "introspection (access token of the revoked session)",
+        "end session",
+        "authorize (prompt=none, after logout)",
+    ], run["steps"]
+    discovery = steps["discovery"]
+    assert discovery["issuer"] == issuer and discovery["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
+    assert discovery["code_challenge_methods_supported"] == ["S256"]
+    assert discovery["id_token_signing_alg_values_supported"] == ["ES256"]
+    assert steps["authorize"]["status"] == 302 and steps["authorize"]["location"] == "/login"
+    assert steps["authorize"]["return_to"] == "/oauth2/authorize"
+    assert steps["login form"]["status"] == 200 and steps["login form"]["csrf_cookie"] is True
+    assert steps["login"]["status"] == 303 and steps["login"]["session_cookie"] is True
+    back = steps["authorize (signed in)"]
+    assert back["status"] == 302 and back["redirect"] == REDIRECT
+    assert back["state_matches"] is True and back["iss"] == issuer  # RFC 9207
+    token = steps["token (authorization_code)"]
+    assert token["token_type"] == "bearer" and token["scope"] == SCOPE  # the library lower-cases the type
+    assert token["expires_in"] > 0 and token["refresh_token"] is not None
+    assert run["id_token_kid"] in token["jwks_kids"]  # the signature was checked against our JWKS
+    id_token = token["id_token"]
+    assert id_token["header"]["alg"] == "ES256" and id_token["header"]["kid"] == run["id_token_kid"]
+    assert id_token["iss"] == issuer and id_token["aud"] == client_id and id_token["nonce_matches"] is True
+    assert id_token["at_hash"] is True and id_token["auth_time"] is True and id_token["amr"] == ["pwd"]
+    assert id_token["preferred_username"] == "olivia" and id_token["email"] == "olivia@example.com"
+    userinfo = steps["userinfo"]
+    assert userinfo["sub_matches"] is True and userinfo["email_verified"] is True
+    assert userinfo["preferred_username"] == "olivia" and userinfo["email"] == "olivia@example.com"
+    refreshed = steps["token (refresh_token)"]
+    assert refreshed["rotated"] is True and refreshed["new_access_token"] is True and refreshed["scope"] == SCOPE
+    access = steps["introspection (access token)"]
+    assert access["active"] is True and access["client_id_matches"] is True and access["sub_matches"] is True
+    assert access["token_type"] == "Bearer" and access["scope"] == SCOPE
+    refresh = steps["introspection (refresh token)"]
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token" and refresh["sub_matches"] is True
+    # RFC 7009 ends the session: its refresh token and its access tokens with it.
+    assert steps["introspection (refresh token, revoked)"]["active"] is False
+    assert steps["introspection (access token of the revoked session)"]["active"] is False
+    logout = steps["end session"]
+    assert logout["status"] == 302 and logout["redirect"] == SIGNED_OUT and logout["state_matches"] is True
+    assert logout["session_cookie"] is False  # the sign-in cookie cleared
+    silent = steps["authorize (prompt=none, after logout)"]
+    assert silent["status"] == 302 and silent["redirect"] == REDIRECT
+    assert silent["error"] == "login_required" and silent["state_matches"] is True
+
+
+async def test_openid_client_completes_the_flow_and_again_after_a_key_rotation(
+    settings: Settings, tmp_path: Path, openid_client: tuple[str, Path]
+) -> None:
+    node, modules = openid_client
+    await create_user(settings, username="olivia")
+    env = _cli_env(settings)
+    # The integrator's recipe (`just create-client`), run while the API starts: both take seconds.
+    registering = subprocess.Popen(
+        [PYTHON, "-m", "auth_service", "create-client", "openid-client RP", "--redirect-uri", REDIRECT,
+         "--post-logout-redirect-uri", SIGNED_OUT, "--first-party"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        with api_server(
+            settings,
+            tmp_path,
+            port=port,
+            PUBLIC_BASE_URL=issuer,
+            KEY_REFRESH_SECONDS="1",
+            RATE_LIMIT_LOGIN="100/minute",
+        ):
+            out, err = registering.communicate(timeout=120)
+            assert registering.returncode == 0, err
+            app = json.loads(out)
+            assert app["type"] == "confidential" and app["first_party"] is True and app["client_secret"]
+            config = {
+                "issuer": issuer,
+                "client_id": app["client_id"],
+                "client_secret": app["client_secret"],
+                "redirect_uri": REDIRECT,
+                "post_logout_redirect_uri": SIGNED_OUT,
+                "username": "olivia",
+                "password": DEFAULT_PASSWORD,
+            }
+            (first_kid,) = await _kids(issuer)
+            first = run_relying_party(node, modules, config, tmp_path / "openid-client-1.json")
+            assert first["library"] == "openid-client@6.9.1"
+            _check_openid_client_run(first, issuer, app["client_id"])
+            assert first["id_token_kid"] == first_kid
+
+            new_kid = _rotate_now(tmp_path, env)
+            assert new_kid != first_kid
+            # The API rereads the keys every KEY_REFRESH_SECONDS: published means it signs with it.
+            await poll("the API loads the new key", lambda: _has_kid(issuer, new_kid), timeout=10)
+            second = run_relying_party(node, modules, config, tmp_path / "openid-client-2.json")
+            _check_openid_client_run(second, issuer, app["client_id"])
+            assert second["id_token_kid"] == new_kid
+    finally:
+        if registering.poll() is None:
+            registering.kill()
+            registering.wait()
+    assert app["client_secret"][:12] not in (tmp_path / "openid-client-1.json").read_text()
+
+
+async def _has_kid(base: str, kid: str) -> bool:
+    return kid in await _kids(base)
