@@ -5,6 +5,9 @@ uvicorn processes (DESIGN.md, "Keys, JWKS and OpenID Connect": "Proof that count
   S256 through the /login form, the ID token checked against the JWKS, userinfo, refresh,
   introspection, revocation and RP-initiated logout; then `keys rotate --now` by the CLI and the
   whole run again, now signed with the new key.
+- authlib's client (its OpenID Connect app mixins over its httpx AsyncOAuth2Client): the same
+  flow for a third-party client (the consent page), the ID token validated by authlib
+  (joserfc and CodeIDToken), userinfo, refresh, revocation, logout; and client_credentials.
 
 Every transcript goes to the test's tmp dir (openid-client-*.json, with the API logs).
 """
@@ -17,18 +20,28 @@ import json
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from authlib.integrations.base_client import BaseApp, FrameworkIntegration
+from authlib.integrations.base_client.async_app import AsyncOAuth2Mixin
+from authlib.integrations.base_client.async_openid import AsyncOpenIDMixin
+
+with warnings.catch_warnings():
+    # authlib 1.9 warns that it prefers the httpx2 fork when it falls back to httpx, ours.
+    warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from auth_service.settings import Settings
 from tests.conftest import PYTHON, TEST_SECRET, free_port
 from tests.e2e.conftest import api_server, child_env, run_cli
+from tests.e2e.oidc.browser import sign_in
 from tests.e2e.oidc.node import openid_client_modules, require_node, run_relying_party
-from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 
 # Loopback redirect URIs (allowed over http): the provider redirects there, nobody listens; each
 # client captures the Location header instead.
@@ -223,3 +236,120 @@ async def test_openid_client_completes_the_flow_and_again_after_a_key_rotation(
 
 async def _has_kid(base: str, kid: str) -> bool:
     return kid in await _kids(base)
+
+
+# ---- authlib --------------------------------------------------------------------------------
+
+
+class AuthlibRelyingParty(AsyncOAuth2Mixin, AsyncOpenIDMixin, BaseApp):  # type: ignore[misc]
+    """authlib's OpenID Connect client app (what its Starlette integration is) without a web
+    framework: discovery, the authorization URL with PKCE and nonce, the token request, the ID
+    token validated against the JWKS, userinfo, the end-session URL."""
+
+    client_cls = AsyncOAuth2Client
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(FrameworkIntegration("auth-service"), name="auth-service", **kwargs)
+
+
+async def test_authlib_completes_the_code_flow_with_consent_and_client_credentials(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await create_user(settings, username="root", roles=["admin"])
+    await create_user(settings, username="paula")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    with api_server(settings, tmp_path, port=port, PUBLIC_BASE_URL=issuer, RATE_LIMIT_LOGIN="100/minute"):
+        async with httpx.AsyncClient(base_url=issuer, timeout=30) as http:
+            admin = bearer((await _login(http, issuer, "root"))["access_token"])
+            web = await _register(
+                http, admin, name="Reports (a third party)", redirect_uris=[REDIRECT],
+                post_logout_redirect_uris=[SIGNED_OUT], first_party=False,
+            )  # fmt: skip
+            machine = await _register(
+                http, admin, name="Nightly export", grant_types=["client_credentials"], scopes=["reports:read"]
+            )
+        metadata_url = f"{issuer}/.well-known/openid-configuration"
+        rp = AuthlibRelyingParty(
+            client_id=web["client_id"],
+            client_secret=web["client_secret"],
+            server_metadata_url=metadata_url,
+            client_kwargs={
+                "scope": SCOPE,
+                "code_challenge_method": "S256",
+                "token_endpoint_auth_method": "client_secret_post",
+                "timeout": 30,
+            },
+        )
+        started = await rp.create_authorization_url(redirect_uri=REDIRECT)
+        assert "code_challenge_method=S256" in started["url"] and started["nonce"] and started["code_verifier"]
+        async with httpx.AsyncClient(base_url=issuer, timeout=30) as browser:
+            callback = await sign_in(browser, started["url"], "paula", DEFAULT_PASSWORD, consent=True)
+            assert callback.copy_with(query=None) == REDIRECT
+            assert callback.params["iss"] == issuer  # RFC 9207 (authlib does not check it)
+
+            token = await rp.fetch_access_token(
+                redirect_uri=REDIRECT,
+                authorization_response=str(callback),
+                state=started["state"],  # authlib refuses a callback whose state differs
+                code_verifier=started["code_verifier"],
+            )
+            assert token["token_type"] == "Bearer" and token["scope"] == SCOPE and token["refresh_token"]
+            claims = await rp.parse_id_token(
+                token,
+                nonce=started["nonce"],
+                claims_options={
+                    "iss": {"essential": True, "value": issuer},
+                    "aud": {"essential": True, "value": web["client_id"]},
+                    "sub": {"essential": True},
+                },
+            )  # signature (JWKS, ES256), iss, aud, exp, iat, nonce, azp, at_hash
+            assert claims["preferred_username"] == "paula" and claims["amr"] == ["pwd"] and claims["at_hash"]
+            info = await rp.userinfo(token=token)
+            assert info["sub"] == claims["sub"] and info["email"] == "paula@example.com"
+
+            metadata = await rp.load_server_metadata()
+            async with AsyncOAuth2Client(
+                web["client_id"], web["client_secret"], token_endpoint_auth_method="client_secret_post",
+                token=token, timeout=30,
+            ) as session:  # fmt: skip
+                refreshed = await session.refresh_token(metadata["token_endpoint"])
+                assert refreshed["refresh_token"] != token["refresh_token"] and refreshed["scope"] == SCOPE
+                live = await session.introspect_token(
+                    metadata["introspection_endpoint"], token=refreshed["access_token"]
+                )
+                assert live.status_code == 200 and live.json()["active"] is True
+                assert live.json()["client_id"] == web["client_id"] and live.json()["sub"] == claims["sub"]
+                revoked = await session.revoke_token(
+                    metadata["revocation_endpoint"], token=refreshed["refresh_token"], token_type_hint="refresh_token"
+                )
+                assert revoked.status_code == 200
+                with pytest.raises(OAuthError) as refused:
+                    await session.refresh_token(metadata["token_endpoint"], refresh_token=refreshed["refresh_token"])
+                assert refused.value.error == "invalid_grant"
+                dead = await session.introspect_token(
+                    metadata["introspection_endpoint"], token=refreshed["access_token"]
+                )
+                assert dead.json() == {"active": False}
+
+            logout = await rp.create_logout_url(post_logout_redirect_uri=SIGNED_OUT, id_token_hint=token["id_token"])
+            ended = await browser.get(logout["url"])
+            assert ended.status_code == 302, ended.text
+            assert ended.headers["location"] == f"{SIGNED_OUT}?state={logout['state']}"
+            assert "auth_session" not in browser.cookies
+
+        # client_credentials: a confidential client on its own behalf (no user, no refresh token).
+        async with AsyncOAuth2Client(
+            machine["client_id"], machine["client_secret"], scope="reports:read", timeout=30
+        ) as service:  # client_secret_basic, authlib's default
+            issued = await service.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
+            assert issued["token_type"] == "Bearer" and issued["scope"] == "reports:read"
+            assert "refresh_token" not in issued and "id_token" not in issued
+            seen = (
+                await service.introspect_token(metadata["introspection_endpoint"], token=issued["access_token"])
+            ).json()
+            assert seen["active"] is True and seen["client_id"] == seen["sub"] == machine["client_id"]
+            assert seen["scope"] == "reports:read"
+            with pytest.raises(OAuthError) as wider:
+                await service.fetch_token(metadata["token_endpoint"], grant_type="client_credentials", scope="openid")
+            assert wider.value.error == "invalid_scope"
