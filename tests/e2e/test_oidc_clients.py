@@ -8,6 +8,9 @@ uvicorn processes (DESIGN.md, "Keys, JWKS and OpenID Connect": "Proof that count
 - authlib's client (its OpenID Connect app mixins over its httpx AsyncOAuth2Client): the same
   flow for a third-party client (the consent page), the ID token validated by authlib
   (joserfc and CodeIDToken), userinfo, refresh, revocation, logout; and client_credentials.
+- A resource server that knows only the JWKS URL verifies our ES256 access tokens; two API
+  instances on one database pick up a rotation and a retirement by themselves within
+  KEY_REFRESH_SECONDS, without a restart.
 
 Every transcript goes to the test's tmp dir (openid-client-*.json, with the API logs).
 """
@@ -38,9 +41,10 @@ with warnings.catch_warnings():
 
 from auth_service.settings import Settings
 from tests.conftest import PYTHON, TEST_SECRET, free_port
-from tests.e2e.conftest import api_server, child_env, run_cli
+from tests.e2e.conftest import api_server, api_servers, child_env, run_cli
 from tests.e2e.oidc.browser import sign_in
 from tests.e2e.oidc.node import openid_client_modules, require_node, run_relying_party
+from tests.e2e.oidc.resource_server import JwksResourceServer, TokenRefused
 from tests.factories import DEFAULT_PASSWORD, bearer, create_user
 
 # Loopback redirect URIs (allowed over http): the provider redirects there, nobody listens; each
@@ -353,3 +357,88 @@ async def test_authlib_completes_the_code_flow_with_consent_and_client_credentia
             with pytest.raises(OAuthError) as wider:
                 await service.fetch_token(metadata["token_endpoint"], grant_type="client_credentials", scope="openid")
             assert wider.value.error == "invalid_scope"
+
+
+# ---- a resource server on the JWKS alone; two instances pick up rotation and retirement ------
+
+
+async def test_rotation_and_retirement_reach_a_jwks_resource_server_and_every_instance(
+    settings: Settings, tmp_path: Path
+) -> None:
+    await create_user(settings, username="rita")
+    env = _cli_env(settings)
+    with api_servers(
+        settings, tmp_path, 2, JWT_ALGORITHM="ES256", KEY_REFRESH_SECONDS="1", RATE_LIMIT_LOGIN="100/minute"
+    ) as (a, b):
+        # Both start on an empty key table: one of them makes the first key; both then publish it.
+        await poll("instance A publishes a first key", lambda: _count_kids(a, 1), timeout=5)
+        (first_kid,) = await _kids(a)
+        await poll("instance B publishes the same key", lambda: _published(b, [first_kid]), timeout=5)
+        server = JwksResourceServer(
+            f"{a}/.well-known/jwks.json", issuer="auth-service", audience="auth-service-clients", cooldown=0.2
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def valid_at(base: str, token: str) -> bool:
+                answer = await http.get(f"{base}{VERIFY}", headers=bearer(token))
+                assert answer.status_code in (200, 401), answer.text
+                return answer.status_code == 200 and answer.json()["valid"] is True
+
+            old = (await _login(http, a, "rita"))["access_token"]
+            assert _kid_of(old) == first_kid
+            claims = await server.verify(old)
+            assert claims["_kid"] == first_kid and claims["username"] == "rita" and server.fetches == 1
+            assert await valid_at(a, old) and await valid_at(b, old)
+            with pytest.raises(TokenRefused, match="no published key nobody"):
+                await server.verify(_with_kid(old, "nobody"))
+
+            new_kid = _rotate_now(tmp_path, env)
+            rotated_at = time.monotonic()
+            # A signs with the new key once it has reread the keys (KEY_REFRESH_SECONDS=1).
+            await poll("instance A signs with the new key", lambda: _has_kid(a, new_kid), timeout=10)
+            new = (await _login(http, a, "rita"))["access_token"]
+            assert _kid_of(new) == new_kid
+            # The resource server holds only the old key: the unknown kid makes it fetch the JWKS again.
+            assert (await server.verify(new))["_kid"] == new_kid and server.fetches == 2
+            # B verifies A's new token once it has read the new key itself: within its refresh period.
+            await poll("instance B accepts the new key's token", lambda: valid_at(b, new), timeout=5)
+            assert time.monotonic() - rotated_at < 1 + 4  # KEY_REFRESH_SECONDS plus slack
+            # The old key is retiring: still published, its tokens still good everywhere.
+            assert set(await _kids(b)) == {first_kid, new_kid}
+            assert await valid_at(a, old) and await valid_at(b, old) and await server.verify(old)
+
+            _cli(["keys", "retire", first_kid], tmp_path, env)
+            await poll("A refuses the retired key's token", lambda: _refused(valid_at(a, old)), timeout=5)
+            await poll("B refuses the retired key's token", lambda: _refused(valid_at(b, old)), timeout=5)
+            for base in (a, b):
+                assert await _kids(base) == [new_kid]
+                assert await valid_at(base, new)  # the successor's tokens are untouched
+            answer = await http.get(f"{b}{VERIFY}", headers=bearer(old))
+            assert answer.status_code == 401 and answer.json()["error"]["code"] == "AUTH_TOKEN_INVALID"
+            # A resource server that caches the JWKS for its max-age (300 s) learns of a retirement
+            # only when it fetches again: then it refuses the old key's tokens too.
+            assert (await server.verify(old))["_kid"] == first_kid
+            await server.refresh()
+            with pytest.raises(TokenRefused, match="no published key"):
+                await server.verify(old)
+            assert (await server.verify(new))["_kid"] == new_kid
+
+
+async def _published(base: str, kids: list[str]) -> bool:
+    return await _kids(base) == kids
+
+
+async def _refused(accepted: Awaitable[bool]) -> bool:
+    return not await accepted
+
+
+async def _count_kids(base: str, count: int) -> bool:
+    return len(await _kids(base)) == count
+
+
+def _with_kid(token: str, kid: str) -> str:
+    """`token` with its header naming another kid (the signature no longer matches either)."""
+    header_segment, rest = token.split(".", 1)
+    header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps({**header, "kid": kid}).encode()).rstrip(b"=").decode()
+    return f"{forged}.{rest}"
