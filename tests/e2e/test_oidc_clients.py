@@ -7,7 +7,8 @@ uvicorn processes (DESIGN.md, "Keys, JWKS and OpenID Connect": "Proof that count
   whole run again, now signed with the new key.
 - authlib's client (its OpenID Connect app mixins over its httpx AsyncOAuth2Client): the same
   flow for a third-party client (the consent page), the ID token validated by authlib
-  (joserfc and CodeIDToken), userinfo, refresh, revocation, logout; and client_credentials.
+  (joserfc and CodeIDToken), userinfo, refresh, revocation, logout; a public client on the
+  same browser session (PKCE alone, single sign-on); and client_credentials.
 - A resource server that knows only the JWKS URL verifies our ES256 access tokens; two API
   instances on one database pick up a rotation and a retirement by themselves within
   KEY_REFRESH_SECONDS, without a restart.
@@ -105,6 +106,11 @@ def _kid_of(token: str) -> str:
     return str(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))["kid"])
 
 
+def _redirect_of(response: httpx.Response) -> httpx.URL:
+    assert response.status_code == 302, response.text
+    return httpx.URL(response.headers["location"])
+
+
 async def _register(http: httpx.AsyncClient, admin: dict[str, str], **spec: Any) -> dict[str, Any]:
     answer = await http.post("/api/v1/admin/clients", json=spec, headers=admin)
     assert answer.status_code == 201, answer.text
@@ -179,7 +185,7 @@ def _check_openid_client_run(run: dict[str, Any], issuer: str, client_id: str) -
     assert logout["session_cookie"] is False  # the sign-in cookie cleared
     silent = steps["authorize (prompt=none, after logout)"]
     assert silent["status"] == 302 and silent["redirect"] == REDIRECT
-    assert silent["error"] == "login_required" and silent["state_matches"] is True
+    assert silent["error"] == "login_required" and silent["library_error"] == "AuthorizationResponseError"
 
 
 async def test_openid_client_completes_the_flow_and_again_after_a_key_rotation(
@@ -273,6 +279,9 @@ async def test_authlib_completes_the_code_flow_with_consent_and_client_credentia
             machine = await _register(
                 http, admin, name="Nightly export", grant_types=["client_credentials"], scopes=["reports:read"]
             )
+            native = await _register(
+                http, admin, name="Desktop app", redirect_uris=[REDIRECT], type="public", first_party=True
+            )
         metadata_url = f"{issuer}/.well-known/openid-configuration"
         rp = AuthlibRelyingParty(
             client_id=web["client_id"],
@@ -335,6 +344,28 @@ async def test_authlib_completes_the_code_flow_with_consent_and_client_credentia
                     metadata["introspection_endpoint"], token=refreshed["access_token"]
                 )
                 assert dead.json() == {"active": False}
+
+            # A public client (no secret: PKCE alone, token_endpoint_auth_method none), first-party:
+            # the browser is signed in already, so the authorization answers with a code at once.
+            public = AuthlibRelyingParty(
+                client_id=native["client_id"],
+                server_metadata_url=metadata_url,
+                client_kwargs={"scope": SCOPE, "code_challenge_method": "S256", "token_endpoint_auth_method": "none"},
+            )
+            again = await public.create_authorization_url(redirect_uri=REDIRECT)
+            single_sign_on = _redirect_of(await browser.get(again["url"]))
+            native_token = await public.fetch_access_token(
+                redirect_uri=REDIRECT,
+                authorization_response=str(single_sign_on),
+                state=again["state"],
+                code_verifier=again["code_verifier"],
+            )
+            native_claims = await public.parse_id_token(native_token, nonce=again["nonce"])
+            assert native_claims["sub"] == claims["sub"] and native_claims["aud"] == native["client_id"]
+            async with AsyncOAuth2Client(
+                native["client_id"], token_endpoint_auth_method="none", token=native_token, timeout=30
+            ) as app:
+                assert (await app.refresh_token(metadata["token_endpoint"]))["access_token"]
 
             logout = await rp.create_logout_url(post_logout_redirect_uri=SIGNED_OUT, id_token_hint=token["id_token"])
             ended = await browser.get(logout["url"])
