@@ -163,18 +163,19 @@ class KeyRing:
 
     async def ensure(self, actor: Actor | None = None) -> ManagedKey | None:
         """Make a first key, active at once, when no key may sign; the new key, else None.
-        With an actor (`just init`), the audit log says so."""
+        With an actor (`just init`), the audit log says so. Either way the ring is reloaded: an
+        instance that lost the race to another one's first key signs with that key at once."""
         now = self.clock()
+        made: ManagedKey | None = None
         async with self._sessions() as session, session.begin():
             await session.execute(select(func.pg_advisory_xact_lock(_LOCK)))
             live = await session.scalar(
                 select(func.count()).select_from(SigningKey).where(_T.state.in_(("next", "active")))
             )
-            if live:
-                return None
-            made = await self._insert(session, now, now)
-            if actor is not None:
-                await record(session, actor, _entry("key.create", made))
+            if not live:
+                made = await self._insert(session, now, now)
+                if actor is not None:
+                    await record(session, actor, _entry("key.create", made))
         await self.load()
         return made
 

@@ -108,6 +108,36 @@ def api_process(
         log.close()
 
 
+@contextmanager
+def api_servers(settings: Settings, workdir: Path, count: int, **env: str) -> Iterator[list[str]]:
+    """`count` API processes on the same database and Redis, as their base URLs once every one is
+    healthy. All are spawned before the first is waited for: their start-ups (seconds each) overlap."""
+    procs: list[tuple[str, subprocess.Popen[Any], Any]] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            full_env = child_env(
+                **{
+                    "DATABASE_URL": settings.database.owner_url,
+                    "REDIS_URL": settings.redis.url,
+                    "JWT_SECRET_KEY": TEST_SECRET,
+                    "RATE_LIMIT_PUBLIC": "10000/minute",
+                    **env,
+                }
+            )
+            log = (workdir / f"api-{port}.log").open("w")
+            argv = [PYTHON, "-m", "auth_service", "api", "--port", str(port)]
+            proc = subprocess.Popen(argv, cwd=workdir, env=full_env, stdout=log, stderr=log)
+            procs.append((f"http://127.0.0.1:{port}", proc, log))
+        for base, proc, _ in procs:
+            wait_healthy(base, proc)
+        yield [base for base, _, _ in procs]
+    finally:
+        for _, proc, log in procs:
+            stop_process(proc)
+            log.close()
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Any]:
     """A redis-server of our own on a spare port, which the test may stop and start."""

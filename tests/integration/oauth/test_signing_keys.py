@@ -240,3 +240,25 @@ async def test_the_other_algorithms_sign_and_verify(database_url: str, redis_url
             KeySet.import_key_set(jwks),
             algorithms=[algorithm],
         )
+
+
+async def test_an_instance_that_loses_the_race_for_the_first_key_signs_with_the_winners_at_once(
+    settings: Settings,
+) -> None:
+    """Two instances starting on an empty key table (several upgraded at once, without `just
+    init`): the one whose `ensure` finds the other's new key signs with it at once, not only
+    after its next reload, KEY_REFRESH_SECONDS later (until then its logins would be 503s)."""
+    winner, loser = Resources(settings, pool_size=1), Resources(settings, pool_size=1)
+    try:
+        for instance in (winner, loser):
+            await instance.keyring.load()  # both find no key
+            assert instance.keyring.signer() is None
+        made = await winner.keyring.ensure()
+        assert made is not None
+        assert await loser.keyring.ensure() is None  # one may sign now: nothing to make
+        signer = loser.keyring.signer()
+        assert signer is not None and signer.kid == made.kid
+        assert [k["kid"] for k in json.loads(loser.keyring.jwks())["keys"]] == [made.kid]
+    finally:
+        await winner.close()
+        await loser.close()
