@@ -136,6 +136,7 @@ test-deps:
     missing=()
     [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
     { command -v victoria-metrics && command -v vmalert; } >/dev/null || missing+=(victoria-metrics)
+    { command -v node && command -v npm; } >/dev/null || missing+=(nodejs npm)  # openid-client, oidc-provider
     [ ${#missing[@]} -eq 0 ] && exit 0
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
         echo "error: the tests need the Debian packages ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2

@@ -212,3 +212,24 @@ async def test_a_client_secret_probe_learns_nothing_from_time_or_answer(
             print(f"  {kind:15s} {median * 1000:6.2f}   {median / overall:.3f}")
     for kind, median in medians.items():
         assert 0.75 <= median / overall <= 1.33, f"{kind}: {median * 1000:.2f} ms vs {overall * 1000:.2f} ms"
+
+
+async def test_a_refresh_may_narrow_the_scope_never_widen_it(oidc: Any) -> None:
+    client, admin = oidc
+    app = await register(client, admin)
+    tokens = await _tokens(client, app)
+    auth = (app["client_id"], app["client_secret"])
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "scope": "openid offline_access"}
+    narrow = await client.post("/oauth2/token", data=form, auth=auth)
+    assert narrow.status_code == 200 and narrow.json()["scope"] == "openid offline_access"
+    info = (await client.get("/oauth2/userinfo", headers=bearer(narrow.json()["access_token"]))).json()
+    assert "email" not in info and "preferred_username" not in info  # the narrower token's scope
+    # The session keeps what it was granted: the next refresh, without a scope, has it all.
+    whole = {"grant_type": "refresh_token", "refresh_token": narrow.json()["refresh_token"]}
+    again = await client.post("/oauth2/token", data=whole, auth=auth)
+    assert again.json()["scope"] == "openid profile email offline_access"
+    wider = {**whole, "refresh_token": again.json()["refresh_token"], "scope": "openid admin"}
+    refused = await client.post("/oauth2/token", data=wider, auth=auth)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
+    kept = {**whole, "refresh_token": again.json()["refresh_token"]}  # the refusal spent nothing
+    assert (await client.post("/oauth2/token", data=kept, auth=auth)).status_code == 200
