@@ -8,8 +8,10 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import html
 import json
 import random
+import re
 import statistics
 import time
 from typing import Any
@@ -23,9 +25,11 @@ from auth_service.app import create_app
 from auth_service.container import Resources
 from auth_service.lib.audit import CLI
 from auth_service.lib.crypto.keys import generate, unwrap_private
+from auth_service.lib.crypto.totp import current_step
 from auth_service.settings import Settings
 from tests.conftest import make_settings
-from tests.factories import bearer, create_user
+from tests.factories import DEFAULT_PASSWORD, bearer, create_user
+from tests.integration.auth.mfa import code_at, enrol
 from tests.integration.conftest import login
 from tests.integration.oauth.flow import (
     ISSUER,
@@ -233,3 +237,54 @@ async def test_a_refresh_may_narrow_the_scope_never_widen_it(oidc: Any) -> None:
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_scope"
     kept = {**whole, "refresh_token": again.json()["refresh_token"]}  # the refusal spent nothing
     assert (await client.post("/oauth2/token", data=kept, auth=auth)).status_code == 200
+
+
+async def test_the_sign_in_form_takes_the_second_step_and_its_amr_reaches_the_id_token(oidc: Any) -> None:
+    client, admin = oidc
+    app = await register(client, admin)
+    access = (await login(client))["access_token"]
+    client.cookies.clear()
+    secret, _ = await enrol(client, access)
+    verifier, challenge = pkce()
+    first = await client.get(authorize_url(app["client_id"], challenge))
+    form_page = await client.get(first.headers["location"])
+    fields = dict(re.findall(r'name="(csrf|return_to)" value="([^"]*)"', form_page.text))
+    posted = await client.post(
+        "/login",
+        data={"username": "alice", "password": DEFAULT_PASSWORD, **{k: html.unescape(v) for k, v in fields.items()}},
+    )
+    assert posted.status_code == 200 and 'action="/login/mfa"' in posted.text  # the second step's form
+    step = dict(re.findall(r'name="(csrf|mfa_token|return_to)" value="([^"]*)"', posted.text))
+    step = {k: html.unescape(v) for k, v in step.items()}
+    wrong = await client.post("/login/mfa", data={**step, "code": "000000"})
+    assert wrong.status_code == 401 and "did not work" in wrong.text
+    done = await client.post("/login/mfa", data={**step, "code": code_at(secret, current_step())})
+    assert done.status_code == 303, done.text
+    code = code_of(await client.get(done.headers["location"]))
+    tokens = (await exchange(client, app, code, verifier)).json()
+    claims = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[1] + "=="))
+    assert set(claims["amr"]) >= {"pwd", "otp", "mfa"}
+
+
+async def test_the_sign_in_form_keeps_the_logins_limits_and_its_csrf(database_url: str, redis_url: str) -> None:
+    settings = make_settings(database_url, redis_url, public_base_url=ISSUER, rate_limit_login_failures="3/15minute")
+    await create_user(settings, username="alice")
+    async with AsyncTestClient(app=create_app(settings), base_url=ISSUER) as client:
+        page = await client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        forged = await client.post("/login", data={"username": "alice", "password": "x", "csrf": "forged"})
+        assert forged.status_code == 403 and "expired" in forged.text
+        statuses = []
+        for _ in range(5):
+            response = await client.post(
+                "/login", data={"username": "alice", "password": "wrong", "csrf": csrf.group(1)}
+            )
+            statuses.append(response.status_code)
+        assert statuses[:3] == [401, 401, 401] and 429 in statuses[3:], statuses
+        # A return_to elsewhere is never followed: the sign-in ends on our own page.
+        evil = await client.post(
+            "/login",
+            data={"username": "nobody", "password": "x", "csrf": csrf.group(1), "return_to": "https://evil.example/"},
+        )
+        assert 'name="return_to" value=""' in evil.text
