@@ -72,13 +72,16 @@ def generate(algorithm: str, wrap_key: bytes) -> KeyMaterial:
     """A new key pair for `algorithm`, its private half wrapped with `wrap_key`."""
     cls = _key_class(algorithm)
     key: PublicKey
-    if cls is ECKey:
-        key = ECKey.generate_key("P-256")
-    elif cls is RSAKey:
-        key = RSAKey.generate_key(_RSA_BITS)
-    else:
-        key = OKPKey.generate_key("Ed25519")
-    kid = key.thumbprint()
+    while True:
+        if cls is ECKey:
+            key = ECKey.generate_key("P-256")
+        elif cls is RSAKey:
+            key = RSAKey.generate_key(_RSA_BITS)
+        else:
+            key = OKPKey.generate_key("Ed25519")
+        kid = key.thumbprint()
+        if not kid.startswith("-"):  # one in 64: a command line would take `just keys retire -…` for an option
+            break
     public = {**key.as_dict(private=False), "kid": kid, "alg": algorithm, "use": "sig"}
     pem = key.as_pem(private=True)
     nonce = os.urandom(_NONCE_BYTES)
