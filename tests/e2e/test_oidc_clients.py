@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import subprocess
 import time
 import warnings
@@ -40,9 +39,11 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "The httpx module is deprecated", DeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
+from auth_service.container import Resources
+from auth_service.lib.audit import CLI
 from auth_service.settings import Settings
 from tests.conftest import PYTHON, TEST_SECRET, free_port
-from tests.e2e.conftest import api_server, api_servers, child_env, run_cli
+from tests.e2e.conftest import api_server, api_servers, child_env
 from tests.e2e.oidc.browser import sign_in
 from tests.e2e.oidc.node import openid_client_modules, require_node, run_relying_party
 from tests.e2e.oidc.resource_server import JwksResourceServer, TokenRefused
@@ -70,18 +71,23 @@ def _cli_env(settings: Settings) -> dict[str, str]:
     return child_env(DATABASE_URL=settings.database.owner_url, REDIS_URL=settings.redis.url, JWT_SECRET_KEY=TEST_SECRET)
 
 
-def _cli(args: list[str], workdir: Path, env: dict[str, str]) -> str:
-    done = run_cli(args, workdir, env)
-    assert done.returncode == 0, f"{args}: {done.stderr}"
-    return done.stdout
+async def _rotate_now(settings: Settings) -> str:
+    """What `just keys rotate --now` does (tests/integration/oauth/test_keys_cli.py runs the
+    command itself; here, in process, a process start cheaper): the new key's kid."""
+    operator = Resources(settings, pool_size=1)
+    try:
+        return (await operator.keyring.rotate(CLI, now_too=True)).kid
+    finally:
+        await operator.close()
 
 
-def _rotate_now(workdir: Path, env: dict[str, str]) -> str:
-    """`keys rotate --now`: the new key's kid."""
-    out = _cli(["keys", "rotate", "--now"], workdir, env)
-    made = re.search(r"created signing key (\S+) \(ES256\): signing now", out)
-    assert made, out
-    return made.group(1)
+async def _retire(settings: Settings, kid: str) -> None:
+    """What `just keys retire KID` does, in process."""
+    operator = Resources(settings, pool_size=1)
+    try:
+        await operator.keyring.retire(kid, CLI)
+    finally:
+        await operator.close()
 
 
 async def _kids(base: str) -> list[str]:
@@ -230,7 +236,7 @@ async def test_openid_client_completes_the_flow_and_again_after_a_key_rotation(
             _check_openid_client_run(first, issuer, app["client_id"])
             assert first["id_token_kid"] == first_kid
 
-            new_kid = _rotate_now(tmp_path, env)
+            new_kid = await _rotate_now(settings)
             assert new_kid != first_kid
             # The API rereads the keys every KEY_REFRESH_SECONDS: published means it signs with it.
             await poll("the API loads the new key", lambda: _has_kid(issuer, new_kid), timeout=10)
@@ -397,7 +403,6 @@ async def test_rotation_and_retirement_reach_a_jwks_resource_server_and_every_in
     settings: Settings, tmp_path: Path
 ) -> None:
     await create_user(settings, username="rita")
-    env = _cli_env(settings)
     with api_servers(
         settings,
         tmp_path,
@@ -429,7 +434,7 @@ async def test_rotation_and_retirement_reach_a_jwks_resource_server_and_every_in
             with pytest.raises(TokenRefused, match="no published key nobody"):
                 await server.verify(_with_kid(old, "nobody"))
 
-            new_kid = _rotate_now(tmp_path, env)
+            new_kid = await _rotate_now(settings)
             # A signs with the new key once it has reread the keys (KEY_REFRESH_SECONDS=1).
             await poll("instance A signs with the new key", lambda: _has_kid(a, new_kid), timeout=10)
             new = (await _login(http, a, "rita"))["access_token"]
@@ -444,7 +449,7 @@ async def test_rotation_and_retirement_reach_a_jwks_resource_server_and_every_in
             assert set(await _kids(b)) == {first_kid, new_kid}
             assert await valid_at(a, old) and await valid_at(b, old) and await server.verify(old)
 
-            _cli(["keys", "retire", first_kid], tmp_path, env)
+            await _retire(settings, first_kid)
             await poll("A refuses the retired key's token", lambda: _refused(valid_at(a, old)), timeout=5)
             await poll("B refuses the retired key's token", lambda: _refused(valid_at(b, old)), timeout=5)
             for base in (a, b):
