@@ -60,8 +60,17 @@ class Run:
     cpu_us: float = 0.0  # server CPU per request
 
 
-def wrk(url: str, seconds: float, connections: int, script: str | None = None, *, allow_errors: bool = False) -> Run:
-    """Run wrk on the load core; `script` is Lua source (headers, method, body)."""
+def wrk(
+    url: str,
+    seconds: float,
+    connections: int,
+    script: str | None = None,
+    *,
+    allow_errors: bool = False,
+    output: list[str] | None = None,
+) -> Run:
+    """Run wrk on the load core; `script` is Lua source (headers, method, body); wrk's own
+    output is appended to `output` (what a script's `done` prints)."""
     extra: list[str] = []
     if script:
         path = RESULTS / f"wrk-{os.getpid()}-{abs(hash(script))}.lua"
@@ -78,6 +87,8 @@ def wrk(url: str, seconds: float, connections: int, script: str | None = None, *
     finally:
         if script:
             path.unlink(missing_ok=True)
+    if output is not None:
+        output.append(out)
 
     def number(pattern: str) -> float:
         found = re.search(pattern, out)
