@@ -1,5 +1,5 @@
 """The benchmark's baseline scripts run against today's settings declaration (a rename of the
-settings once broke `just bench` without failing any test)."""
+settings once broke `just bench` without failing any test), and every scenario is described."""
 
 from __future__ import annotations
 
@@ -30,3 +30,11 @@ def test_the_argon2_baseline_runs_at_the_services_own_parameters() -> None:
         defaults.parallelism,
     )
     assert line["rps"] > 0
+
+
+def test_every_scenario_is_described_in_the_bench_readme() -> None:
+    from bench.run import SCENARIOS
+
+    readme = (ROOT / "bench" / "README.md").read_text()
+    missing = [name for name in SCENARIOS if f"| `{name}` |" not in readme]
+    assert not missing, f"bench/README.md has no row for {missing}"
