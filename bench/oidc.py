@@ -8,6 +8,8 @@
   route without the check (target ≥ 0.8).
 - `well-known`: /.well-known/openid-configuration and /.well-known/jwks.json against a bare
   Litestar app serving the same bytes, same uvicorn settings (target ≥ 0.8 each).
+- `oidc-provider`: our /oauth2/token refresh and /oauth2/introspect against panva's
+  oidc-provider (bench/oidc_provider/server.mjs), set up alike, on the same core, by the same wrk.
 
 The sessions are made through the code flow as a browser would (authorize → /login form →
 code → token), before the clock; the users are the bench's (bench1, …), the client is
@@ -19,9 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import re
 import secrets
+import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
@@ -37,7 +42,7 @@ from bench import harness as h
 from bench import load as lg
 from bench.scenarios import LOGIN_CONNECTIONS, Config, Row, row
 
-__all__ = ["oauth_refresh", "resource_server", "well_known"]
+__all__ = ["oauth_refresh", "oidc_provider", "resource_server", "well_known"]
 
 REDIRECT = "https://app.example.com/callback"
 SESSIONS = 16  # refreshing sessions, as the /auth/refresh scenario
@@ -360,3 +365,239 @@ def well_known(cfg: Config) -> list[Row]:
             )
         )
     return rows
+
+
+# --- oidc-provider: the certified Node OP, set up alike ---------------------------------------------
+
+NPM_CACHE = Path(os.environ.get("BENCH_NPM_DIR", Path.home() / ".cache" / "auth-service-bench" / "npm"))
+_PACKAGE = h.ROOT / "bench" / "oidc_provider"
+
+
+def install_oidc_provider() -> Path:
+    """`npm ci` of bench/oidc_provider's lock into NPM_CACHE (once; again when the lock changes);
+    the node_modules directory."""
+    npm = shutil.which("npm")
+    if not shutil.which("node") or not npm:
+        raise RuntimeError("the oidc-provider comparison needs node (≥ 20.19) and npm")
+    NPM_CACHE.mkdir(parents=True, exist_ok=True)
+    lock = (_PACKAGE / "package-lock.json").read_bytes()
+    installed = NPM_CACHE / "node_modules" / ".bench-lock"
+    if not installed.exists() or installed.read_bytes() != lock:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(_PACKAGE / name, NPM_CACHE / name)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=NPM_CACHE, check=True)
+        installed.write_bytes(lock)
+    return NPM_CACHE / "node_modules"
+
+
+@contextmanager
+def oidc_provider_server(client: Client) -> Iterator[tuple[str, int]]:
+    modules = install_oidc_provider()
+    port = h.free_port()
+    env = {
+        **os.environ,
+        "OIDC_PROVIDER_MODULES": str(modules),
+        "PORT": str(port),
+        "BENCH_CLIENT_ID": client.client_id,
+        "BENCH_CLIENT_SECRET": client.secret,
+        "BENCH_REDIRECT_URI": REDIRECT,
+        "DEBUG": "",
+    }
+    base = f"http://127.0.0.1:{port}"
+    server = h.start(
+        [shutil.which("node") or "node", str(_PACKAGE / "server.mjs")], env, f"{base}/.well-known/openid-configuration"
+    )
+    try:
+        yield base, server.pid
+    finally:
+        h.stop(server)
+
+
+def their_sessions(base: str, client: Client, account: str, count: int) -> list[dict[str, str]]:
+    """`count` sessions of one account through oidc-provider's code flow and its development
+    interactions: the login page once (any account id, no password check), then its consent page
+    for each authorization (offline_access needs prompt=consent there), then the code exchange."""
+    out: list[dict[str, str]] = []
+    with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as http:
+        for _ in range(count):
+            verifier, challenge = _pkce()
+            location = f"/auth?{_authorize_query(client.client_id, challenge, prompt='consent')}"
+            for _hop in range(12):
+                if location.startswith(REDIRECT):
+                    break
+                response = http.get(location)
+                if response.status_code in (302, 303):
+                    location = urljoin(base, response.headers["location"])
+                    location = location.removeprefix(base)
+                    continue
+                if response.status_code != 200 or "/interaction/" not in str(response.url):
+                    raise RuntimeError(f"oidc-provider answered {response.status_code}: {response.text[:300]}")
+                page = response.text
+                prompt = "login" if 'value="login"' in page else "consent"
+                form = (
+                    {"prompt": prompt, "login": account, "password": "any"} if prompt == "login" else {"prompt": prompt}
+                )
+                posted = http.post(urlsplit(str(response.url)).path, data=form)
+                if posted.status_code not in (302, 303):
+                    raise RuntimeError(
+                        f"oidc-provider's {prompt} page answered {posted.status_code}: {posted.text[:300]}"
+                    )
+                location = urljoin(base, posted.headers["location"]).removeprefix(base)
+            else:
+                raise RuntimeError("oidc-provider's authorization did not end at the redirect URI")
+            out.append(_exchange(http, "/token", client, _code_of(location), verifier))
+    return out
+
+
+_LUA_ENCODE = """
+local function enc(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))
+end
+"""
+
+
+def _lua_list(values: list[str]) -> str:
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+
+def refresh_script(path: str, client: Client, tokens: list[str]) -> str:
+    """wrk: every request spends a refresh token from the pool, every answer puts its successor
+    back: rotation chains over a pool of len(tokens). wrk calls `request` once in each thread
+    before its connections open (that request is never sent), so the pool needs one token more
+    than the connections."""
+    return (
+        _LUA_ENCODE
+        + f"""
+pool = {_lua_list(tokens)}
+missing = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "{client.basic}"
+request = function()
+  local t = table.remove(pool)
+  if t == nil then missing = missing + 1; t = "none" end
+  return wrk.format(nil, "{path}", nil, "grant_type=refresh_token&refresh_token=" .. enc(t))
+end
+response = function(status, headers, body)
+  local t = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+  if t then table.insert(pool, t) end
+end
+"""
+    )
+
+
+def introspect_script(path: str, client: Client, tokens: list[str]) -> str:
+    """wrk: introspection of the access tokens in turn; answers that are not active are counted."""
+    return (
+        _LUA_ENCODE
+        + f"""
+local tokens = {_lua_list(tokens)}
+local i = 0
+inactive = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "{client.basic}"
+request = function()
+  i = i % #tokens + 1
+  return wrk.format(nil, "{path}", nil, "token=" .. enc(tokens[i]))
+end
+response = function(status, headers, body)
+  if not body:find('"active"%s*:%s*true') then inactive = inactive + 1 end
+end
+"""
+    )
+
+
+OP_CONNECTIONS = 16  # as many as sessions per round: each connection carries one rotation chain
+
+
+def _checked_wrk(url: str, seconds: float, script: str, counter: str) -> h.Run:
+    """wrk with one of the scripts above; a request without a token or an answer without the
+    expected body (`counter` > 0) fails the scenario, as a non-2xx answer does."""
+    out: list[str] = []
+    run = h.wrk(url, seconds, OP_CONNECTIONS, script + _done(counter), output=out)
+    found = re.findall(rf"^BENCH {counter}=(\d+)$", out[0], re.MULTILINE)
+    if not found or any(int(n) for n in found):
+        raise RuntimeError(f"wrk against {url}: {counter} = {found}")
+    return run
+
+
+def _done(counter: str) -> str:
+    return f"""
+threads = {{}}
+setup = function(thread) table.insert(threads, thread) end
+done = function(summary, latency, requests)
+  for _, t in ipairs(threads) do io.write("BENCH {counter}=" .. tostring(t:get("{counter}")) .. "\\n") end
+end
+"""
+
+
+def oidc_provider(cfg: Config) -> list[Row]:
+    """Ours and oidc-provider side by side: each measured on the server core, the same wrk, the
+    same scripts, interleaved. Every run gets sessions made through the code flow just before it
+    (not on the clock): a refresh run ends its chains (a wrk stopped mid-request loses the
+    successors it never read), and oidc-provider's stock memory adapter is an LRU of 1,000
+    entries, so its tokens made before the previous run are gone by the next."""
+    # 17 users: a session of each per run, 16 chains and the token wrk's first `request` takes.
+    with h.service(users=OP_CONNECTIONS + 2, JWT_ALGORITHM="ES256") as svc:
+        ours_client = register_client(svc)
+        theirs_client = Client("bench-client", secrets.token_urlsafe(32))
+        with oidc_provider_server(theirs_client) as (op_base, op_pid):
+            sides = {
+                "ours": (svc.base, svc.pid, ours_client, "/oauth2/token", "/oauth2/introspect"),
+                "theirs": (op_base, op_pid, theirs_client, "/token", "/token/introspection"),
+            }
+
+            def sessions(side: str) -> list[dict[str, str]]:
+                """A fresh session of each of 17 users."""
+                client = sides[side][2]
+                if side == "ours":
+                    return [our_sessions(svc, client, name, 1)[0] for name in svc.users[1:]]
+                return [their_sessions(op_base, client, name, 1)[0] for name in svc.users[1:]]
+
+            def refreshes(side: str, seconds: float) -> h.Run:
+                base, pid, client, token_path, _ = sides[side]
+                script = refresh_script(token_path, client, [s["refresh_token"] for s in sessions(side)])
+                return h.measured(pid, lambda: _checked_wrk(f"{base}{token_path}", seconds, script, "missing"))
+
+            def introspections(side: str) -> h.Run:
+                base, pid, client, _, path = sides[side]
+                script = introspect_script(path, client, [s["access_token"] for s in sessions(side)])
+                return h.measured(pid, lambda: _checked_wrk(f"{base}{path}", cfg.seconds, script, "inactive"))
+
+            for side in sides:  # warm-up
+                refreshes(side, cfg.warmup)
+            runs = h.interleave(
+                {
+                    "ours refresh": lambda: refreshes("ours", cfg.seconds),
+                    "theirs refresh": lambda: refreshes("theirs", cfg.seconds),
+                    "ours introspect": lambda: introspections("ours"),
+                    "theirs introspect": lambda: introspections("theirs"),
+                },
+                cfg.rounds,
+            )
+    rows = []
+    for name, what, theirs_path in (
+        ("refresh", "POST /oauth2/token (refresh_token, rotated)", "POST /token"),
+        ("introspect", "POST /oauth2/introspect (an access token)", "POST /token/introspection"),
+    ):
+        o, t = runs[f"ours {name}"], runs[f"theirs {name}"]
+        rows.append(
+            row(
+                f"vs oidc-provider: {name}",
+                f"ours: {what}, {OP_CONNECTIONS} conns (wrk)",
+                o.rps,
+                f"oidc-provider 9 (Node {_node_version()}, memory adapter): {theirs_path}",
+                t.rps,
+                "(context)",
+                None,
+                detail=f"p50/p99 {o.p50:.1f}/{o.p99:.1f} ms vs {t.p50:.1f}/{t.p99:.1f} ms; "
+                f"{o.cpu_us:.0f} vs {t.cpu_us:.0f} µs server CPU/req",
+            )
+        )
+    return rows
+
+
+def _node_version() -> str:
+    node = shutil.which("node") or "node"
+    return subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
