@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+# Two benches on one PostgreSQL (two work trees) would drop each other's database: name yours.
+DATABASE = os.environ.get("BENCH_DATABASE", "auth_bench")
 PASSWORD = "bench password 123"
 SERVER_CORE, LOAD_CORE = 0, 1
 
@@ -58,8 +60,17 @@ class Run:
     cpu_us: float = 0.0  # server CPU per request
 
 
-def wrk(url: str, seconds: float, connections: int, script: str | None = None, *, allow_errors: bool = False) -> Run:
-    """Run wrk on the load core; `script` is Lua source (headers, method, body)."""
+def wrk(
+    url: str,
+    seconds: float,
+    connections: int,
+    script: str | None = None,
+    *,
+    allow_errors: bool = False,
+    output: list[str] | None = None,
+) -> Run:
+    """Run wrk on the load core; `script` is Lua source (headers, method, body); wrk's own
+    output is appended to `output` (what a script's `done` prints)."""
     extra: list[str] = []
     if script:
         path = RESULTS / f"wrk-{os.getpid()}-{abs(hash(script))}.lua"
@@ -76,6 +87,8 @@ def wrk(url: str, seconds: float, connections: int, script: str | None = None, *
     finally:
         if script:
             path.unlink(missing_ok=True)
+    if output is not None:
+        output.append(out)
 
     def number(pattern: str) -> float:
         found = re.search(pattern, out)
@@ -181,7 +194,7 @@ def bare(module: str = "bench.bare_app") -> Iterator[tuple[str, int]]:
 
 @dataclass
 class Service:
-    """The real service under uvicorn, on database `auth_bench` (recreated) with user `bench`."""
+    """The real service under uvicorn, on database `auth_bench` (BENCH_DATABASE; recreated) with user `bench`."""
 
     base: str
     pid: int
@@ -203,7 +216,7 @@ def _admin(sql: str, url: str = PG_ADMIN_URL) -> None:
     asyncio.run(run())
 
 
-_TEMPLATE = "auth_bench_template"
+_TEMPLATE = f"{DATABASE}_template"
 _template_migrated = False
 
 
@@ -227,7 +240,7 @@ def _fresh_database(database: str, env: dict[str, str]) -> str:
 
 @contextmanager
 def service(users: int = 1, **settings: str) -> Iterator[Service]:
-    """A fresh `auth_bench` database, `users` users (bench, bench1, …), the API on the server core."""
+    """A fresh `auth_bench` (BENCH_DATABASE) database, `users` users (bench, bench1, …), the API on the server core."""
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -245,7 +258,7 @@ def service(users: int = 1, **settings: str) -> Iterator[Service]:
         "EMAIL_BACKEND": "console",
         **settings,
     }
-    database_url = _fresh_database("auth_bench", env)
+    database_url = _fresh_database(DATABASE, env)
     env["DATABASE_URL"] = database_url
     cli = [sys.executable, "-m", "auth_service"]
     names = ["bench", *(f"bench{i}" for i in range(1, users))]

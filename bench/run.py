@@ -1,7 +1,8 @@
 """`just bench`: every figure a ratio against a baseline measured in the same run.
 
 Scenarios (issue #6): ratelimit, verify, login, isolation, floods, refresh, account (the
-self-service reads), mfa (the login's second step, issue #24), admin (the admin listings on 1 M login records, issue #17), load (the seed
+self-service reads), mfa (the login's second step, issue #24), the OpenID Connect provider's
+oauth-refresh, resource-server, well-known and oidc-provider (bench/oidc.py), admin (the admin listings on 1 M login records, issue #17), load (the seed
 design's load tests and the enumeration timing). `--quick` (`just bench-quick`) runs short
 rounds of verify, login and the load journeys in under a minute. Writes
 bench/results/latest.json and latest.md and prints the table.
@@ -20,6 +21,7 @@ import time
 from bench import harness as h
 from bench import scenarios as s
 from bench.mfa import mfa
+from bench.oidc import oauth_refresh, oidc_provider, resource_server, well_known
 
 SCENARIOS = {
     "ratelimit": s.ratelimit,
@@ -29,6 +31,10 @@ SCENARIOS = {
     "floods": s.floods,
     "refresh": s.refresh,
     "mfa": mfa,
+    "oauth-refresh": oauth_refresh,
+    "resource-server": resource_server,
+    "well-known": well_known,
+    "oidc-provider": oidc_provider,
     "account": s.account,
     "admin": s.admin,
     "load": s.seed_load,
