@@ -32,7 +32,7 @@ from auth_service.domain.auth.controllers import VERIFY_PATH, AuthController
 from auth_service.domain.auth.passkey_controllers import PasskeyLoginController
 from auth_service.domain.oauth.browser import LoginPage
 from auth_service.domain.oauth.controllers import OAuthController
-from auth_service.domain.oauth.well_known import WellKnownController
+from auth_service.domain.oauth.well_known import DOCUMENT_PATHS, WellKnownController
 from auth_service.domain.sessions.pages import NotMeController
 from auth_service.domain.system.controllers import HealthController, metrics_endpoint
 from auth_service.domain.system.gauges import poll_gauges
@@ -41,7 +41,7 @@ from auth_service.lib.http import StrictJSONRequest
 from auth_service.lib.principal import AUTHENTICATOR_STATE_KEY, DENIALS_STATE_KEY
 from auth_service.server.authentication import AuthenticationMiddleware
 from auth_service.server.denials import Denials
-from auth_service.server.dispatch import FastVerify
+from auth_service.server.dispatch import FastDocuments, FastVerify
 from auth_service.server.exception_handlers import exception_handlers
 from auth_service.server.hardening import cors_config, response_hardening
 from auth_service.server.openapi import (
@@ -131,14 +131,15 @@ class AuthApp(Litestar):
     """Litestar, with GET /verify answered by its fast path before the router (server/dispatch.py)."""
 
     fast_verify: FastVerify | None = None
+    fast_documents: FastDocuments | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
-        fast = self.fast_verify
-        if fast is not None and fast.takes(scope):
-            scope["app"] = scope["litestar_app"] = self
-            scope.setdefault("state", {})
-            await fast(scope, receive, send)
-            return
+        for fast in (self.fast_verify, self.fast_documents):
+            if fast is not None and fast.takes(scope):
+                scope["app"] = scope["litestar_app"] = self
+                scope.setdefault("state", {})
+                await fast(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -150,7 +151,11 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         service_name="auth-service-api",
         version=version("auth-service"),
         environment=settings.app.env,
-        hot_spans={f"GET {VERIFY_PATH}": settings.telemetry.trace_verify_sample_ratio},
+        # The hot paths' traces are sampled: verify, and the documents resource servers fetch.
+        hot_spans={
+            f"GET {path}": settings.telemetry.trace_verify_sample_ratio
+            for path in (VERIFY_PATH, *sorted(DOCUMENT_PATHS))
+        },
     )
     start_api_counters()  # dashboards read 0, not "no data", before the first login or failure
     instrument_redis()
@@ -229,6 +234,7 @@ def create_app(settings: Settings | None = None) -> AuthApp:
         debug=False,
     )
     app.fast_verify = FastVerify(app, before_send, path=VERIFY_PATH, cors=cors is not None)
+    app.fast_documents = FastDocuments(app, before_send, cors=cors is not None)
     if settings.pages.docs_enabled:
         mark_optional_bodies(app)
         document_one_of_bodies(app)

@@ -22,7 +22,7 @@ from auth_service.lib.keyring import KeyRing
 from auth_service.settings import Settings
 from auth_service.settings.policy import JWKS_MAX_AGE
 
-__all__ = ["SCOPES", "WellKnownController", "discovery_document"]
+__all__ = ["DOCUMENT_PATHS", "SCOPES", "WellKnownController", "discovery_document", "document_bytes"]
 
 SCOPES = ("openid", "profile", "email", "offline_access")
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
@@ -184,9 +184,37 @@ class WellKnownController(Controller):
 
 
 def _metadata(request: Request[Any, Any, Any], settings: Settings) -> _Document:
+    return _metadata_of(request.app, settings)
+
+
+def _metadata_of(app: Any, settings: Settings) -> _Document:
     """Built on the first request, kept in the app's state (settings do not change)."""
-    document: _Document | None = getattr(request.app.state, "oidc_discovery", None)
+    document: _Document | None = getattr(app.state, "oidc_discovery", None)
     if document is None:
         document = _Document(discovery_document(settings))
-        request.app.state.oidc_discovery = document
+        app.state.oidc_discovery = document
     return document
+
+
+JWKS_PATH = "/.well-known/jwks.json"
+DOCUMENT_PATHS = frozenset({JWKS_PATH, "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"})
+_CACHE_BYTES = _CACHE.encode()
+_JSON = b"application/json; charset=utf-8"
+_JWKS_TYPE = f"{JWKS_MEDIA_TYPE}; charset=utf-8".encode()
+_jwks_etag: tuple[bytes, bytes] = (b"", b"")
+
+
+def document_bytes(app: Any, path: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """(body, ETag, content type, Cache-Control) of a published document, for the fast path
+    (server/dispatch.py): the same bytes the routes below answer."""
+    global _jwks_etag
+    resources = app.state.resources
+    if path == JWKS_PATH:
+        body = resources.keyring.jwks()
+        cached_body, etag = _jwks_etag
+        if body is not cached_body:
+            etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'.encode()
+            _jwks_etag = (body, etag)
+        return body, etag, _JWKS_TYPE, _CACHE_BYTES
+    document = _metadata_of(app, resources.settings)
+    return document.body, document.etag.encode(), _JSON, _CACHE_BYTES

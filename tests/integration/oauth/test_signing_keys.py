@@ -262,3 +262,21 @@ async def test_an_instance_that_loses_the_race_for_the_first_key_signs_with_the_
     finally:
         await winner.close()
         await loser.close()
+
+
+@pytest.mark.parametrize("path", ["/.well-known/jwks.json", "/.well-known/openid-configuration"])
+async def test_the_fast_path_answers_what_the_route_does(database_url: str, redis_url: str, path: str) -> None:
+    """The documents are answered in front of the router (server/dispatch.py), except for a CORS
+    request, which the route answers: both say the same bytes, with the same headers."""
+    settings = make_settings(database_url, redis_url, cors_origins="https://spa.example")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        fast = await client.get(path)
+        routed = await client.get(path, headers={"Origin": "https://spa.example"})
+        unchanged = await client.get(path, headers={"If-None-Match": fast.headers["etag"]})
+    assert fast.status_code == routed.status_code == 200 and fast.content == routed.content
+    for header in ("content-type", "cache-control", "etag", "x-content-type-options", "x-request-id"):
+        assert (header in fast.headers) and (header in routed.headers), header
+        if header != "x-request-id":
+            assert fast.headers[header] == routed.headers[header], header
+    assert routed.headers["access-control-allow-origin"] == "https://spa.example"
+    assert unchanged.status_code == 304 and unchanged.content == b""
