@@ -421,7 +421,9 @@ class Provider:
 
     def _claims_or_none(self, token: str) -> AccessClaims | None:
         try:
-            return self._tokens.verify_access(token)
+            # Through the verifier's cache of verified claims: introspection then checks the
+            # signature once, not twice (the verifier's revocation check reads the same cache).
+            return self._verifier.claims_of(token)
         except (TokenExpiredError, TokenInvalidError):
             return None
 
