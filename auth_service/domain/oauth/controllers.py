@@ -559,6 +559,8 @@ def _id_token_claims(token: str, keyring: KeyRing, issuer: str) -> dict[str, Any
     try:
         header_segment = token.split(".")[0]
         header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
+        if not isinstance(header, dict):
+            return None
         key = keyring.verifying(str(header.get("kid")))
         if key is None or key.public is None or header.get("alg") != key.algorithm:
             return None

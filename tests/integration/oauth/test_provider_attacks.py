@@ -33,6 +33,7 @@ from tests.integration.auth.mfa import code_at, enrol
 from tests.integration.conftest import login
 from tests.integration.oauth.flow import (
     ISSUER,
+    REDIRECT,
     authorize_url,
     code_of,
     exchange,
@@ -163,7 +164,8 @@ async def test_forged_or_retired_id_tokens_are_refused_as_hints(oidc: Any, oidc_
     stranger = unwrap_private("ES256", other.kid, other.private_key, b"\0" * 32)
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     foreign = jwt.encode({"alg": "ES256", "kid": kid, "typ": "JWT"}, claims, stranger)
-    for name, hint in {"none": none, "hs256-public": confused, "foreign-key": foreign}.items():
+    garbage = {"list-header": f"{_b64(b'[]')}.{payload}.x", "not-json": "bm9wZQ.x.y", "no-dots": "x" * 40}
+    for name, hint in {"none": none, "hs256-public": confused, "foreign-key": foreign, **garbage}.items():
         query = {"id_token_hint": hint, "post_logout_redirect_uri": "https://app.example.com/bye"}
         response = await client.get("/oauth2/logout?" + urlencode(query))
         assert response.status_code == 400 and "location" not in response.headers, name
@@ -288,3 +290,48 @@ async def test_the_sign_in_form_keeps_the_logins_limits_and_its_csrf(database_ur
             data={"username": "nobody", "password": "x", "csrf": csrf.group(1), "return_to": "https://evil.example/"},
         )
         assert 'name="return_to" value=""' in evil.text
+
+
+async def test_malformed_requests_get_an_answer_never_a_500(oidc: Any) -> None:
+    client, admin = oidc
+    app = await register(client, admin)
+    cid = app["client_id"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", f"/oauth2/authorize?client_id={cid}&client_id={cid}", {}),
+        ("GET", "/oauth2/authorize?client_id=%00", {}),
+        ("GET", "/oauth2/authorize?client_id=" + "a" * 5000, {}),
+        ("GET", f"/oauth2/authorize?client_id={cid}&redirect_uri=%ff%fe", {}),
+        ("GET", "/oauth2/authorize?" + urlencode({"client_id": cid, "redirect_uri": REDIRECT, "max_age": "-1"}), {}),
+        ("GET", "/oauth2/authorize?" + urlencode({"client_id": cid, "redirect_uri": REDIRECT, "scope": "\x01"}), {}),
+        ("POST", "/oauth2/token", {"content": b"\xff\xfe=\xff", "headers": form}),
+        (
+            "POST",
+            "/oauth2/token",
+            {"content": b"grant_type=password", "headers": {**form, "Authorization": "Basic %%%"}},
+        ),
+        (
+            "POST",
+            "/oauth2/token",
+            {"content": b"grant_type=x", "headers": {**form, "Authorization": "Basic bm9jb2xvbg=="}},
+        ),
+        ("POST", "/oauth2/token", {"content": b"grant_type=x", "headers": {**form, "Authorization": "Bearer x"}}),
+        ("POST", "/oauth2/token", {"content": b"grant_type=authorization_code&grant_type=x", "headers": form}),
+        ("POST", "/oauth2/introspect", {"content": b"token=" + b"a" * 5000, "headers": form}),
+        ("POST", "/oauth2/revoke", {"content": b"token=%00", "headers": form}),
+        ("GET", "/oauth2/userinfo", {"headers": {"Authorization": "Bearer " + "x." * 50}}),
+        ("GET", "/oauth2/userinfo", {"headers": {"Authorization": "Basic abc"}}),
+        ("GET", "/oauth2/logout?state=a&state=b", {}),
+        ("GET", "/oauth2/logout?post_logout_redirect_uri=https://evil.example/", {}),
+        ("POST", "/oauth2/consent", {"content": b"request=x.y&csrf=z&decision=allow", "headers": form}),
+        ("POST", "/oauth2/consent", {"content": b"\xff", "headers": form}),
+        ("POST", "/login", {"content": b"username=%00&password=x&csrf=", "headers": form}),
+        ("POST", "/login/mfa", {"content": b"mfa_token=" + b"m" * 3000 + b"&code=1", "headers": form}),
+        ("GET", "/login?return_to=" + "x" * 5000, {}),
+    ]
+    for method, url, kwargs in requests:
+        response = await client.request(method, url, **kwargs)
+        assert response.status_code < 500, (method, url, response.status_code, response.text[:200])
+        assert "Traceback" not in response.text
+    logout = await client.get("/oauth2/logout?post_logout_redirect_uri=https://evil.example/")
+    assert logout.status_code == 400 and "location" not in logout.headers
