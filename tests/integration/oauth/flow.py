@@ -32,7 +32,8 @@ def pkce() -> tuple[str, str]:
 
 @pytest.fixture
 def oidc_settings(database_url: str, redis_url: str) -> Settings:
-    return make_settings(database_url, redis_url, public_base_url=ISSUER)
+    # Keys reread every 0.2 s: a retirement made beside the app reaches it as it would in production.
+    return make_settings(database_url, redis_url, public_base_url=ISSUER, key_refresh_seconds="0.2")
 
 
 @pytest.fixture
